@@ -1,0 +1,164 @@
+"""Fine-grained spans: highlight spans of a response, tag each with an error type, optionally
+correct it; plus an item-level "missing information" note and corrected whole responses.
+
+Canonical label:
+  {"spans": [{"response": id, "start": int, "end": int, "label": str, "correction": str|None}],
+   "missing": str, "corrected": {response_id: str}}
+Offsets are character offsets (Unicode code points, as Python counts them) into the response
+text; the page converts from the browser's UTF-16 units. An empty span list means "no errors".
+"""
+
+from .base import (
+    KindError,
+    count_responses,
+    optional_str,
+    reject_unknown,
+    require_dict,
+    response_ids,
+    type_name,
+)
+
+# Fine-Grained RLHF's QA-feedback error types, each mapped to its reward category.
+DEFAULT_TAXONOMY = [
+    {
+        "name": "irrelevant",
+        "category": "non-factual",
+        "hotkey": "i",
+        "description": "Off topic or not needed to answer the question.",
+    },
+    {
+        "name": "redundant",
+        "category": "non-factual",
+        "hotkey": "r",
+        "description": "Repeats something already said.",
+    },
+    {
+        "name": "incoherent",
+        "category": "non-factual",
+        "hotkey": "c",
+        "description": "Does not follow from the text around it, or contradicts it.",
+    },
+    {
+        "name": "unverifiable",
+        "category": "factual",
+        "hotkey": "u",
+        "description": "A claim the passages or common knowledge cannot confirm.",
+    },
+    {
+        "name": "wrong-grounding",
+        "category": "factual",
+        "hotkey": "w",
+        "description": "Contradicts the given passages or known facts.",
+    },
+]
+DEFAULT_CONFIG = {"taxonomy": DEFAULT_TAXONOMY, "allow_corrections": True}
+MAX_SPANS = 500
+
+
+def clean_config(config: dict) -> dict:
+    config = {**DEFAULT_CONFIG, **require_dict(config, "config")}
+    reject_unknown(config, set(DEFAULT_CONFIG), "config")
+    taxonomy = config["taxonomy"]
+    if not isinstance(taxonomy, list) or not taxonomy:
+        raise KindError("config.taxonomy", "expected a non-empty list of error types")
+    names, hotkeys, cleaned = set(), set(), []
+    for i, entry in enumerate(taxonomy):
+        field = f"config.taxonomy[{i}]"
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        entry = require_dict(entry, field)
+        reject_unknown(entry, {"name", "category", "description", "hotkey"}, field)
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise KindError(f"{field}.name", "is required")
+        name = name.strip()
+        if name in names:
+            raise KindError(f"{field}.name", f"{name!r} appears twice")
+        names.add(name)
+        hotkey = str(entry.get("hotkey") or "").lower()
+        if hotkey and (len(hotkey) != 1 or hotkey in hotkeys):
+            raise KindError(f"{field}.hotkey", f"{hotkey!r} must be one character, used once")
+        hotkeys.add(hotkey)
+        cleaned.append(
+            {
+                "name": name,
+                "category": str(entry.get("category") or name).strip(),
+                "description": str(entry.get("description") or ""),
+                "hotkey": hotkey,
+            }
+        )
+    if not isinstance(config["allow_corrections"], bool):
+        raise KindError("config.allow_corrections", "expected true or false")
+    return {**config, "taxonomy": cleaned}
+
+
+def check_responses(responses: list[dict], config: dict) -> None:
+    count_responses(responses, 1, None, "spans")
+
+
+def clean_label(label, responses: list[dict], config: dict) -> dict:
+    label = require_dict(label, "label")
+    reject_unknown(label, {"spans", "missing", "corrected"})
+    spans = label.get("spans")
+    if not isinstance(spans, list):
+        raise KindError("label.spans", "expected a list (an empty list means no errors found)")
+    if len(spans) > MAX_SPANS:
+        raise KindError("label.spans", f"has {len(spans)} spans, over the limit of {MAX_SPANS}")
+    texts = {r["id"]: r["text"] for r in responses}
+    labels = {t["name"] for t in config["taxonomy"]}
+    cleaned = [
+        _clean_span(s, f"label.spans[{i}]", texts, labels, config) for i, s in enumerate(spans)
+    ]
+    cleaned.sort(key=lambda s: (response_ids(responses).index(s["response"]), s["start"], s["end"]))
+    corrected = label.get("corrected") or {}
+    corrected = require_dict(corrected, "label.corrected")
+    if corrected and not config["allow_corrections"]:
+        raise KindError("label.corrected", "this project does not take corrections")
+    for rid, text in corrected.items():
+        if rid not in texts:
+            raise KindError(f"label.corrected.{rid}", "is not a response of this item")
+        if not isinstance(text, str):
+            raise KindError(f"label.corrected.{rid}", f"expected text, got {type_name(text)}")
+    return {
+        "spans": cleaned,
+        "missing": optional_str(label.get("missing"), "label.missing").strip(),
+        "corrected": {rid: corrected[rid] for rid in sorted(corrected)},
+    }
+
+
+def _clean_span(span, field: str, texts: dict, labels: set, config: dict) -> dict:
+    span = require_dict(span, field)
+    reject_unknown(span, {"response", "start", "end", "label", "correction", "text"}, field)
+    rid = str(span.get("response", ""))
+    if rid not in texts:
+        raise KindError(
+            f"{field}.response", f"{span.get('response')!r} is not a response of this item"
+        )
+    start, end, length = span.get("start"), span.get("end"), len(texts[rid])
+    for name, value in (("start", start), ("end", end)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise KindError(f"{field}.{name}", f"expected a character offset, got {value!r}")
+    if not 0 <= start < end <= length:
+        raise KindError(
+            field, f"offsets {start}..{end} are out of range for a text of {length} characters"
+        )
+    if span.get("label") not in labels:
+        raise KindError(
+            f"{field}.label",
+            f"{span.get('label')!r} is not in the taxonomy ({', '.join(sorted(labels))})",
+        )
+    # The page may send the text it highlighted: it must be the text at those offsets.
+    if "text" in span and span["text"] != texts[rid][start:end]:
+        raise KindError(f"{field}.text", "does not match the response text at those offsets")
+    correction = span.get("correction")
+    if correction is not None:
+        if not config["allow_corrections"]:
+            raise KindError(f"{field}.correction", "this project does not take corrections")
+        correction = optional_str(correction, f"{field}.correction")
+    return {
+        "response": rid,
+        "start": start,
+        "end": end,
+        "label": span["label"],
+        "correction": correction if correction else None,
+    }

@@ -1,0 +1,283 @@
+"""The annotation domain: projects, who works on them, what is labeled, and each label's source."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import slugify
+
+
+class Kind(models.TextChoices):
+    PAIRWISE = "pairwise", "Pairwise (A vs B)"
+    LISTWISE = "listwise", "Listwise (rank K responses)"
+    SPANS = "spans", "Fine-grained spans"
+    RATINGS = "ratings", "Multi-aspect ratings"
+
+
+class Role(models.TextChoices):
+    ANNOTATOR = "annotator", "Annotator"
+    RESEARCHER = "researcher", "Researcher"
+    ADMIN = "admin", "Admin"
+
+
+# Each role can do everything the roles before it can.
+ROLE_RANK = {Role.ANNOTATOR: 1, Role.RESEARCHER: 2, Role.ADMIN: 3}
+
+
+class ProjectQuerySet(models.QuerySet):
+    def for_user(self, user) -> ProjectQuerySet:
+        if not user.is_authenticated:
+            return self.none()
+        if user.is_superuser:
+            return self.all()
+        return self.filter(memberships__user=user).distinct()
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    slug = models.SlugField(max_length=200, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    config = models.JSONField(
+        default=dict, blank=True, help_text="Kind settings, validated by the kind."
+    )
+    guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
+    overlap = models.PositiveSmallIntegerField(default=1, help_text="Human labels wanted per item.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_gte_1")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):
+        if not self.slug:
+            self.slug = slugify(self.name)[:200] or "project"
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        return reverse("annotate:project-detail", args=[self.slug])
+
+    def role_of(self, user) -> str | None:
+        """The user's role here; superusers act as admins of every project."""
+        if not user.is_authenticated:
+            return None
+        if user.is_superuser:
+            return Role.ADMIN
+        membership = self.memberships.filter(user=user).only("role").first()
+        return membership.role if membership else None
+
+    def allows(self, user, role: str) -> bool:
+        have = self.role_of(user)
+        return have is not None and ROLE_RANK[have] >= ROLE_RANK[role]
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["project", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+
+class Item(models.Model):
+    """One thing to label: a prompt (text or chat messages) and its responses."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    external_id = models.CharField(max_length=255)
+    prompt = models.JSONField(help_text="A string, or a list of {role, content} messages.")
+    responses = models.JSONField(help_text="A list of {id, text, model}.")
+    metadata = models.JSONField(default=dict, blank=True)
+    priority = models.IntegerField(default=0)
+    gold_label = models.JSONField(null=True, blank=True, help_text="Known answer, for gold checks.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "external_id"], name="item_external_id_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}:{self.external_id}"
+
+    @property
+    def is_chat(self) -> bool:
+        return isinstance(self.prompt, list)
+
+    def response(self, response_id: str) -> dict | None:
+        return next((r for r in self.responses if r["id"] == response_id), None)
+
+
+class Judge(models.Model):
+    """An LLM (or reward model) that labels items; its labels keep the judge as their source."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judges")
+    name = models.CharField(max_length=100)
+    provider = models.CharField(
+        max_length=50, help_text="openai_compat, anthropic, reward_model, ..."
+    )
+    model_name = models.CharField(max_length=200)
+    config = models.JSONField(default=dict, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["project", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="judge_name_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.model_name})"
+
+
+class Assignment(models.Model):
+    """An item leased to one annotator until expires_at."""
+
+    class Status(models.TextChoices):
+        LEASED = "leased"
+        SUBMITTED = "submitted"
+        SKIPPED = "skipped"
+        EXPIRED = "expired"
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.LEASED)
+    swapped = models.BooleanField(default=False, help_text="Responses shown in reverse order.")
+    skip_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "annotator"], name="assignment_once_per_annotator"
+            )
+        ]
+        indexes = [models.Index(fields=["annotator", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.item} → {self.annotator} ({self.status})"
+
+
+class Annotation(models.Model):
+    """One label of one item, with where it came from."""
+
+    class Source(models.TextChoices):
+        HUMAN = "human"
+        JUDGE = "judge"
+        IMPORTED = "imported", "Imported with the data"
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="annotations",
+    )
+    judge = models.ForeignKey(
+        Judge, null=True, blank=True, on_delete=models.PROTECT, related_name="annotations"
+    )
+    assignment = models.OneToOneField(
+        Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="annotation"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    label = models.JSONField(help_text="Canonical label, validated by the kind.")
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    origin = models.CharField(max_length=255, blank=True, help_text="File, API client or page.")
+    # Judge provenance.
+    judge_model = models.CharField(max_length=200, blank=True)
+    prompt_version = models.CharField(max_length=50, blank=True)
+    raw_output = models.TextField(blank=True)
+    tokens_in = models.PositiveIntegerField(null=True, blank=True)
+    tokens_out = models.PositiveIntegerField(null=True, blank=True)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["item", "source"])]
+        constraints = [
+            models.CheckConstraint(
+                name="annotation_source_matches",
+                condition=(
+                    Q(source="human", annotator__isnull=False, judge__isnull=True)
+                    | Q(source="judge", judge__isnull=False, annotator__isnull=True)
+                    | Q(source="imported", judge__isnull=True)
+                ),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} label of {self.item}"
+
+
+class ImportJob(models.Model):
+    """An upload imported by a Celery worker; the page polls it for progress."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    file = models.FileField(upload_to="imports/%Y/%m/")
+    filename = models.CharField(max_length=255)
+    size_bytes = models.BigIntegerField(default=0)
+    skip_invalid = models.BooleanField(default=False)
+    keep_labels = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    bytes_done = models.BigIntegerField(default=0)
+    report = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import {self.filename} into {self.project} ({self.status})"
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        return int(100 * self.bytes_done / self.size_bytes) if self.size_bytes else 0
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)

@@ -1,0 +1,223 @@
+"""The pages: projects, their dashboard, item imports and members. Writes go through services."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import selectors, services
+from .forms import ImportForm, MemberAddForm, MemberRoleForm, ProjectCreateForm
+from .kinds import get_kind
+from .models import ROLE_RANK, ImportJob, Kind, Membership, Project, Role
+from .rendering import render_markdown
+from .services import ServiceError
+
+
+def _get_project_for_user(request, slug: str, role: str = Role.ANNOTATOR) -> Project:
+    """The project, or 404 when the user is not a member with at least `role`."""
+    project = get_object_or_404(Project, slug=slug)
+    if not project.allows(request.user, role):
+        raise Http404("No such project.")
+    return project
+
+
+def _add_service_error(form, exc: ServiceError) -> None:
+    form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+
+
+# Projects -----------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def project_list(request):
+    projects = selectors.projects_for_user(request.user)
+    return render(request, "annotate/project_list.html", {"projects": projects})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_create(request):
+    if not request.user.is_staff:
+        raise PermissionDenied("Only staff create projects.")
+    form = ProjectCreateForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            project = services.project_create(
+                name=data["name"],
+                kind=data["kind"],
+                config=data["config"],
+                guidelines=data["guidelines"],
+                overlap=data["overlap"],
+                created_by=request.user,
+            )
+        except ServiceError as exc:
+            _add_service_error(form, exc)
+        else:
+            messages.success(request, f"Project {project.name} created.")
+            return redirect(project)
+    kind_defaults = {kind: get_kind(kind).DEFAULT_CONFIG for kind in Kind.values}
+    context = {"form": form, "kind_defaults": kind_defaults}
+    return render(request, "annotate/project_create.html", context)
+
+
+@login_required
+@require_GET
+def project_detail(request, slug):
+    project = _get_project_for_user(request, slug)
+    my_role = project.role_of(request.user)
+    context = {
+        "project": project,
+        "my_role": my_role,
+        "can_import": ROLE_RANK[my_role] >= ROLE_RANK[Role.RESEARCHER],
+        "can_manage_members": ROLE_RANK[my_role] >= ROLE_RANK[Role.ADMIN],
+        "counts": selectors.project_counts(project),
+        "guidelines": render_markdown(project.guidelines),
+    }
+    return render(request, "annotate/project_detail.html", context)
+
+
+# Imports ------------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def item_import(request, slug):
+    project = _get_project_for_user(request, slug, Role.RESEARCHER)
+    form = ImportForm(request.POST, request.FILES) if request.method == "POST" else ImportForm()
+    report = None
+    if form.is_valid():
+        upload, data = form.cleaned_data["file"], form.cleaned_data
+        if upload.size >= settings.IMPORT_ASYNC_BYTES:
+            _name_for_format(upload, data["format"])
+            try:
+                job = services.import_job_create(
+                    project=project,
+                    upload=upload,
+                    user=request.user,
+                    skip_invalid=data["skip_invalid"],
+                    keep_labels=data["keep_labels"],
+                )
+            except ServiceError as exc:
+                _add_service_error(form, exc)
+            else:
+                return redirect("annotate:import-job", slug=project.slug, pk=job.pk)
+        else:
+            report = services.item_import(
+                project=project,
+                stream=upload,
+                filename=upload.name or "",
+                fmt=data["format"] or None,
+                size=upload.size,
+                skip_invalid=data["skip_invalid"],
+                keep_labels=data["keep_labels"],
+            ).to_dict()
+    context = {
+        "project": project,
+        "form": form,
+        "report": report,
+        "jobs": selectors.import_jobs_recent(project),
+        "async_bytes": settings.IMPORT_ASYNC_BYTES,
+        "max_bytes": settings.IMPORT_MAX_BYTES,
+    }
+    return render(request, "annotate/item_import.html", context)
+
+
+def _name_for_format(upload, fmt: str) -> None:
+    # An ImportJob keeps no format: the stored file's extension tells the worker which it is.
+    if fmt and not (upload.name or "").lower().endswith("." + fmt):
+        upload.name = f"{upload.name or 'upload'}.{fmt}"
+
+
+@login_required
+@require_GET
+def import_job(request, slug, pk):
+    project = _get_project_for_user(request, slug, Role.RESEARCHER)
+    job = get_object_or_404(ImportJob.objects.select_related("created_by"), pk=pk, project=project)
+    template = "annotate/import_job.html"
+    if request.htmx:
+        template += "#job-status"
+    return render(request, template, {"project": project, "job": job})
+
+
+# Members ------------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def members(request, slug):
+    project = _get_project_for_user(request, slug, Role.ADMIN)
+    form = MemberAddForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        try:
+            user = services.user_by_username(form.cleaned_data["username"].strip())
+            membership, created = _membership_set(project, user, form.cleaned_data["role"])
+        except ServiceError as exc:
+            _add_service_error(form, exc)
+        else:
+            verb = "added as" if created else "is now"
+            messages.success(request, f"{user.username} {verb} {membership.get_role_display()}.")
+            return redirect("annotate:members", slug=project.slug)
+    context = {
+        "project": project,
+        "form": form,
+        "members": selectors.members_for_project(project),
+        "roles": Role.choices,
+    }
+    return render(request, "annotate/members.html", context)
+
+
+@login_required
+@require_POST
+def member_role(request, slug, user_id):
+    project = _get_project_for_user(request, slug, Role.ADMIN)
+    membership = get_object_or_404(Membership, project=project, user_id=user_id)
+    form = MemberRoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose one of the roles.")
+    else:
+        try:
+            membership, _ = _membership_set(project, membership.user, form.cleaned_data["role"])
+        except ServiceError as exc:
+            messages.error(request, str(exc))
+        else:
+            role = membership.get_role_display()
+            messages.success(request, f"{membership.user.username} is now {role}.")
+    return redirect("annotate:members", slug=project.slug)
+
+
+@login_required
+@require_POST
+def member_remove(request, slug, user_id):
+    project = _get_project_for_user(request, slug, Role.ADMIN)
+    membership = get_object_or_404(
+        Membership.objects.select_related("user"), project=project, user_id=user_id
+    )
+    try:
+        services.membership_remove(project=project, user=membership.user)
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+        return redirect("annotate:members", slug=project.slug)
+    messages.success(request, f"{membership.user.username} was removed from {project.name}.")
+    if not project.allows(request.user, Role.ADMIN):
+        # Admins may remove themselves; the members page is then closed to them.
+        return redirect("annotate:project-list")
+    return redirect("annotate:members", slug=project.slug)
+
+
+def _membership_set(project: Project, user, role: str) -> tuple[Membership, bool]:
+    # membership_set does not guard the last admin (membership_remove does): guard it here too.
+    with transaction.atomic():
+        admins = project.memberships.select_for_update().filter(role=Role.ADMIN)
+        if role != Role.ADMIN and list(admins.values_list("user_id", flat=True)) == [user.pk]:
+            raise ServiceError(
+                "A project keeps at least one admin: make someone else admin first.", "role"
+            )
+        return services.membership_set(project=project, user=user, role=role)

@@ -1,0 +1,329 @@
+"""Request and response shapes of the API. Serializers validate and shape; they write nothing."""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from annotate.importing import FORMATS
+from annotate.models import Annotation, Item, Kind, Membership, Project, Role
+
+MAX_BULK_ITEMS = 10_000
+
+MESSAGE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "role": {"type": "string", "enum": ["system", "user", "assistant", "tool"]},
+        "content": {"type": "string"},
+    },
+    "required": ["role", "content"],
+}
+PROMPT_SCHEMA = {
+    "oneOf": [{"type": "string"}, {"type": "array", "items": MESSAGE_SCHEMA}],
+    "description": "Text, or a list of chat messages.",
+}
+ITEM_RECORD_SCHEMA = {
+    "type": "object",
+    "description": "One item, in any shape a file import accepts: our own "
+    "(external_id, prompt, responses, metadata, priority, gold, label) or TRL's "
+    "(prompt, chosen, rejected; or only chosen/rejected with the prompt as their shared "
+    "beginning). Validated row by row exactly like a file import.",
+    "properties": {
+        "external_id": {"type": "string"},
+        "prompt": PROMPT_SCHEMA,
+        "responses": {
+            "type": "array",
+            "items": {
+                "oneOf": [
+                    {"type": "string"},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "text": {"type": "string"},
+                            "model": {"type": "string"},
+                        },
+                        "required": ["text"],
+                    },
+                ]
+            },
+        },
+        "metadata": {"type": "object", "additionalProperties": True},
+        "priority": {"type": "integer"},
+        "gold": {"type": "object", "additionalProperties": True},
+        "label": {"type": "object", "additionalProperties": True},
+        "chosen": {"oneOf": [{"type": "string"}, {"type": "array", "items": MESSAGE_SCHEMA}]},
+        "rejected": {"oneOf": [{"type": "string"}, {"type": "array", "items": MESSAGE_SCHEMA}]},
+    },
+    "additionalProperties": True,
+}
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "`detail` for errors of the whole request (401, 403, 404, 405, 415); for a "
+    "400, each bad field or parameter names its messages (nested fields as objects), and "
+    "`non_field_errors` holds the rest.",
+    "properties": {"detail": {"type": "string"}},
+    "additionalProperties": {
+        "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "object"}]
+    },
+}
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Documents error bodies only (see ERROR_SCHEMA); never used to validate."""
+
+
+class ErrorSerializerExtension(OpenApiSerializerExtension):
+    target_class = ErrorSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        return ERROR_SCHEMA
+
+
+def storable_json(value, path: str = "") -> None:
+    """Reject text no database stores: NUL characters (PostgreSQL) and lone surrogates."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise serializers.ValidationError(f"{path or 'value'}: contains a NUL character.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise serializers.ValidationError(
+                f"{path or 'value'}: is not valid Unicode (a lone surrogate)."
+            ) from None
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            storable_json(key, f"{path}.{key}" if path else "key")
+            storable_json(inner, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            storable_json(inner, f"{path}[{i}]")
+
+
+@extend_schema_field(PROMPT_SCHEMA)
+class PromptField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True, "nullable": True})
+class NullableObjectField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(ITEM_RECORD_SCHEMA)
+class ItemRecordField(serializers.DictField):
+    pass
+
+
+# Projects -----------------------------------------------------------------------------------
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField(help_text="Your role in the project.")
+
+    class Meta:
+        model = Project
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "kind",
+            "config",
+            "guidelines",
+            "overlap",
+            "created_at",
+            "role",
+        ]
+
+    @extend_schema_field(serializers.ChoiceField(choices=Role.choices, allow_null=True))
+    def get_role(self, project) -> str | None:
+        if hasattr(project, "my_role"):
+            return project.my_role
+        return project.role_of(self.context["request"].user)
+
+
+class ProjectCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    kind = serializers.ChoiceField(choices=Kind.choices)
+    config = serializers.DictField(
+        required=False,
+        default=dict,
+        validators=[storable_json],
+        help_text="Kind settings; omitted keys take the kind's defaults.",
+    )
+    guidelines = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=100_000
+    )
+    overlap = serializers.IntegerField(
+        required=False, default=1, min_value=1, max_value=100, help_text="Human labels per item."
+    )
+
+
+class ProjectUpdateSerializer(serializers.Serializer):
+    config = serializers.DictField(
+        required=False,
+        validators=[storable_json],
+        help_text="The whole kind config; omitted keys take the kind's defaults.",
+    )
+    guidelines = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
+    overlap = serializers.IntegerField(required=False, min_value=1, max_value=100)
+
+
+class ProjectStatsSerializer(serializers.Serializer):
+    class AnnotationCounts(serializers.Serializer):
+        human = serializers.IntegerField()
+        judge = serializers.IntegerField()
+        imported = serializers.IntegerField()
+        total = serializers.IntegerField()
+
+    class MemberCounts(serializers.Serializer):
+        annotator = serializers.IntegerField()
+        researcher = serializers.IntegerField()
+        admin = serializers.IntegerField()
+
+    items = serializers.IntegerField()
+    labeled_items = serializers.IntegerField(help_text="Items with at least one label.")
+    human_labeled_items = serializers.IntegerField(help_text="Items with a human label.")
+    annotations = AnnotationCounts(help_text="Labels by source.")
+    members = MemberCounts(help_text="Members by role.")
+
+
+# Members ------------------------------------------------------------------------------------
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Membership
+        fields = ["username", "role", "created_at"]
+
+
+class MemberAddSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.ANNOTATOR)
+
+
+class MemberRoleSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+# Items --------------------------------------------------------------------------------------
+
+
+class ResponseSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    text = serializers.CharField()
+    model = serializers.CharField(required=False, allow_blank=True)
+
+
+class ItemSerializer(serializers.ModelSerializer):
+    prompt = PromptField()
+    responses = ResponseSerializer(many=True)
+    metadata = serializers.DictField()
+    gold_label = NullableObjectField(help_text="Known answer, for gold checks.")
+    human_labels = serializers.IntegerField(read_only=True)
+    labels = serializers.IntegerField(read_only=True, help_text="Labels of any source.")
+
+    class Meta:
+        model = Item
+        fields = [
+            "id",
+            "external_id",
+            "prompt",
+            "responses",
+            "metadata",
+            "priority",
+            "gold_label",
+            "created_at",
+            "human_labels",
+            "labels",
+        ]
+
+
+class ItemBulkCreateSerializer(serializers.Serializer):
+    items = serializers.ListField(
+        child=ItemRecordField(), min_length=1, max_length=MAX_BULK_ITEMS, validators=[storable_json]
+    )
+    skip_invalid = serializers.BooleanField(
+        default=False, help_text="Import the good items even when some are bad."
+    )
+    keep_labels = serializers.BooleanField(
+        default=False, help_text="Keep each item's `label` as an imported annotation."
+    )
+
+
+class ItemImportSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="JSONL, JSON (one array) or CSV")
+    format = serializers.ChoiceField(
+        choices=FORMATS, required=False, help_text="default: from the file name"
+    )
+    skip_invalid = serializers.BooleanField(default=False)
+    keep_labels = serializers.BooleanField(default=False)
+
+
+class RowErrorSerializer(serializers.Serializer):
+    line = serializers.IntegerField(help_text="Line in the file; for a JSON body, item index + 1.")
+    field = serializers.CharField(allow_blank=True)
+    message = serializers.CharField()
+
+
+class ImportReportSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    summary = serializers.CharField()
+    rows = serializers.IntegerField()
+    created = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    invalid = serializers.IntegerField()
+    labels = serializers.IntegerField()
+    fatal = serializers.CharField(allow_blank=True)
+    errors = RowErrorSerializer(many=True)
+
+
+# Annotations --------------------------------------------------------------------------------
+
+
+class AnnotationSerializer(serializers.ModelSerializer):
+    item = serializers.IntegerField(source="item_id")
+    item_external_id = serializers.CharField(source="item.external_id")
+    annotator = serializers.CharField(source="annotator.username", allow_null=True, default=None)
+    judge = serializers.CharField(source="judge.name", allow_null=True, default=None)
+    label = serializers.DictField(help_text="Canonical label of the project's kind.")
+    source = serializers.ChoiceField(choices=Annotation.Source.choices)
+
+    class Meta:
+        model = Annotation
+        fields = [
+            "id",
+            "item",
+            "item_external_id",
+            "source",
+            "annotator",
+            "judge",
+            "kind",
+            "label",
+            "time_spent_ms",
+            "origin",
+            "judge_model",
+            "prompt_version",
+            "raw_output",
+            "tokens_in",
+            "tokens_out",
+            "cost_usd",
+            "created_at",
+        ]
+
+
+# Tokens -------------------------------------------------------------------------------------
+
+
+class TokenObtainSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(source="key", help_text="Send as `Authorization: Token <key>`.")
+    username = serializers.CharField(source="user.username")
+    created = serializers.DateTimeField()

@@ -1,0 +1,48 @@
+from django.urls import path, register_converter
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import token_views, views
+
+
+class UsernameConverter:
+    """Django's default usernames: letters, digits and @ . + - _"""
+
+    regex = r"[\w.@+-]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(UsernameConverter, "username")
+
+app_name = "api"
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("auth/token/", token_views.TokenView.as_view(), name="token"),
+    path("auth/token/rotate/", token_views.TokenRotateView.as_view(), name="token-rotate"),
+    path("tokens/", token_views.token_settings, name="tokens"),
+    path("tokens/create/", token_views.token_create, name="tokens-create"),
+    path("tokens/revoke/", token_views.token_revoke, name="tokens-revoke"),
+    path("projects/", views.ProjectListView.as_view(), name="project-list"),
+    path("projects/<slug:slug>/", views.ProjectDetailView.as_view(), name="project-detail"),
+    path("projects/<slug:slug>/stats/", views.project_stats, name="project-stats"),
+    path("projects/<slug:slug>/members/", views.MemberListView.as_view(), name="member-list"),
+    path(
+        "projects/<slug:slug>/members/<username:username>/",
+        views.MemberDetailView.as_view(),
+        name="member-detail",
+    ),
+    path("projects/<slug:slug>/items/", views.ItemListView.as_view(), name="item-list"),
+    path("projects/<slug:slug>/items/import/", views.item_import, name="item-import"),
+    path("projects/<slug:slug>/items/<int:pk>/", views.item_detail, name="item-detail"),
+    path(
+        "projects/<slug:slug>/annotations/",
+        views.AnnotationListView.as_view(),
+        name="annotation-list",
+    ),
+]

@@ -1,0 +1,339 @@
+"""The REST API, /api/v1/. Each view checks the project role, validates with a serializer, calls
+a service or a selector, and shapes the answer with a serializer."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from rest_framework import status
+from rest_framework.decorators import api_view, parser_classes
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate import services
+from annotate.models import Role
+from annotate.services import ServiceError
+
+from . import selectors
+from . import services as api_services
+from .filters import (
+    AnnotationFilterSerializer,
+    ItemFilterSerializer,
+    filter_annotations,
+    filter_items,
+)
+from .pagination import MAX_DB_INT, IdCursorPagination
+from .permissions import get_project_for_user
+from .serializers import (
+    AnnotationSerializer,
+    ErrorSerializer,
+    ImportReportSerializer,
+    ItemBulkCreateSerializer,
+    ItemImportSerializer,
+    ItemSerializer,
+    MemberAddSerializer,
+    MemberRoleSerializer,
+    MemberSerializer,
+    ProjectCreateSerializer,
+    ProjectSerializer,
+    ProjectStatsSerializer,
+    ProjectUpdateSerializer,
+)
+
+ERROR_TEXT = {
+    400: "Invalid input: each bad field or parameter with its messages.",
+    401: "No valid token or session.",
+    403: "Your role in the project is too low for this.",
+    404: "No such project or object, or not one of yours.",
+    415: "The body must be JSON.",
+}
+
+
+def errors(*codes: int) -> dict:
+    """The error responses of an operation, for extend_schema."""
+    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_TEXT[code]) for code in codes}
+
+
+def invalid(exc: ServiceError) -> ValidationError:
+    """A service's refusal as a 400 naming the field at fault."""
+    return ValidationError({exc.field or "non_field_errors": [str(exc)]})
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _import_response(report, *, skip_invalid: bool) -> Response:
+    ok = not report.fatal and (report.ok or skip_invalid)
+    code = status.HTTP_201_CREATED if ok else status.HTTP_400_BAD_REQUEST
+    return Response(ImportReportSerializer(report.to_dict()).data, status=code)
+
+
+IMPORT_ERRORS = PolymorphicProxySerializer(
+    component_name="ImportError",
+    serializers=[ImportReportSerializer, ErrorSerializer],
+    resource_type_field_name=None,
+)
+
+
+# Projects -----------------------------------------------------------------------------------
+
+
+class ProjectListView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        operation_id="projects_list",
+        responses={200: ProjectSerializer(many=True), **errors(401)},
+        description="Your projects, by name (all of them for a superuser).",
+    )
+    def get(self, request):
+        projects = selectors.projects_for_user(request.user)
+        return Response(ProjectSerializer(projects, many=True, context={"request": request}).data)
+
+    @extend_schema(
+        operation_id="projects_create",
+        request=ProjectCreateSerializer,
+        responses={201: ProjectSerializer, **errors(400, 401, 403, 415)},
+        description="Create a project (staff users only); you become its admin.",
+    )
+    def post(self, request):
+        if not (request.user.is_staff or request.user.is_superuser):
+            raise PermissionDenied("Only staff users can create projects.")
+        data = _valid(ProjectCreateSerializer, request.data)
+        try:
+            project = services.project_create(**data, created_by=request.user)
+        except ServiceError as exc:
+            raise invalid(exc) from None
+        body = ProjectSerializer(project, context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        operation_id="projects_retrieve", responses={200: ProjectSerializer, **errors(401, 404)}
+    )
+    def get(self, request, slug):
+        project = get_project_for_user(request, slug)
+        return Response(ProjectSerializer(project, context={"request": request}).data)
+
+    @extend_schema(
+        operation_id="projects_update",
+        request=ProjectUpdateSerializer,
+        responses={200: ProjectSerializer, **errors(400, 401, 403, 404, 415)},
+        description="Change the kind config, guidelines or overlap (project admins). A config "
+        "is validated by the project's kind; omitted keys take the kind's defaults.",
+    )
+    def patch(self, request, slug):
+        project = get_project_for_user(request, slug, Role.ADMIN)
+        data = _valid(ProjectUpdateSerializer, request.data)
+        try:
+            project = api_services.project_update(project=project, **data)
+        except ServiceError as exc:
+            raise invalid(exc) from None
+        return Response(ProjectSerializer(project, context={"request": request}).data)
+
+
+@extend_schema(
+    operation_id="projects_stats",
+    responses={200: ProjectStatsSerializer, **errors(401, 404)},
+    description="Counts: items, labeled items, labels by source, members by role.",
+)
+@api_view(["GET"])
+def project_stats(request, slug):
+    project = get_project_for_user(request, slug)
+    return Response(ProjectStatsSerializer(selectors.project_stats(project)).data)
+
+
+# Members ------------------------------------------------------------------------------------
+
+
+class MemberListView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        operation_id="members_list",
+        responses={200: MemberSerializer(many=True), **errors(401, 403, 404)},
+        description="The project's members by username (researchers and admins).",
+    )
+    def get(self, request, slug):
+        project = get_project_for_user(request, slug, Role.RESEARCHER)
+        members = selectors.members_for_project(project)
+        return Response(MemberSerializer(members, many=True).data)
+
+    @extend_schema(
+        operation_id="members_set",
+        request=MemberAddSerializer,
+        responses={
+            201: OpenApiResponse(MemberSerializer, description="Added."),
+            200: OpenApiResponse(MemberSerializer, description="Already a member: role changed."),
+            **errors(400, 401, 403, 404, 415),
+        },
+        description="Add a user with a role, or change a member's role (project admins).",
+    )
+    def post(self, request, slug):
+        project = get_project_for_user(request, slug, Role.ADMIN)
+        data = _valid(MemberAddSerializer, request.data)
+        try:
+            membership, created = api_services.project_member_set(project=project, **data)
+        except ServiceError as exc:
+            raise invalid(exc) from None
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(MemberSerializer(membership).data, status=code)
+
+
+class MemberDetailView(APIView):
+    parser_classes = [JSONParser]
+
+    def _membership(self, project, username):
+        return get_object_or_404(selectors.members_for_project(project), user__username=username)
+
+    @extend_schema(
+        operation_id="members_retrieve",
+        responses={200: MemberSerializer, **errors(401, 403, 404)},
+    )
+    def get(self, request, slug, username):
+        project = get_project_for_user(request, slug, Role.RESEARCHER)
+        return Response(MemberSerializer(self._membership(project, username)).data)
+
+    @extend_schema(
+        operation_id="members_update",
+        request=MemberRoleSerializer,
+        responses={200: MemberSerializer, **errors(400, 401, 403, 404, 415)},
+        description="Change a member's role (project admins); the last admin cannot step down.",
+    )
+    def patch(self, request, slug, username):
+        project = get_project_for_user(request, slug, Role.ADMIN)
+        self._membership(project, username)
+        data = _valid(MemberRoleSerializer, request.data)
+        try:
+            membership, _ = api_services.project_member_set(
+                project=project, username=username, role=data["role"]
+            )
+        except ServiceError as exc:
+            raise invalid(exc) from None
+        return Response(MemberSerializer(membership).data)
+
+    @extend_schema(
+        operation_id="members_remove",
+        responses={204: None, **errors(400, 401, 403, 404)},
+        description="Remove a member (project admins); the last admin cannot leave.",
+    )
+    def delete(self, request, slug, username):
+        project = get_project_for_user(request, slug, Role.ADMIN)
+        self._membership(project, username)
+        try:
+            api_services.project_member_remove(project=project, username=username)
+        except ServiceError as exc:
+            raise invalid(exc) from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# Items --------------------------------------------------------------------------------------
+
+
+class ItemListView(APIView):
+    parser_classes = [JSONParser]
+    pagination_class = IdCursorPagination
+
+    @extend_schema(
+        operation_id="items_list",
+        parameters=[ItemFilterSerializer],
+        responses={200: ItemSerializer(many=True), **errors(400, 401, 403, 404)},
+        description="Items, a page at a time (researchers and admins); follow `next` to walk "
+        "them all. `human_labels` counts human labels, `labels` labels of any source.",
+    )
+    def get(self, request, slug):
+        project = get_project_for_user(request, slug, Role.RESEARCHER)
+        filters = _valid(ItemFilterSerializer, request.query_params)
+        items = filter_items(selectors.items_for_project(project), filters)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(items, request, view=self)
+        return paginator.get_paginated_response(ItemSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="items_create",
+        request=ItemBulkCreateSerializer,
+        responses={201: ImportReportSerializer, 400: IMPORT_ERRORS, **errors(401, 403, 404, 415)},
+        description="Create items from JSON, validated and deduplicated exactly like a file "
+        "import: with any bad item nothing is created unless skip_invalid is set; an "
+        "external_id the project has is skipped and counted. A 400 is the import report, or "
+        "field errors when the body itself is malformed.",
+    )
+    def post(self, request, slug):
+        project = get_project_for_user(request, slug, Role.RESEARCHER)
+        data = _valid(ItemBulkCreateSerializer, request.data)
+        report = api_services.items_create(
+            project=project,
+            records=data["items"],
+            skip_invalid=data["skip_invalid"],
+            keep_labels=data["keep_labels"],
+        )
+        return _import_response(report, skip_invalid=data["skip_invalid"])
+
+
+@extend_schema(
+    operation_id="items_retrieve", responses={200: ItemSerializer, **errors(401, 403, 404)}
+)
+@api_view(["GET"])
+def item_detail(request, slug, pk):
+    project = get_project_for_user(request, slug, Role.RESEARCHER)
+    # Past the database's integer range no row can match; say so before SQLite overflows.
+    if pk > MAX_DB_INT:
+        raise Http404("No such item.")
+    item = get_object_or_404(selectors.items_for_project(project), pk=pk)
+    return Response(ItemSerializer(item).data)
+
+
+@extend_schema(
+    operation_id="items_import",
+    request=ItemImportSerializer,
+    responses={201: ImportReportSerializer, 400: IMPORT_ERRORS, **errors(401, 403, 404, 415)},
+    description="Import items from a file. A file with any bad row imports nothing unless "
+    "skip_invalid is set; re-imported external_ids are skipped and counted.",
+)
+@api_view(["POST"])
+@parser_classes([MultiPartParser, FormParser])
+def item_import(request, slug):
+    project = get_project_for_user(request, slug, Role.RESEARCHER)
+    data = _valid(ItemImportSerializer, request.data)
+    upload = data["file"]
+    report = services.item_import(
+        project=project,
+        stream=upload.open("rb"),
+        filename=upload.name,
+        size=upload.size,
+        fmt=data.get("format"),
+        skip_invalid=data["skip_invalid"],
+        keep_labels=data["keep_labels"],
+    )
+    return _import_response(report, skip_invalid=data["skip_invalid"])
+
+
+# Annotations --------------------------------------------------------------------------------
+
+
+class AnnotationListView(APIView):
+    pagination_class = IdCursorPagination
+
+    @extend_schema(
+        operation_id="annotations_list",
+        parameters=[AnnotationFilterSerializer],
+        responses={200: AnnotationSerializer(many=True), **errors(400, 401, 403, 404)},
+        description="Labels of the project's items with their provenance, a page at a time "
+        "(researchers and admins).",
+    )
+    def get(self, request, slug):
+        project = get_project_for_user(request, slug, Role.RESEARCHER)
+        filters = _valid(AnnotationFilterSerializer, request.query_params)
+        annotations = filter_annotations(selectors.annotations_for_project(project), filters)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(annotations, request, view=self)
+        return paginator.get_paginated_response(AnnotationSerializer(page, many=True).data)

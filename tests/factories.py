@@ -1,0 +1,65 @@
+import factory
+from django.contrib.auth import get_user_model
+
+from annotate.kinds import get_kind
+from annotate.models import Annotation, Item, Membership, Project, Role
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.django.Password("correct horse battery")
+
+
+class ProjectFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Project
+
+    name = factory.Sequence(lambda n: f"Project {n}")
+    slug = factory.Sequence(lambda n: f"project-{n}")
+    kind = "pairwise"
+    config = factory.LazyAttribute(lambda p: get_kind(p.kind).clean_config({}))
+    guidelines = "Pick the more helpful response."
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    project = factory.SubFactory(ProjectFactory)
+    user = factory.SubFactory(UserFactory)
+    role = Role.ANNOTATOR
+
+
+def _responses(item):
+    count = {"pairwise": 2, "listwise": 3}.get(item.project.kind, 1)
+    return [
+        {"id": str(i + 1), "text": f"Response {i + 1} to item {item.external_id}.", "model": "m"}
+        for i in range(count)
+    ]
+
+
+class ItemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Item
+
+    project = factory.SubFactory(ProjectFactory)
+    external_id = factory.Sequence(lambda n: f"item-{n}")
+    prompt = factory.Sequence(lambda n: f"Question {n}?")
+    responses = factory.LazyAttribute(_responses)
+    metadata = factory.LazyFunction(dict)
+
+
+class AnnotationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Annotation
+
+    item = factory.SubFactory(ItemFactory)
+    source = Annotation.Source.HUMAN
+    annotator = factory.SubFactory(UserFactory)
+    kind = factory.LazyAttribute(lambda a: a.item.project.kind)
+    label = factory.LazyFunction(lambda: {"choice": "A", "strength": 2, "rationale": ""})
