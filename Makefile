@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format migrate seed worker web clean
+.PHONY: run test format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
