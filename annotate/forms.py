@@ -8,7 +8,6 @@ from django import forms
 from django.conf import settings
 
 from .importing import human_bytes
-from .kinds import get_kind
 from .models import Kind, Role
 
 
@@ -18,6 +17,8 @@ class PrettyJSONField(forms.JSONField):
     def prepare_value(self, value):
         if isinstance(value, forms.fields.InvalidJSONInput):
             return value
+        if value is None:
+            return ""
         return json.dumps(value, indent=2, ensure_ascii=False, cls=self.encoder)
 
 
@@ -35,14 +36,10 @@ class ProjectCreateForm(forms.Form):
     config = PrettyJSONField(
         required=False,
         label="Kind settings",
+        # Left empty, not pre-filled: one kind's defaults are an error for every other kind.
         widget=forms.Textarea(attrs={"rows": 12, "class": "mono", "spellcheck": "false"}),
-        help_text="JSON. Leave empty for the kind's defaults.",
+        help_text="JSON, merged over the kind's defaults (listed below). Leave empty for them.",
     )
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if not self.is_bound:
-            self.initial.setdefault("config", get_kind(Kind.PAIRWISE).DEFAULT_CONFIG)
 
     def clean_config(self) -> dict:
         config = self.cleaned_data["config"]

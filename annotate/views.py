@@ -10,6 +10,7 @@ from django.db import transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from . import selectors, services
 from .forms import ImportForm, MemberAddForm, MemberRoleForm, ProjectCreateForm
@@ -138,6 +139,8 @@ def _name_for_format(upload, fmt: str) -> None:
 
 @login_required
 @require_GET
+# One URL answers with the page or its #job-status partial: caches must tell them apart.
+@vary_on_headers("HX-Request")
 def import_job(request, slug, pk):
     project = _get_project_for_user(request, slug, Role.RESEARCHER)
     job = get_object_or_404(ImportJob.objects.select_related("created_by"), pk=pk, project=project)
@@ -164,7 +167,7 @@ def members(request, slug):
         else:
             verb = "added as" if created else "is now"
             messages.success(request, f"{user.username} {verb} {membership.get_role_display()}.")
-            return redirect("annotate:members", slug=project.slug)
+            return _redirect_after_member_change(request, project)
     context = {
         "project": project,
         "form": form,
@@ -190,7 +193,7 @@ def member_role(request, slug, user_id):
         else:
             role = membership.get_role_display()
             messages.success(request, f"{membership.user.username} is now {role}.")
-    return redirect("annotate:members", slug=project.slug)
+    return _redirect_after_member_change(request, project)
 
 
 @login_required
@@ -206,9 +209,16 @@ def member_remove(request, slug, user_id):
         messages.error(request, str(exc))
         return redirect("annotate:members", slug=project.slug)
     messages.success(request, f"{membership.user.username} was removed from {project.name}.")
-    if not project.allows(request.user, Role.ADMIN):
-        # Admins may remove themselves; the members page is then closed to them.
+    return _redirect_after_member_change(request, project)
+
+
+def _redirect_after_member_change(request, project: Project):
+    # Admins may demote or remove themselves; the members page is then closed to them.
+    role = project.role_of(request.user)
+    if role is None:
         return redirect("annotate:project-list")
+    if ROLE_RANK[role] < ROLE_RANK[Role.ADMIN]:
+        return redirect(project)
     return redirect("annotate:members", slug=project.slug)
 
 
