@@ -53,6 +53,7 @@ def project_counts(project: Project) -> dict:
         "annotations": annotations,
         "annotations_total": sum(annotations.values()),
         "members": {role: by_role.get(role, 0) for role in Role.values},
+        "members_total": sum(by_role.values()),
     }
 
 
