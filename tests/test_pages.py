@@ -524,3 +524,15 @@ def test_admin_who_demotes_themselves_through_the_add_form_goes_to_the_project_p
     response = as_user(alice).post(page("members", project.slug), data)
     assert response.url == project.get_absolute_url()
     assert role_of(project, alice) == Role.ANNOTATOR
+
+
+def test_htmx_poll_after_logout_redirects_the_whole_page_to_login(client, project):
+    response = client.get("/projects/alices-pairs/import/1/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 204
+    assert response["HX-Redirect"].startswith("/login/?next=")
+
+
+def test_plain_request_after_logout_is_an_ordinary_redirect(client, project):
+    response = client.get("/projects/alices-pairs/import/1/")
+    assert response.status_code == 302
+    assert not response.has_header("HX-Redirect")
