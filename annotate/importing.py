@@ -314,10 +314,11 @@ def parse_record(record: Any, *, kind: str, config: dict, keep_labels: bool) -> 
         raise record
     if not isinstance(record, dict):
         raise KindError("", f"expected an object per row, got {type_name(record)}")
-    for key, value in record.items():
-        # PostgreSQL cannot store NUL in text or jsonb: refuse it here, on every database alike.
-        if _has_nul(value) or "\x00" in key:
-            raise KindError(key, "contains a NUL character (\\u0000), which cannot be stored")
+    # PostgreSQL cannot store NUL in text or jsonb: refuse it here, on every database alike.
+    if _may_have_nul(record):
+        for key, value in record.items():
+            if _has_nul(value) or "\x00" in key:
+                raise KindError(key, "contains a NUL character (\\u0000), which cannot be stored")
     if "chosen" in record or "rejected" in record:
         return _parse_trl(record, kind=kind, config=config, keep_labels=keep_labels)
     if "responses" not in record:
@@ -428,6 +429,15 @@ def _common_prefix(a: str, b: str) -> str:
     while n < limit and a[n] == b[n]:
         n += 1
     return a[:n]
+
+
+def _may_have_nul(record: dict) -> bool:
+    """One serialisation instead of a walk: JSON writes NUL as \\u0000, so most rows are
+    cleared at once and only a row that might hold one is walked to name the field."""
+    try:
+        return b"\\u0000" in orjson.dumps(record)
+    except orjson.JSONEncodeError:  # e.g. an integer past 64 bits from a .json file
+        return True
 
 
 def _has_nul(value: Any) -> bool:
