@@ -314,11 +314,7 @@ def parse_record(record: Any, *, kind: str, config: dict, keep_labels: bool) -> 
         raise record
     if not isinstance(record, dict):
         raise KindError("", f"expected an object per row, got {type_name(record)}")
-    # PostgreSQL cannot store NUL in text or jsonb: refuse it here, on every database alike.
-    if _may_have_nul(record):
-        for key, value in record.items():
-            if _has_nul(value) or "\x00" in key:
-                raise KindError(key, "contains a NUL character (\\u0000), which cannot be stored")
+    _check_storable(record)
     if "chosen" in record or "rejected" in record:
         return _parse_trl(record, kind=kind, config=config, keep_labels=keep_labels)
     if "responses" not in record:
@@ -431,13 +427,32 @@ def _common_prefix(a: str, b: str) -> str:
     return a[:n]
 
 
-def _may_have_nul(record: dict) -> bool:
-    """One serialisation instead of a walk: JSON writes NUL as \\u0000, so most rows are
-    cleared at once and only a row that might hold one is walked to name the field."""
+def _check_storable(record: dict) -> None:
+    """Refuse what no database stores alike: NUL characters (PostgreSQL text and jsonb) and
+    integers past 64 bits (orjson, which writes every row). One serialisation clears most rows;
+    only a suspect row is walked, to name the field at fault."""
     try:
-        return b"\\u0000" in orjson.dumps(record)
-    except orjson.JSONEncodeError:  # e.g. an integer past 64 bits from a .json file
-        return True
+        if b"\\u0000" not in orjson.dumps(record):
+            return
+    except orjson.JSONEncodeError:
+        for key, value in record.items():
+            if _has_huge_int(value):
+                raise KindError(
+                    key, "holds a whole number too large to store (past 64 bits)"
+                ) from None
+    for key, value in record.items():
+        if _has_nul(value) or "\x00" in key:
+            raise KindError(key, "contains a NUL character (\\u0000), which cannot be stored")
+
+
+def _has_huge_int(value: Any) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return not -(2**63) <= value < 2**64
+    if isinstance(value, dict):
+        return any(_has_huge_int(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_huge_int(v) for v in value)
+    return False
 
 
 def _has_nul(value: Any) -> bool:

@@ -759,3 +759,17 @@ def test_memory_does_not_grow_with_file_size(project, tmp_path):
     large_peak = _peak_import_memory(project, large)
     # Eight times the rows, a few batches' worth of extra memory at most (batches are 200 rows).
     assert large_peak < small_peak * 1.5 + 512 * 1024, (small_peak, large_peak)
+
+
+@pytest.mark.parametrize("where", ["metadata", "extra"])
+def test_integer_past_64_bits_is_a_row_error_not_a_crash(project, where):
+    huge = "9" * 30
+    content = (
+        '[{"prompt": "?", "responses": ["a", "b"]},\n'
+        f' {{"prompt": "?", "responses": ["c", "d"], "{where}": {{"n": {huge}}}}}]'
+    )
+    report = run_import(project, content, filename="items.json")
+    assert report.invalid == 1
+    assert (report.errors[0].line, report.errors[0].field) == (2, where)
+    assert "too large" in report.errors[0].message
+    assert not Item.objects.filter(project=project).exists()
