@@ -45,6 +45,13 @@ class Project(models.Model):
     )
     guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
     overlap = models.PositiveSmallIntegerField(default=1, help_text="Human labels wanted per item.")
+    gold_rate = models.FloatField(
+        default=0.1,
+        help_text="Share of assignments that are gold items (0 to 1), when there are any.",
+    )
+    lease_minutes = models.PositiveIntegerField(
+        default=30, help_text="Minutes an annotator holds an item before it returns to the pool."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -55,7 +62,11 @@ class Project(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_gte_1")
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_gte_1"),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0, gold_rate__lte=1), name="project_gold_rate_0_1"
+            ),
+            models.CheckConstraint(condition=Q(lease_minutes__gte=1), name="project_lease_gte_1"),
         ]
 
     def __str__(self) -> str:
@@ -111,6 +122,14 @@ class Item(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     priority = models.IntegerField(default=0)
     gold_label = models.JSONField(null=True, blank=True, help_text="Known answer, for gold checks.")
+    # Kept by annotate.assignment on every lease, submit, skip and expiry, so that choosing the
+    # next item is an index scan; db_default lets raw inserts (COPY) leave them out.
+    human_label_count = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Human labels of this item."
+    )
+    lease_count = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Live leases: assignments handed out, not yet done."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -119,6 +138,19 @@ class Item(models.Model):
             models.UniqueConstraint(
                 fields=["project", "external_id"], name="item_external_id_unique"
             )
+        ]
+        indexes = [
+            # The next-item query: breadth first, then priority, then id, LIMIT 1.
+            models.Index(
+                fields=["project", "human_label_count", "-priority", "id"],
+                name="item_next_idx",
+                condition=Q(gold_label__isnull=True),
+            ),
+            models.Index(
+                fields=["project", "human_label_count", "id"],
+                name="item_next_gold_idx",
+                condition=Q(gold_label__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -170,7 +202,16 @@ class Assignment(models.Model):
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.LEASED)
     swapped = models.BooleanField(default=False, help_text="Responses shown in reverse order.")
+    order = models.JSONField(
+        default=list, blank=True, help_text="Response ids in the order they are shown."
+    )
     skip_reason = models.CharField(max_length=500, blank=True)
+    gold_correct = models.BooleanField(
+        null=True, blank=True, help_text="For a gold item: whether the first label matched."
+    )
+    request_id = models.CharField(
+        max_length=100, blank=True, help_text="The client's id of the submitting request."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -182,7 +223,15 @@ class Assignment(models.Model):
                 fields=["item", "annotator"], name="assignment_once_per_annotator"
             )
         ]
-        indexes = [models.Index(fields=["annotator", "status"])]
+        indexes = [
+            models.Index(fields=["annotator", "status"]),
+            # Reclaiming expired leases: only live leases are in it, so it stays small.
+            models.Index(
+                fields=["status", "expires_at"],
+                name="assignment_expiry_idx",
+                condition=Q(status="leased"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.item} → {self.annotator} ({self.status})"
@@ -223,6 +272,9 @@ class Annotation(models.Model):
     tokens_out = models.PositiveIntegerField(null=True, blank=True)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the annotator last corrected the label."
+    )
 
     class Meta:
         ordering = ["id"]

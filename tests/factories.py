@@ -1,8 +1,11 @@
+from datetime import timedelta
+
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from annotate.kinds import get_kind
-from annotate.models import Annotation, Item, Membership, Project, Role
+from annotate.models import Annotation, Assignment, Item, Membership, Project, Role
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -63,3 +66,15 @@ class AnnotationFactory(factory.django.DjangoModelFactory):
     annotator = factory.SubFactory(UserFactory)
     kind = factory.LazyAttribute(lambda a: a.item.project.kind)
     label = factory.LazyFunction(lambda: {"choice": "A", "strength": 2, "rationale": ""})
+
+
+class AssignmentFactory(factory.django.DjangoModelFactory):
+    """A live lease; the item's lease counter is not touched (use annotate.assignment for that)."""
+
+    class Meta:
+        model = Assignment
+
+    item = factory.SubFactory(ItemFactory)
+    annotator = factory.SubFactory(UserFactory)
+    order = factory.LazyAttribute(lambda a: [r["id"] for r in a.item.responses])
+    expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=30))

@@ -1,0 +1,502 @@
+"""The assignment engine: which item an annotator labels next, leases, submissions and skips.
+
+How it stays cheap and correct:
+- Every item carries two counters, `human_label_count` and `lease_count` (live leases). They are
+  changed only here, always while the item's row is locked, so "human labels + live leases <
+  overlap" is a column test and the next item is one index scan with LIMIT 1 on `item_next_idx`
+  (project, human_label_count, -priority, id), never a COUNT or a random sort over the project.
+- Locks are always taken item first, then assignment. The next-item query locks its candidate
+  with FOR UPDATE SKIP LOCKED (PostgreSQL), so parallel annotators pass over each other's rows
+  instead of queueing, and an item is never leased beyond the project's overlap. SQLite ignores
+  row locks; its IMMEDIATE transactions (settings) serialise every write instead.
+- Expired leases are reclaimed lazily at the start of each `assignment_next`, through the small
+  partial index of live leases (`assignment_expiry_idx`).
+
+Conventions:
+- An annotator gets an item at most once (one Assignment per item and annotator), except that
+  their own expired lease may be leased to them again: they never labeled it.
+- Gold items (Item.gold_label set) do not count against overlap: every annotator may get each one
+  once. They come at Project.gold_rate, spread evenly over each annotator's assignments.
+- Pairwise labels arrive in display terms ("A" is the response shown first) and are stored in the
+  item's terms ("A" is item.responses[0]): a swapped assignment has A and B exchanged.
+  `Assignment.order` holds the response ids in display order for every kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, F, OuterRef, Subquery
+from django.utils import timezone
+
+from .kinds import KindError, get_kind
+from .models import Annotation, Assignment, Item, Kind, Membership, Project
+from .services import ServiceError
+
+MAX_TIME_SPENT_MS = 2**31 - 1
+PROGRESS_CACHE_SECONDS = 10
+RECLAIM_BATCH = 500
+
+_random = random.Random()
+
+
+class AssignmentConflict(ServiceError):
+    """The assignment is no longer in a state that allows this (skipped, submitted, lost)."""
+
+
+# Leasing ------------------------------------------------------------------------------------
+
+
+def assignment_next(
+    *, project: Project, annotator, now: datetime | None = None
+) -> Assignment | None:
+    """The annotator's next assignment in the project, or None when nothing is left for them.
+
+    Their own unexpired lease comes back first. Otherwise an item they have not seen is leased:
+    fewest human labels first, then higher priority, then lower id; a gold item when it is
+    their turn for one.
+    """
+    now = now or timezone.now()
+    leases_reclaim(now=now)
+    with transaction.atomic():
+        # One next-item decision per annotator at a time: a double click gets one lease.
+        list(
+            Membership.objects.filter(project=project, user=annotator)
+            .order_by()
+            .select_for_update(no_key=True)
+            .values_list("pk", flat=True)
+        )
+        own = _live_lease(project, annotator, now)
+        if own is not None:
+            return own
+        item = _candidate(project, annotator, gold=True) if _gold_turn(project, annotator) else None
+        if item is None:
+            item = _candidate(project, annotator, gold=False)
+        if item is None:
+            return None
+        return _lease(project, item, annotator, now)
+
+
+def _live_lease(project: Project, annotator, now: datetime) -> Assignment | None:
+    return (
+        Assignment.objects.filter(
+            annotator=annotator,
+            item__project=project,
+            status=Assignment.Status.LEASED,
+            expires_at__gt=now,
+        )
+        .select_related("item")
+        .order_by("created_at", "id")
+        .first()
+    )
+
+
+def _gold_turn(project: Project, annotator) -> bool:
+    """Whether the annotator's next assignment should be gold: exactly `gold_rate` of them over
+    time, at a phase of its own for each annotator (deterministic, no shared state)."""
+    rate = project.gold_rate
+    if rate <= 0:
+        return False
+    if rate >= 1:
+        return True
+    seen = Assignment.objects.filter(annotator=annotator, item__project=project).count()
+    digest = hashlib.sha256(f"{project.pk}:{annotator.pk}".encode()).digest()
+    phase = int.from_bytes(digest[:8]) / 2**64
+    return math.floor((seen + 1) * rate + phase) > math.floor(seen * rate + phase)
+
+
+def _candidate(project: Project, annotator, *, gold: bool) -> Item | None:
+    """The first item the annotator may get, locked; rows others have locked are passed over."""
+    mine = Assignment.objects.filter(item=OuterRef("pk"), annotator=annotator).order_by()
+    items = Item.objects.filter(project=project, gold_label__isnull=not gold).filter(
+        ~Exists(mine.exclude(status=Assignment.Status.EXPIRED))
+    )
+    if gold:
+        order = ("human_label_count", "id")
+    else:
+        # The first test bounds the index range; the second is checked on the rows scanned.
+        items = items.filter(human_label_count__lt=project.overlap).filter(
+            lease_count__lt=project.overlap - F("human_label_count")
+        )
+        order = ("human_label_count", "-priority", "id")
+    expired = mine.filter(status=Assignment.Status.EXPIRED).values("pk")[:1]
+    return (
+        items.annotate(my_expired_id=Subquery(expired))
+        .order_by(*order)
+        .select_for_update(skip_locked=True, of=("self",))
+        .first()
+    )
+
+
+def _lease(project: Project, item: Item, annotator, now: datetime) -> Assignment:
+    order, swapped = _display_order(project.kind, item.responses)
+    fields = {
+        "status": Assignment.Status.LEASED,
+        "swapped": swapped,
+        "order": order,
+        "expires_at": now + timedelta(minutes=project.lease_minutes),
+        "completed_at": None,
+    }
+    if item.my_expired_id is not None:
+        assignment = Assignment.objects.select_for_update().get(pk=item.my_expired_id)
+        for name, value in fields.items():
+            setattr(assignment, name, value)
+        assignment.save(update_fields=list(fields))
+    else:
+        assignment = Assignment.objects.create(item=item, annotator=annotator, **fields)
+    Item.objects.filter(pk=item.pk).update(lease_count=F("lease_count") + 1)
+    item.lease_count += 1
+    assignment.item = item
+    return assignment
+
+
+def _display_order(kind: str, responses: list[dict]) -> tuple[list[str], bool]:
+    """Response ids in the order to show them, and whether a pair is shown B first."""
+    ids = [r["id"] for r in responses]
+    if kind == Kind.PAIRWISE:
+        swapped = _random.random() < 0.5
+        return (ids[::-1] if swapped else ids), swapped
+    if kind in (Kind.LISTWISE, Kind.RATINGS):
+        _random.shuffle(ids)
+    return ids, False
+
+
+def leases_reclaim(*, now: datetime | None = None, limit: int = RECLAIM_BATCH) -> int:
+    """Expire leases past their time and give their items back to the pool; returns how many.
+
+    Cheap when nothing is due (one query on the partial index of live leases). Items locked by
+    someone else are left for a later call.
+    """
+    now = now or timezone.now()
+    due = Assignment.objects.filter(status=Assignment.Status.LEASED, expires_at__lte=now)
+    item_ids = set(due.order_by("expires_at").values_list("item_id", flat=True)[:limit])
+    if not item_ids:
+        return 0
+    with transaction.atomic():
+        locked = list(
+            Item.objects.filter(pk__in=item_ids)
+            .order_by("pk")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)
+        )
+        leases = list(
+            due.filter(item_id__in=locked).select_for_update().values_list("pk", "item_id")
+        )
+        if not leases:
+            return 0
+        Assignment.objects.filter(pk__in=[pk for pk, _ in leases]).update(
+            status=Assignment.Status.EXPIRED
+        )
+        _add_leases({item_id: -n for item_id, n in Counter(i for _, i in leases).items()})
+    return len(leases)
+
+
+def _add_leases(changes: dict[int, int]) -> None:
+    by_change = defaultdict(list)
+    for item_id, change in changes.items():
+        by_change[change].append(item_id)
+    for change, ids in by_change.items():
+        Item.objects.filter(pk__in=ids).update(lease_count=F("lease_count") + change)
+
+
+# Submitting, skipping, releasing ------------------------------------------------------------
+
+
+def annotation_submit(
+    *,
+    assignment: Assignment,
+    label: dict,
+    time_spent_ms: int | None,
+    request_id: str | None = None,
+    annotator=None,
+) -> Annotation:
+    """Store the annotator's label for an assignment; see `annotation_submit_or_get`."""
+    annotation, _ = annotation_submit_or_get(
+        assignment=assignment,
+        label=label,
+        time_spent_ms=time_spent_ms,
+        request_id=request_id,
+        annotator=annotator,
+    )
+    return annotation
+
+
+def annotation_submit_or_get(
+    *,
+    assignment: Assignment,
+    label: dict,
+    time_spent_ms: int | None,
+    request_id: str | None = None,
+    annotator=None,
+) -> tuple[Annotation, bool]:
+    """Store one human label for the assignment; returns (annotation, created).
+
+    The label is validated by the project's kind and, for a swapped pair, turned from display
+    terms into the item's terms. Submitting again returns the stored annotation unchanged
+    (created False). An expired lease can still be submitted while the item has room under the
+    overlap; otherwise AssignmentConflict. With `annotator`, someone else's assignment is a
+    ServiceError. A gold item records on the assignment whether the label matched.
+    """
+    _check_owner(assignment, annotator)
+    item = assignment.item
+    if not (time_spent_ms is None or _is_int(time_spent_ms, 0, MAX_TIME_SPENT_MS)):
+        raise ServiceError(
+            f"Time spent must be a whole number of milliseconds from 0 to {MAX_TIME_SPENT_MS}.",
+            "time_spent_ms",
+        )
+    try:
+        with transaction.atomic():
+            item = (
+                Item.objects.select_related("project")
+                .select_for_update(of=("self",))
+                .get(pk=assignment.item_id)
+            )
+            locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+            if locked.status == Assignment.Status.SUBMITTED:
+                return Annotation.objects.get(assignment=locked), False
+            cleaned = clean_label(item=item, label=label, swapped=locked.swapped)
+            annotation = _store(locked, item, cleaned, time_spent_ms, request_id or "")
+    except IntegrityError:
+        # Only the one-to-one link can collide: the label is stored already.
+        existing = Annotation.objects.filter(assignment_id=assignment.pk).first()
+        if existing is None:
+            raise
+        return existing, False
+    assignment.status, assignment.completed_at = locked.status, locked.completed_at
+    return annotation, True
+
+
+def _store(
+    assignment: Assignment, item: Item, label: dict, time_spent_ms: int | None, request_id: str
+) -> Annotation:
+    now = timezone.now()
+    if assignment.status == Assignment.Status.SKIPPED:
+        raise AssignmentConflict("You skipped this item; it cannot be labeled any more.")
+    leased = assignment.status == Assignment.Status.LEASED
+    room = item.gold_label is not None or (
+        item.human_label_count + item.lease_count < item.project.overlap
+    )
+    if not leased and not room:
+        raise AssignmentConflict(
+            "Your lease on this item expired and others have since labeled it: take the next one."
+        )
+    annotation = Annotation.objects.create(
+        item=item,
+        source=Annotation.Source.HUMAN,
+        annotator_id=assignment.annotator_id,
+        assignment=assignment,
+        kind=item.project.kind,
+        label=label,
+        time_spent_ms=time_spent_ms,
+        origin="assignment",
+        created_at=now,
+    )
+    Item.objects.filter(pk=item.pk).update(
+        human_label_count=F("human_label_count") + 1,
+        lease_count=F("lease_count") - (1 if leased else 0),
+    )
+    assignment.status = Assignment.Status.SUBMITTED
+    assignment.completed_at = now
+    assignment.request_id = request_id[:100]
+    if item.gold_label is not None:
+        assignment.gold_correct = gold_matches(item.project.kind, label, item.gold_label)
+    assignment.save(update_fields=["status", "completed_at", "request_id", "gold_correct"])
+    return annotation
+
+
+def assignment_skip(*, assignment: Assignment, reason: str, annotator=None) -> Assignment:
+    """Skip an item: it is never offered to this annotator again. Skipping twice is harmless."""
+    _check_owner(assignment, annotator)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ServiceError("Say why you skip this item.", "reason")
+    if len(reason) > 500:
+        raise ServiceError("The reason is over 500 characters.", "reason")
+    return _close(assignment, Assignment.Status.SKIPPED, skip_reason=reason)
+
+
+def assignment_release(*, assignment: Assignment, annotator=None) -> Assignment:
+    """Give a lease back before it expires: the item returns to the pool now, and this
+    annotator may get it again later."""
+    _check_owner(assignment, annotator)
+    return _close(assignment, Assignment.Status.EXPIRED)
+
+
+def _close(assignment: Assignment, status: str, **fields) -> Assignment:
+    with transaction.atomic():
+        Item.objects.select_for_update().filter(pk=assignment.item_id).values_list("pk").first()
+        locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+        if locked.status == status:
+            return locked
+        if locked.status == Assignment.Status.SUBMITTED:
+            raise AssignmentConflict("This item is labeled already.")
+        if locked.status == Assignment.Status.SKIPPED:
+            raise AssignmentConflict("You skipped this item already.")
+        if locked.status == Assignment.Status.LEASED:
+            _add_leases({locked.item_id: -1})
+        locked.status = status
+        locked.completed_at = timezone.now() if status == Assignment.Status.SKIPPED else None
+        for name, value in fields.items():
+            setattr(locked, name, value)
+        locked.save(update_fields=["status", "completed_at", *fields])
+    locked.item = assignment.item
+    return locked
+
+
+def annotation_correct(*, annotation: Annotation, label: dict, annotator) -> Annotation:
+    """Re-label one of the annotator's own labels in place (same row, provenance kept,
+    `updated_at` set). The label is in display terms of its assignment, as when submitted.
+    A gold check keeps the first answer."""
+    if annotation.source != Annotation.Source.HUMAN or annotation.annotator_id != annotator.pk:
+        raise ServiceError("This is not one of your labels.", "annotation")
+    assignment = annotation.assignment
+    cleaned = clean_label(
+        item=annotation.item, label=label, swapped=bool(assignment and assignment.swapped)
+    )
+    now = timezone.now()
+    with transaction.atomic():
+        Annotation.objects.filter(pk=annotation.pk).update(label=cleaned, updated_at=now)
+    annotation.label, annotation.updated_at = cleaned, now
+    return annotation
+
+
+def _check_owner(assignment: Assignment, annotator) -> None:
+    if annotator is not None and assignment.annotator_id != annotator.pk:
+        raise ServiceError("This assignment is someone else's.", "assignment")
+
+
+def _is_int(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+# Labels -------------------------------------------------------------------------------------
+
+
+def clean_label(*, item: Item, label, swapped: bool = False) -> dict:
+    """The canonical label in the item's terms; ServiceError naming the field when invalid."""
+    kind = get_kind(item.project.kind)
+    try:
+        cleaned = kind.clean_label(label, item.responses, kind.clean_config(item.project.config))
+    except KindError as exc:
+        raise ServiceError(exc.message, exc.field) from None
+    return swap_label(item.project.kind, cleaned) if swapped else cleaned
+
+
+def swap_label(kind: str, label: dict) -> dict:
+    """A pairwise label with A and B exchanged (its own inverse); other kinds name responses by
+    id and are returned as they are."""
+    if kind != Kind.PAIRWISE or label.get("choice") not in ("A", "B"):
+        return label
+    return {**label, "choice": "B" if label["choice"] == "A" else "A"}
+
+
+def label_for_display(annotation: Annotation) -> dict:
+    """A stored label in the display terms of its assignment, to reopen it for correction."""
+    swapped = bool(annotation.assignment and annotation.assignment.swapped)
+    return swap_label(annotation.kind, annotation.label) if swapped else annotation.label
+
+
+def responses_in_display_order(assignment: Assignment) -> list[dict]:
+    """The item's responses in the order this assignment shows them."""
+    by_id = {r["id"]: r for r in assignment.item.responses}
+    shown = [by_id[rid] for rid in assignment.order if rid in by_id]
+    return shown + [r for r in assignment.item.responses if r["id"] not in assignment.order]
+
+
+def gold_matches(kind: str, label: dict, gold: dict) -> bool:
+    """Whether a label agrees with a gold label: the choice of a pair, the ranking of a list;
+    for spans and ratings every non-text field the gold label has."""
+    if kind == Kind.PAIRWISE:
+        return label.get("choice") == gold.get("choice")
+    if kind == Kind.LISTWISE:
+        return label.get("ranking") == gold.get("ranking")
+    free_text = {"rationale", "missing", "corrected"}
+    return all(label.get(key) == value for key, value in gold.items() if key not in free_text)
+
+
+# Reads --------------------------------------------------------------------------------------
+
+
+def gold_accuracy(project: Project, annotator) -> dict:
+    """The annotator's gold checks in the project: {"checked", "correct", "accuracy"}."""
+    checks = dict(
+        Assignment.objects.filter(
+            annotator=annotator, item__project=project, gold_correct__isnull=False
+        )
+        .values_list("gold_correct")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    correct, checked = checks.get(True, 0), checks.get(True, 0) + checks.get(False, 0)
+    return {
+        "checked": checked,
+        "correct": correct,
+        "accuracy": correct / checked if checked else None,
+    }
+
+
+def annotator_progress(project: Project, annotator) -> dict:
+    """Progress for the annotator's screen.
+
+    `done` and `skipped` are the annotator's own (a count over their assignments); `complete`
+    (items with `overlap` human labels) and `total` are the project's regular items, counted on
+    indexes and cached for a few seconds so that many annotators do not recount them.
+    """
+    mine = dict(
+        Assignment.objects.filter(annotator=annotator, item__project=project)
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    key = f"assignment:progress:{project.pk}:{project.overlap}"
+    counts = cache.get(key)
+    if counts is None:
+        regular = Item.objects.filter(project=project, gold_label__isnull=True)
+        counts = {
+            "complete": regular.filter(human_label_count__gte=project.overlap).count(),
+            "total": regular.count(),
+        }
+        cache.set(key, counts, PROGRESS_CACHE_SECONDS)
+    return {
+        "done": mine.get(Assignment.Status.SUBMITTED, 0),
+        "skipped": mine.get(Assignment.Status.SKIPPED, 0),
+        **counts,
+    }
+
+
+def annotations_recent(*, project: Project, annotator, limit: int = 10) -> list[Annotation]:
+    """The annotator's latest human labels in the project, newest first ("my recent labels")."""
+    return list(
+        Annotation.objects.filter(
+            item__project=project, annotator=annotator, source=Annotation.Source.HUMAN
+        )
+        .select_related("item", "assignment")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def item_counters_rebuild(*, project: Project) -> int:
+    """Recount every item's human labels and live leases from the rows (after a raw delete or a
+    data repair); returns the number of items. Not for requests: it reads the whole project."""
+    from django.db.models import IntegerField, Value
+    from django.db.models.functions import Coalesce
+
+    def counted(queryset):
+        counts = queryset.order_by().values("item").annotate(n=Count("id")).values("n")
+        return Coalesce(Subquery(counts, output_field=IntegerField()), Value(0))
+
+    with transaction.atomic():
+        return Item.objects.filter(project=project).update(
+            human_label_count=counted(
+                Annotation.objects.filter(item=OuterRef("pk"), source=Annotation.Source.HUMAN)
+            ),
+            lease_count=counted(
+                Assignment.objects.filter(item=OuterRef("pk"), status=Assignment.Status.LEASED)
+            ),
+        )
