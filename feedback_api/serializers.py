@@ -327,3 +327,55 @@ class TokenSerializer(serializers.Serializer):
     token = serializers.CharField(source="key", help_text="Send as `Authorization: Token <key>`.")
     username = serializers.CharField(source="user.username")
     created = serializers.DateTimeField()
+
+
+# Assignments --------------------------------------------------------------------------------
+
+
+class AssignmentSerializer(serializers.Serializer):
+    """An item leased to you, with its responses in the order to show them."""
+
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    kind = serializers.CharField(source="item.project.kind")
+    item = serializers.IntegerField(source="item_id")
+    external_id = serializers.CharField(source="item.external_id")
+    prompt = PromptField(source="item.prompt")
+    responses = serializers.SerializerMethodField(
+        help_text="The item's responses in display order. For a pair, label the first shown as "
+        "A: a swapped pair is stored with A and B exchanged back."
+    )
+    swapped = serializers.BooleanField(
+        help_text="Pairwise: the item's second response is shown first."
+    )
+    order = serializers.ListField(
+        child=serializers.CharField(), help_text="Response ids in display order."
+    )
+    expires_at = serializers.DateTimeField()
+
+    @extend_schema_field(ResponseSerializer(many=True))
+    def get_responses(self, assignment) -> list[dict]:
+        from annotate.assignment import responses_in_display_order
+
+        return ResponseSerializer(responses_in_display_order(assignment), many=True).data
+
+
+class AssignmentSubmitSerializer(serializers.Serializer):
+    label = serializers.DictField(
+        validators=[storable_json],
+        help_text="The label in the project kind's canonical shape, in display terms.",
+    )
+    time_spent_ms = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0, max_value=2**31 - 1
+    )
+    request_id = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=100,
+        help_text="Your id for this request, kept with the assignment.",
+    )
+
+
+class AssignmentSkipSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, help_text="Why you skip this item.")

@@ -45,4 +45,11 @@ urlpatterns = [
         views.AnnotationListView.as_view(),
         name="annotation-list",
     ),
+    path(
+        "projects/<slug:slug>/assignments/next/",
+        views.assignment_next,
+        name="assignment-next",
+    ),
+    path("assignments/<int:pk>/submit/", views.assignment_submit, name="assignment-submit"),
+    path("assignments/<int:pk>/skip/", views.assignment_skip, name="assignment-skip"),
 ]

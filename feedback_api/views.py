@@ -8,13 +8,15 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view, parser_classes
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotate import assignment as engine
 from annotate import services
-from annotate.models import Role
+from annotate.assignment import AssignmentConflict
+from annotate.models import Assignment, Role
 from annotate.services import ServiceError
 
 from . import selectors
@@ -29,6 +31,9 @@ from .pagination import MAX_DB_INT, IdCursorPagination
 from .permissions import get_project_for_user
 from .serializers import (
     AnnotationSerializer,
+    AssignmentSerializer,
+    AssignmentSkipSerializer,
+    AssignmentSubmitSerializer,
     ErrorSerializer,
     ImportReportSerializer,
     ItemBulkCreateSerializer,
@@ -337,3 +342,104 @@ class AnnotationListView(APIView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(annotations, request, view=self)
         return paginator.get_paginated_response(AnnotationSerializer(page, many=True).data)
+
+
+# Assignments --------------------------------------------------------------------------------
+
+CONFLICT = {
+    409: OpenApiResponse(
+        ErrorSerializer, description="The assignment was skipped, submitted or lost meanwhile."
+    )
+}
+
+
+def _get_assignment_for_user(request, pk: int) -> Assignment:
+    """The user's own assignment in a project they are still in; anything else is a 404."""
+    if pk > MAX_DB_INT:
+        raise Http404("No such assignment.")
+    assignment = get_object_or_404(
+        Assignment.objects.select_related("item__project"), pk=pk, annotator=request.user
+    )
+    if assignment.item.project.role_of(request.user) is None:
+        raise Http404("No such assignment.")
+    return assignment
+
+
+def _refused(exc: ServiceError) -> Exception:
+    if isinstance(exc, AssignmentConflict):
+        return Conflict({"non_field_errors": [str(exc)]})
+    return invalid(exc)
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Conflict."
+    default_code = "conflict"
+
+
+@extend_schema(
+    operation_id="assignments_next",
+    request=None,
+    responses={
+        200: AssignmentSerializer,
+        204: OpenApiResponse(description="Nothing left for you in this project."),
+        **errors(401, 404),
+    },
+    description="Lease the next item to label: your own unexpired lease first, else an item "
+    "you have not seen, fewest human labels first, then priority.",
+)
+@api_view(["POST"])
+def assignment_next(request, slug):
+    project = get_project_for_user(request, slug)
+    assignment = engine.assignment_next(project=project, annotator=request.user)
+    if assignment is None:
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    assignment.item.project = project
+    return Response(AssignmentSerializer(assignment).data)
+
+
+@extend_schema(
+    operation_id="assignments_submit",
+    request=AssignmentSubmitSerializer,
+    responses={
+        201: AnnotationSerializer,
+        200: OpenApiResponse(AnnotationSerializer, description="Submitted before: that label."),
+        **errors(400, 401, 404, 415),
+        **CONFLICT,
+    },
+    description="Store your label for an assignment. Repeating the request stores nothing new "
+    "and answers 200 with the stored label.",
+)
+@api_view(["POST"])
+@parser_classes([JSONParser])
+def assignment_submit(request, pk):
+    assignment = _get_assignment_for_user(request, pk)
+    data = _valid(AssignmentSubmitSerializer, request.data)
+    try:
+        annotation, created = engine.annotation_submit_or_get(
+            assignment=assignment, annotator=request.user, **data
+        )
+    except ServiceError as exc:
+        raise _refused(exc) from None
+    code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return Response(AnnotationSerializer(annotation).data, status=code)
+
+
+@extend_schema(
+    operation_id="assignments_skip",
+    request=AssignmentSkipSerializer,
+    responses={200: AssignmentSerializer, **errors(400, 401, 404, 415), **CONFLICT},
+    description="Skip an assignment with a reason; the item is not offered to you again.",
+)
+@api_view(["POST"])
+@parser_classes([JSONParser])
+def assignment_skip(request, pk):
+    assignment = _get_assignment_for_user(request, pk)
+    data = _valid(AssignmentSkipSerializer, request.data)
+    try:
+        assignment = engine.assignment_skip(
+            assignment=assignment, annotator=request.user, reason=data["reason"]
+        )
+    except ServiceError as exc:
+        raise _refused(exc) from None
+    return Response(AssignmentSerializer(assignment).data)
