@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.shortcuts import get_object_or_404
 
 from .models import Annotation, ImportJob, Item, Membership, Project, Role
 
@@ -63,3 +64,14 @@ def members_for_project(project: Project) -> QuerySet[Membership]:
 
 def import_jobs_recent(project: Project, limit: int = 10) -> QuerySet[ImportJob]:
     return project.import_jobs.select_related("created_by").order_by("-created_at", "-pk")[:limit]
+
+
+def annotation_of_user(*, project: Project, user, pk: int) -> Annotation:
+    """One of the user's own human labels in the project; 404 for anyone else's."""
+    return get_object_or_404(
+        Annotation.objects.select_related("item", "assignment"),
+        pk=pk,
+        item__project=project,
+        annotator=user,
+        source=Annotation.Source.HUMAN,
+    )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -9,14 +13,41 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from . import selectors, services
-from .forms import ImportForm, MemberAddForm, MemberRoleForm, ProjectCreateForm
+from .assignment import (
+    MAX_TIME_SPENT_MS,
+    AssignmentConflict,
+    annotation_correct,
+    annotation_submit,
+    annotations_recent,
+    annotator_progress,
+    assignment_next,
+    assignment_skip,
+    label_for_display,
+    responses_in_display_order,
+)
+from .forms import (
+    SKIP_REASONS,
+    ImportForm,
+    LabelInputError,
+    MemberAddForm,
+    MemberRoleForm,
+    ProjectCreateForm,
+    form_field_for,
+    kind_context,
+    label_from_post,
+    label_summary,
+    letter_of,
+    post_from_label,
+)
 from .kinds import get_kind
-from .models import ROLE_RANK, ImportJob, Kind, Membership, Project, Role
-from .rendering import render_markdown
+from .models import ROLE_RANK, Annotation, Assignment, ImportJob, Kind, Membership, Project, Role
+from .rendering import render_markdown, render_response
 from .services import ServiceError
 
 
@@ -81,6 +112,7 @@ def project_detail(request, slug):
         "can_manage_members": ROLE_RANK[my_role] >= ROLE_RANK[Role.ADMIN],
         "counts": selectors.project_counts(project),
         "guidelines": render_markdown(project.guidelines),
+        "my_progress": annotator_progress(project, request.user),
     }
     return render(request, "annotate/project_detail.html", context)
 
@@ -231,3 +263,209 @@ def _membership_set(project: Project, user, role: str) -> tuple[Membership, bool
                 "A project keeps at least one admin: make someone else admin first.", "role"
             )
         return services.membership_set(project=project, user=user, role=role)
+
+
+# Annotating ---------------------------------------------------------------------------------
+# One page, /projects/<slug>/annotate/: its #work partial (the item, its form, progress and my
+# recent labels) is what every htmx POST answers with, so the next item comes without a reload.
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def annotate(request, slug):
+    project = _get_project_for_user(request, slug)
+    assignment = assignment_next(project=project, annotator=request.user)
+    return _render_work(request, project, assignment)
+
+
+@login_required
+@require_POST
+def annotate_submit(request, slug, pk):
+    project = _get_project_for_user(request, slug)
+    assignment = _get_assignment_for_user(request, project, pk)
+    if assignment.status == Assignment.Status.SUBMITTED:
+        # A double click or a retried request: the label is stored already, move on.
+        return _next(request, project)
+    config = get_kind(project.kind).clean_config(project.config)
+    responses = responses_in_display_order(assignment)
+    try:
+        label = label_from_post(project.kind, request.POST, responses, config)
+        annotation_submit(
+            assignment=assignment,
+            label=label,
+            time_spent_ms=_time_spent_ms(request, project, assignment),
+            request_id=request.POST.get("request_id", "")[:100],
+        )
+    except LabelInputError as exc:
+        return _render_work(request, project, assignment, values=request.POST, errors=exc.errors)
+    except AssignmentConflict as exc:
+        return _next(request, project, notice=str(exc), level=messages.WARNING)
+    except ServiceError as exc:
+        field = form_field_for(project.kind, exc.field, responses, config)
+        errors = {field: str(exc)}
+        return _render_work(request, project, assignment, values=request.POST, errors=errors)
+    return _next(request, project)
+
+
+@login_required
+@require_POST
+def annotate_skip(request, slug, pk):
+    project = _get_project_for_user(request, slug)
+    assignment = _get_assignment_for_user(request, project, pk)
+    reason = request.POST.get("reason", "").strip()
+    detail = request.POST.get("reason_text", "").strip()
+    if reason == "other" or not reason:
+        reason = detail
+    elif detail:
+        reason = f"{reason}: {detail}"
+    try:
+        assignment_skip(assignment=assignment, reason=reason)
+    except AssignmentConflict as exc:
+        return _next(request, project, notice=str(exc), level=messages.WARNING)
+    except ServiceError as exc:
+        errors = {"skip": str(exc)}
+        return _render_work(request, project, assignment, values=request.POST, errors=errors)
+    return _next(request, project, notice="Skipped.")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@vary_on_headers("HX-Request")
+def annotation_edit(request, slug, pk):
+    """Reopen one of my labels in the annotate page and correct it."""
+    project = _get_project_for_user(request, slug)
+    annotation = selectors.annotation_of_user(project=project, user=request.user, pk=pk)
+    assignment = annotation.assignment
+    responses = responses_in_display_order(assignment) if assignment else annotation.item.responses
+    values, errors = None, {}
+    if request.method == "POST":
+        config = get_kind(project.kind).clean_config(project.config)
+        try:
+            label = label_from_post(project.kind, request.POST, responses, config)
+            annotation_correct(annotation=annotation, label=label, annotator=request.user)
+        except LabelInputError as exc:
+            errors = exc.errors
+        except ServiceError as exc:
+            errors = {form_field_for(project.kind, exc.field, responses, config): str(exc)}
+        else:
+            return _next(request, project, notice="Label corrected.")
+        values = request.POST
+    else:
+        values = post_from_label(project.kind, label_for_display(annotation), responses)
+    return _render_work(
+        request, project, assignment, values=values, errors=errors, editing=annotation
+    )
+
+
+def _get_assignment_for_user(request, project: Project, pk: int) -> Assignment:
+    return get_object_or_404(
+        Assignment.objects.select_related("item"),
+        pk=pk,
+        item__project=project,
+        annotator=request.user,
+    )
+
+
+def _time_spent_ms(request, project: Project, assignment: Assignment) -> int:
+    """What the page measured; else the time since the lease began (pages without JS)."""
+    measured = request.POST.get("time_spent_ms", "")
+    if measured.isdigit() and int(measured) <= MAX_TIME_SPENT_MS:
+        return int(measured)
+    leased_at = assignment.expires_at - timedelta(minutes=project.lease_minutes)
+    elapsed = (timezone.now() - leased_at).total_seconds() * 1000
+    return int(min(max(elapsed, 0), MAX_TIME_SPENT_MS))
+
+
+def _next(request, project: Project, notice: str = "", level: int = messages.SUCCESS):
+    """After a submit, skip or correction: the next item (htmx) or a redirect to it (POST,
+    redirect, GET)."""
+    if not request.htmx:
+        if notice:
+            messages.add_message(request, level, notice)
+        return redirect("annotate:annotate", slug=project.slug)
+    assignment = assignment_next(project=project, annotator=request.user)
+    response = _render_work(request, project, assignment, notice=notice)
+    response["HX-Push-Url"] = reverse("annotate:annotate", args=[project.slug])
+    return response
+
+
+def _render_work(
+    request,
+    project: Project,
+    assignment: Assignment | None,
+    *,
+    values=None,
+    errors: dict | None = None,
+    notice: str = "",
+    editing: Annotation | None = None,
+):
+    errors = errors or {}
+    context = {
+        "project": project,
+        "assignment": assignment,
+        "editing": editing,
+        "errors": errors,
+        "notice": notice,
+        "progress": annotator_progress(project, request.user),
+        "recent": _recent_labels(project, request.user),
+        "skip_reasons": SKIP_REASONS,
+        "guidelines": render_markdown(project.guidelines),
+        "config": get_kind(project.kind).clean_config(project.config),
+    }
+    if assignment is not None:
+        context.update(_item_context(project, assignment, values or {}, errors, context["config"]))
+    template = "annotate/annotate.html"
+    if request.htmx:
+        template += "#work"
+    status = 200
+    if errors and request.htmx:
+        # htmx swaps a 422 too (the page's htmx-config): the form comes back with its errors.
+        status = 422
+    response = render(request, template, context, status=status)
+    response["HX-Trigger"] = json.dumps({"progress-changed": context["progress"]})
+    return response
+
+
+def _item_context(project: Project, assignment: Assignment, values, errors, config) -> dict:
+    responses = responses_in_display_order(assignment)
+    item = assignment.item
+    if item.is_chat:
+        prompt = [{"role": m["role"], "html": render_response(m["content"])} for m in item.prompt]
+    else:
+        prompt = render_response(item.prompt)
+    return {
+        "item": item,
+        "prompt": prompt,
+        "values": values,
+        "kind": kind_context(project.kind, config, responses, values, errors),
+        "kind_template": f"annotate/kinds/{project.kind}.html",
+        # A fresh id per rendered form: the engine stores it with the submission.
+        "request_id": uuid.uuid4().hex,
+    }
+
+
+def _recent_labels(project: Project, user) -> list[dict]:
+    recent = []
+    for annotation in annotations_recent(project=project, annotator=user, limit=10):
+        assignment = annotation.assignment
+        responses = (
+            responses_in_display_order(assignment) if assignment else annotation.item.responses
+        )
+        letters = letter_of(responses)
+        label = label_for_display(annotation)
+        recent.append(
+            {
+                "annotation": annotation,
+                "summary": label_summary(annotation.kind, label, letters),
+                "prompt": _prompt_text(annotation.item)[:80],
+            }
+        )
+    return recent
+
+
+def _prompt_text(item) -> str:
+    if item.is_chat:
+        users = [m["content"] for m in item.prompt if m["role"] == "user"]
+        return (users or [item.prompt[-1]["content"]])[-1]
+    return item.prompt
