@@ -1,0 +1,354 @@
+"""Benchmark the assignment engine over HTTP: many annotators looping next → submit.
+
+    .venv/bin/python bench/assign.py             # 100k and 1M items; 32 and 128 annotators
+    .venv/bin/python bench/assign.py --items 100000 --annotators 32 --seconds 20
+
+For each item count: a fresh PostgreSQL database `bench_assign_<pid>_<items>` next to
+DATABASE_URL's (default postgres://postgres@127.0.0.1:5432/test), migrated; pairwise items COPYed
+in; annotator users with API tokens; gunicorn (4 workers x 4 threads, DEBUG=0, persistent DB
+connections). For each annotator count, that many simulated annotators (threads spread over a few
+client processes, one keep-alive connection each) loop POST next → POST submit for a fixed time.
+Then the database is checked: duplicate leases (an item with more human labels + live leases
+than the overlap) and lost submissions (a 2xx submit without its stored annotation) must be 0.
+The database is dropped at the end. Not part of CI: it prints a table, it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = ROOT / ".venv" / "bin" / "python"
+GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/test"
+SLUG = "bench-pairs"
+CLIENT_PROCESSES = 4
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--annotators", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--overlap", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--port", type=int, default=0, help="default: a free one")
+    parser.add_argument("--setup-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.setup_child is not None:
+        print(json.dumps(setup(args.setup_child, max(args.annotators), args.overlap)))
+        return
+    base = os.environ.get("DATABASE_URL", "")
+    base = base if base.startswith("postgres") else DEFAULT_URL
+    rows = []
+    for items in args.items:
+        rows += bench_size(base, items, args)
+    print_table(rows, args)
+
+
+def bench_size(base: str, items: int, args) -> list[dict]:
+    name = f"bench_assign_{os.getpid()}_{items}"
+    url = with_db_name(base, name)
+    pg_admin(base, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
+    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "0", "SECRET_KEY": "bench"}
+    env |= {"ALLOWED_HOSTS": "127.0.0.1", "DB_CONN_MAX_AGE": "60", "SECURE_COOKIES": "0"}
+    try:
+        subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+        started = time.perf_counter()
+        child = [PYTHON, __file__, "--setup-child", str(items), "--overlap", str(args.overlap)]
+        child += ["--annotators", str(max(args.annotators))]
+        out = subprocess.run(child, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+        tokens = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{items:,} items set up in {time.perf_counter() - started:.1f} s", flush=True)
+        port = args.port or free_port()
+        server = start_gunicorn(env, port, args)
+        try:
+            rows = []
+            for count in args.annotators:
+                row = run_load(port, tokens[:count], args.seconds)
+                row |= check_db(url, row.pop("submitted_ids"), args.overlap)
+                rows.append({"items": items, "annotators": count, **row})
+                print(format_row(rows[-1]), flush=True)
+                release_leases(url)
+            return rows
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+    finally:
+        pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# Set-up (runs in a child process with DATABASE_URL set) ---------------------------------------
+
+
+def setup(items: int, annotators: int, overlap: int) -> list[str]:
+    """Project, items (COPY), annotators with tokens; returns the tokens."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from rest_framework.authtoken.models import Token
+
+    from annotate.models import Membership, Role
+    from annotate.services import project_create
+
+    project = project_create(name="Bench pairs", kind="pairwise", overlap=overlap)
+    project.gold_rate = 0
+    project.save(update_fields=["gold_rate"])
+    copy_items(connection, project.pk, items)
+    users = get_user_model().objects.bulk_create(
+        get_user_model()(username=f"annotator{i}", password="!") for i in range(annotators)
+    )
+    Membership.objects.bulk_create(
+        Membership(project=project, user=user, role=Role.ANNOTATOR) for user in users
+    )
+    tokens = Token.objects.bulk_create(Token(user=user, key=Token.generate_key()) for user in users)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE annotate_item")
+    return [token.key for token in tokens]
+
+
+def copy_items(connection, project_id: int, count: int, batch: int = 20_000) -> None:
+    """COPY pairwise items in, text format, a batch of lines per write."""
+    now = "2026-01-01 00:00:00+00"
+    columns = "project_id, external_id, prompt, responses, metadata, priority, created_at"
+    answer = "A fairly ordinary answer of a few words, number {n}, with nothing to escape."
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        with raw.copy(f"COPY annotate_item ({columns}) FROM STDIN") as copy:
+            for start in range(0, count, batch):
+                lines = []
+                for n in range(start, min(start + batch, count)):
+                    responses = json.dumps(
+                        [
+                            {"id": "1", "text": answer.format(n=n), "model": "m1"},
+                            {"id": "2", "text": answer.format(n=n + 1), "model": "m2"},
+                        ]
+                    )
+                    prompt = json.dumps(f"Question {n}: which answer is better?")
+                    lines.append(f"{project_id}\tq{n}\t{prompt}\t{responses}\t{{}}\t0\t{now}\n")
+                copy.write("".join(lines))
+
+
+# Load -----------------------------------------------------------------------------------------
+
+
+def start_gunicorn(env: dict, port: int, args) -> subprocess.Popen:
+    command = [GUNICORN, "config.wsgi", "-w", str(args.workers), "--threads", str(args.threads)]
+    command += ["-b", f"127.0.0.1:{port}", "--log-level", "warning", "--keep-alive", "30"]
+    server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/health/")
+            conn.getresponse()
+            return server
+        except OSError:
+            time.sleep(0.3)
+    os.killpg(server.pid, signal.SIGTERM)
+    raise SystemExit("gunicorn did not start")
+
+
+def run_load(port: int, tokens: list[str], seconds: float) -> dict:
+    chunks = [tokens[i::CLIENT_PROCESSES] for i in range(CLIENT_PROCESSES)]
+    jobs = [(port, chunk, seconds) for chunk in chunks if chunk]
+    with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
+        parts = pool.map(client_process, jobs)
+    next_ms = [ms for part in parts for ms in part["next_ms"]]
+    submit_ms = [ms for part in parts for ms in part["submit_ms"]]
+    submitted = [pk for part in parts for pk in part["submitted_ids"]]
+    return {
+        "seconds": seconds,
+        "submits_per_s": len(submitted) / seconds,
+        "next": percentiles(next_ms),
+        "submit": percentiles(submit_ms),
+        "errors": sum(part["errors"] for part in parts),
+        "empty": sum(part["empty"] for part in parts),
+        "submitted_ids": submitted,
+    }
+
+
+def client_process(job: tuple[int, list[str], float]) -> dict:
+    import threading
+
+    port, tokens, seconds = job
+    result = {"next_ms": [], "submit_ms": [], "submitted_ids": [], "errors": 0, "empty": 0}
+    lock = threading.Lock()
+    start = time.monotonic() + 0.5
+    stop = start + seconds
+
+    def annotator(token: str, n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+        mine = {"next_ms": [], "submit_ms": [], "submitted_ids": [], "errors": 0, "empty": 0}
+        time.sleep(max(0.0, start - time.monotonic()))
+        while time.monotonic() < stop:
+            code, body, ms = call(conn, f"/api/v1/projects/{SLUG}/assignments/next/", headers, b"")
+            mine["next_ms"].append(ms)
+            if code == 204:
+                mine["empty"] += 1
+                time.sleep(0.5)
+                continue
+            if code != 200:
+                mine["errors"] += 1
+                continue
+            pk = json.loads(body)["id"]
+            label = {"choice": "AB"[n % 2], "strength": 1 + n % 3}
+            payload = json.dumps({"label": label, "time_spent_ms": 1000}).encode()
+            code, _, ms = call(conn, f"/api/v1/assignments/{pk}/submit/", headers, payload)
+            mine["submit_ms"].append(ms)
+            if code in (200, 201):
+                mine["submitted_ids"].append(pk)
+            else:
+                mine["errors"] += 1
+            n += 1
+        conn.close()
+        with lock:
+            for key, value in mine.items():
+                result[key] += value
+
+    threads = [threading.Thread(target=annotator, args=(t, i)) for i, t in enumerate(tokens)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return result
+
+
+def call(conn: http.client.HTTPConnection, path: str, headers: dict, body: bytes):
+    started = time.perf_counter()
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        code = response.status
+    except (OSError, http.client.HTTPException):
+        conn.close()
+        code, data = 0, b""
+    return code, data, (time.perf_counter() - started) * 1000
+
+
+def percentiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return (values[0],) * 3 if values else (float("nan"),) * 3
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return cuts[49], cuts[94], cuts[98]
+
+
+# Checks ---------------------------------------------------------------------------------------
+
+
+def check_db(url: str, submitted_ids: list[int], overlap: int) -> dict:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        over = conn.execute(
+            """
+            SELECT count(*) FROM (
+                SELECT i.id,
+                       (SELECT count(*) FROM annotate_annotation a
+                         WHERE a.item_id = i.id AND a.source = 'human') AS labels,
+                       (SELECT count(*) FROM annotate_assignment s
+                         WHERE s.item_id = i.id AND s.status = 'leased') AS leases
+                FROM annotate_item i
+                WHERE i.id IN (SELECT item_id FROM annotate_assignment)
+            ) t WHERE labels + leases > %s
+            """,
+            [overlap],
+        ).fetchone()[0]
+        drift = conn.execute(
+            """
+            SELECT count(*) FROM annotate_item i
+            WHERE i.id IN (SELECT item_id FROM annotate_assignment)
+              AND (i.human_label_count <> (SELECT count(*) FROM annotate_annotation a
+                                            WHERE a.item_id = i.id AND a.source = 'human')
+                OR i.lease_count <> (SELECT count(*) FROM annotate_assignment s
+                                      WHERE s.item_id = i.id AND s.status = 'leased'))
+            """
+        ).fetchone()[0]
+        lost = conn.execute(
+            """
+            SELECT count(*) FROM unnest(%s::bigint[]) AS s(id)
+            WHERE NOT EXISTS (SELECT 1 FROM annotate_annotation a WHERE a.assignment_id = s.id)
+            """,
+            [submitted_ids],
+        ).fetchone()[0]
+    return {"duplicate_leases": over, "counter_drift": drift, "lost": lost}
+
+
+def release_leases(url: str) -> None:
+    """Leases left open by the last round go back before the next round (as if they expired)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE annotate_assignment SET expires_at = now() WHERE status = 'leased'")
+
+
+# Helpers --------------------------------------------------------------------------------------
+
+
+def pg_admin(url: str, *statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def with_db_name(url: str, name: str) -> str:
+    head, _, _ = url.rpartition("/")
+    return f"{head}/{name}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def format_row(row: dict) -> str:
+    n, s = row["next"], row["submit"]
+    return (
+        f"{row['items']:>9,} | {row['annotators']:>10} | {row['submits_per_s']:>9.1f} | "
+        f"{n[0]:>6.1f} {n[1]:>6.1f} {n[2]:>6.1f} | {s[0]:>6.1f} {s[1]:>6.1f} {s[2]:>6.1f} | "
+        f"{row['errors']:>6} | {row['duplicate_leases']:>10} | {row['counter_drift']:>5} | "
+        f"{row['lost']:>4}"
+    )
+
+
+HEADER = (
+    "    items | annotators | submits/s | next p50/p95/p99 ms | submit p50/p95/p99 ms | errors "
+    "| dup leases | drift | lost"
+)
+
+
+def print_table(rows: list[dict], args) -> None:
+    print()
+    print(
+        f"{args.seconds:g} s per run, overlap {args.overlap}, gunicorn {args.workers} workers x "
+        f"{args.threads} threads, {os.cpu_count()} CPUs"
+    )
+    print(HEADER)
+    print("-" * len(HEADER))
+    for row in rows:
+        print(format_row(row))
+
+
+if __name__ == "__main__":
+    main()
