@@ -400,7 +400,9 @@ def _render_work(
     notice: str = "",
     editing: Annotation | None = None,
 ):
-    errors = errors or {}
+    errors = dict(errors or {})
+    if errors and "form" not in errors and "skip" not in errors:
+        errors["form"] = "Some answers are missing or invalid: see the messages below."
     context = {
         "project": project,
         "assignment": assignment,

@@ -23,6 +23,12 @@
     const kind = Prefhub.kinds[form.dataset.kind];
     if (kind && kind.init) kind.init(form);
     syncStrength(form);
+    // A form that came back with errors: show the first one.
+    const error = form.querySelector('.error[role="alert"]');
+    if (error && root !== document.body) {
+      error.scrollIntoView({ block: "center" });
+      return;
+    }
     const work = document.getElementById("work");
     if (work && root !== document.body && work.getBoundingClientRect().top < 0) {
       work.scrollIntoView({ block: "start" });

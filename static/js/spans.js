@@ -188,7 +188,10 @@
     // Buttons keep the selection: pressing one must not collapse it before the click.
     tags.forEach((tag) => {
       tag.addEventListener("mousedown", (e) => e.preventDefault());
-      tag.addEventListener("click", () => addSpan(tag.dataset.label));
+      tag.addEventListener("click", () => {
+        if (!pending) notePending();
+        addSpan(tag.dataset.label);
+      });
     });
     root.addEventListener("click", (e) => {
       const mark = e.target.closest("mark[data-spans]");
