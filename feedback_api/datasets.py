@@ -1,0 +1,500 @@
+"""Dataset versions: create and enqueue (services), read the labeled items in chunks
+(selectors), and build the files: JSONL + Parquet per split, the README.md card, a zip archive and
+its sha256.
+
+Determinism: items are read by id, each row's JSON has sorted keys, Parquet is written by
+pyarrow with fixed options and no timestamps, the card holds no date or version number, and the
+zip entries have fixed names, order, mtimes and permissions: the same data and filters give the
+same bytes. Streaming: items are read in keyset chunks (id > last, LIMIT n) with their labels in
+one more query per chunk, rows go to JSONL line by line and to Parquet a row group at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import shutil
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet, TextField
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from annotate.models import Annotation, Item, Project
+from annotate.services import ServiceError
+
+from .exporters import Exporter, ExportError, ItemRecord, LabelRecord, formats_for_kind
+from .exporters import get_exporter as exporter_class
+from .models import DATA_FILES, DatasetVersion
+
+Progress = Callable[[int, int], None]  # (items done, items total)
+
+SOURCES = {
+    "human": [Annotation.Source.HUMAN],
+    "judge": [Annotation.Source.JUDGE],
+    "both": [Annotation.Source.HUMAN, Annotation.Source.JUDGE, Annotation.Source.IMPORTED],
+}
+FILTER_DEFAULTS = {
+    "source": "both",
+    "min_agreement": 0.0,
+    "exclude_gold": False,
+    "since": None,
+    "until": None,
+    "annotators": [],
+}
+SPLIT_DEFAULTS = {"test_fraction": 0.1, "seed": 0}
+CHUNK_SIZE = 2000
+ROW_GROUP_SIZE = 10_000
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "use_dictionary": True}
+
+
+# Validation ---------------------------------------------------------------------------------
+
+
+def clean_filters(filters: dict | None) -> dict:
+    """Filters with defaults filled in; ServiceError naming the filter at fault."""
+    filters = dict(filters or {})
+    unknown = sorted(set(filters) - set(FILTER_DEFAULTS))
+    if unknown:
+        raise ServiceError(f"Unknown filter {unknown[0]!r}.", f"filters.{unknown[0]}")
+    cleaned = {**FILTER_DEFAULTS, **{k: v for k, v in filters.items() if v is not None}}
+    if cleaned["source"] not in SOURCES:
+        raise ServiceError(f"Source must be one of {', '.join(SOURCES)}.", "filters.source")
+    cleaned["min_agreement"] = _number(cleaned["min_agreement"], "filters.min_agreement", 0, 1)
+    if not isinstance(cleaned["exclude_gold"], bool):
+        raise ServiceError("Expected true or false.", "filters.exclude_gold")
+    for key in ("since", "until"):
+        cleaned[key] = _date(cleaned[key], f"filters.{key}")
+    if cleaned["since"] and cleaned["until"] and cleaned["since"] > cleaned["until"]:
+        raise ServiceError("`since` is after `until`.", "filters.until")
+    annotators = cleaned["annotators"]
+    if isinstance(annotators, str):
+        annotators = [a for a in annotators.split(",")]
+    if not isinstance(annotators, list) or not all(isinstance(a, str) for a in annotators):
+        raise ServiceError("Expected a list of usernames or judge names.", "filters.annotators")
+    cleaned["annotators"] = sorted({a.strip() for a in annotators if a.strip()})
+    return cleaned
+
+
+def clean_split(split: dict | None) -> dict:
+    split = dict(split or {})
+    unknown = sorted(set(split) - set(SPLIT_DEFAULTS))
+    if unknown:
+        raise ServiceError(f"Unknown split option {unknown[0]!r}.", f"split.{unknown[0]}")
+    cleaned = {**SPLIT_DEFAULTS, **{k: v for k, v in split.items() if v is not None}}
+    fraction = _number(cleaned["test_fraction"], "split.test_fraction", 0, 1)
+    if fraction >= 1:
+        raise ServiceError("The test fraction must be below 1.", "split.test_fraction")
+    seed = cleaned["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+        raise ServiceError("The seed must be a whole number from 0 to 2^31-1.", "split.seed")
+    return {"test_fraction": fraction, "seed": seed}
+
+
+def _number(value, field: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ServiceError("Expected a number.", field)
+    if not low <= value <= high:
+        raise ServiceError(f"Must be from {low:g} to {high:g}.", field)
+    return float(value)
+
+
+def _date(value, field: str) -> str | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    try:
+        return dt.date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise ServiceError("Expected a date as YYYY-MM-DD.", field) from None
+
+
+# Services -----------------------------------------------------------------------------------
+
+
+def dataset_version_create(
+    *,
+    project: Project,
+    user,
+    format: str,
+    filters: dict | None = None,
+    split: dict | None = None,
+    enqueue: bool = True,
+) -> DatasetVersion:
+    """Validate the request, number the new version and enqueue its build (on commit)."""
+    formats = formats_for_kind(project.kind)
+    if format not in formats:
+        raise ServiceError(
+            f"A {project.kind} project exports as {' or '.join(formats)}, not {format!r}.",
+            "format",
+        )
+    filters, split = clean_filters(filters), clean_split(split)
+    with transaction.atomic():
+        # Lock the project row: two versions created at once must not take the same number.
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        last = project.dataset_versions.aggregate(n=Max("number"))["n"] or 0
+        version = DatasetVersion.objects.create(
+            project=project,
+            number=last + 1,
+            created_by=user if user is not None and user.is_authenticated else None,
+            format=format,
+            filters=filters,
+            split=split,
+        )
+        if enqueue:
+            transaction.on_commit(lambda: _enqueue(version.pk))
+    return version
+
+
+def _enqueue(version_id: int) -> None:
+    from .tasks import build_dataset_version
+
+    result = build_dataset_version.delay(version_id)
+    DatasetVersion.objects.filter(pk=version_id, task_id="").update(task_id=result.id or "")
+
+
+def dataset_version_build(*, version_id: int, progress: Progress | None = None) -> DatasetVersion:
+    """Build a version's files; a done or failed version is left as it is (immutable)."""
+    version = DatasetVersion.objects.select_related("project").get(pk=version_id)
+    if version.finished:
+        return version
+    version.status = DatasetVersion.Status.RUNNING
+    version.save(update_fields=["status"])
+
+    def report(done: int, total: int) -> None:
+        DatasetVersion.objects.filter(pk=version.pk).update(items_done=done, items_total=total)
+        if progress:
+            progress(done, total)
+
+    folder = version_folder(version)
+    try:
+        result = build_export(
+            project=version.project,
+            fmt=version.format,
+            filters=version.filters,
+            split=version.split,
+            out_dir=folder,
+            archive_name=version.archive_name,
+            progress=report,
+        )
+    except Exception as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        version.status, version.error = DatasetVersion.Status.FAILED, f"export failed: {exc}"
+        version.finished_at = timezone.now()
+        version.save(update_fields=["status", "error", "finished_at"])
+        if isinstance(exc, ExportError):
+            return version
+        raise
+    relative = folder.relative_to(Path(settings.MEDIA_ROOT))
+    version.files = {
+        name: {**info, "path": str(relative / info["name"])} for name, info in result.files.items()
+    }
+    version.train_rows, version.test_rows = result.train_rows, result.test_rows
+    version.stats, version.card, version.checksum = result.stats, result.card, result.checksum
+    version.items_done = version.items_total = result.stats["items"]
+    version.status, version.finished_at = DatasetVersion.Status.DONE, timezone.now()
+    version.save()
+    return version
+
+
+def version_folder(version: DatasetVersion) -> Path:
+    return Path(settings.MEDIA_ROOT) / "datasets" / str(version.project_id) / f"v{version.number}"
+
+
+def version_file_path(version: DatasetVersion, name: str) -> Path | None:
+    """Where a done version's file is on disk; None when it has no such file."""
+    info = version.files.get(name)
+    return Path(settings.MEDIA_ROOT) / info["path"] if info else None
+
+
+# Selectors ----------------------------------------------------------------------------------
+
+
+def dataset_versions_for(project: Project) -> QuerySet[DatasetVersion]:
+    return project.dataset_versions.select_related("created_by", "project")
+
+
+def label_queryset(filters: dict) -> QuerySet[Annotation]:
+    """Labels that pass the filters (any project: callers restrict by item)."""
+    labels = Annotation.objects.filter(source__in=SOURCES[filters["source"]])
+    if filters["since"]:
+        labels = labels.filter(created_at__gte=_day_start(filters["since"]))
+    if filters["until"]:
+        until = dt.date.fromisoformat(filters["until"]) + dt.timedelta(days=1)
+        labels = labels.filter(created_at__lt=_day_start(until.isoformat()))
+    if filters["annotators"]:
+        names = filters["annotators"]
+        labels = labels.filter(Q(annotator__username__in=names) | Q(judge__name__in=names))
+    return labels
+
+
+def _day_start(day: str) -> dt.datetime:
+    return timezone.make_aware(dt.datetime.combine(dt.date.fromisoformat(day), dt.time()))
+
+
+def labeled_items_queryset(project: Project, filters: dict) -> QuerySet[Item]:
+    """The project's items with at least one label that passes the filters."""
+    labels = label_queryset(filters).filter(item=OuterRef("pk"))
+    items = Item.objects.filter(project=project).filter(Exists(labels))
+    if filters["exclude_gold"]:
+        items = items.filter(gold_label__isnull=True)
+    return items
+
+
+def labeled_items(
+    project: Project, filters: dict, *, chunk_size: int = CHUNK_SIZE
+) -> Iterator[list[tuple[ItemRecord, list[LabelRecord]]]]:
+    """Chunks of (item, its filtered labels), by item id; two queries per chunk.
+
+    JSON columns are read as text and parsed with orjson: Django's json.loads per value is the
+    slowest part of a large export otherwise.
+    """
+    items = labeled_items_queryset(project, filters).annotate(
+        prompt_json=Cast("prompt", TextField()), responses_json=Cast("responses", TextField())
+    )
+    labels = label_queryset(filters).annotate(label_json=Cast("label", TextField()))
+    last = 0
+    while True:
+        rows = list(
+            items.filter(pk__gt=last)
+            .order_by("pk")
+            .values_list("pk", "external_id", "prompt_json", "responses_json")[:chunk_size]
+        )
+        if not rows:
+            return
+        last = rows[-1][0]
+        by_item: dict[int, list[LabelRecord]] = {row[0]: [] for row in rows}
+        chunk_labels = (
+            labels.filter(item_id__gte=rows[0][0], item_id__lte=last)
+            .order_by("item_id", "pk")
+            .values_list(
+                "item_id", "pk", "source", "annotator__username", "judge__name", "label_json"
+            )
+        )
+        for item_id, pk, source, username, judge, label in chunk_labels:
+            if item_id in by_item:
+                record = LabelRecord(pk, source, username or "", judge or "", orjson.loads(label))
+                by_item[item_id].append(record)
+        yield [
+            (ItemRecord(pk, ext, orjson.loads(prompt), orjson.loads(responses)), by_item[pk])
+            for pk, ext, prompt, responses in rows
+        ]
+
+
+def in_test_split(external_id: str, *, seed: int, fraction: float) -> bool:
+    """Whether an item is in the test split: a hash of (seed, external_id) below the fraction."""
+    digest = hashlib.sha256(f"{seed}:{external_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+# Building -----------------------------------------------------------------------------------
+
+
+@dataclass
+class BuildResult:
+    train_rows: int = 0
+    test_rows: int = 0
+    stats: dict = field(default_factory=dict)
+    card: str = ""
+    files: dict = field(default_factory=dict)  # name -> {name, bytes, sha256}
+    checksum: str = ""
+
+
+class SplitWriter:
+    """One split's JSONL and Parquet files, written as rows arrive."""
+
+    def __init__(self, folder: Path, name: str, schema: pa.Schema):
+        self.schema = schema
+        self.rows = 0
+        self.buffer: list[dict] = []
+        self.jsonl = open(folder / f"{name}.jsonl", "wb", buffering=1 << 20)  # noqa: SIM115
+        self.parquet = pq.ParquetWriter(folder / f"{name}.parquet", schema, **PARQUET_OPTIONS)
+
+    def write(self, row: dict) -> None:
+        self.jsonl.write(orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE))
+        self.buffer.append(row)
+        self.rows += 1
+        if len(self.buffer) >= ROW_GROUP_SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.parquet.write_table(pa.Table.from_pylist(self.buffer, schema=self.schema))
+            self.buffer = []
+
+    def close(self) -> None:
+        self.flush()
+        self.parquet.close()
+        self.jsonl.close()
+
+
+def build_export(
+    *,
+    project: Project,
+    fmt: str,
+    filters: dict,
+    split: dict,
+    out_dir: Path,
+    archive_name: str = "dataset.zip",
+    progress: Progress | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> BuildResult:
+    """Write train/test JSONL + Parquet, README.md and the zip archive into out_dir."""
+    filters, split = clean_filters(filters), clean_split(split)
+    chat = labeled_items_queryset(project, filters).filter(prompt__0__role__isnull=False).exists()
+    exporter = exporter_class(fmt)(config=project.config, chat=chat, seed=split["seed"])
+    total = labeled_items_queryset(project, filters).count()
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    schema = exporter.schema()
+    writers = {name: SplitWriter(partial, name, schema) for name in ("train", "test")}
+    stats: Counter[str] = Counter()
+    agreements: list[float] = []
+    try:
+        for chunk in labeled_items(project, filters, chunk_size=chunk_size):
+            for item, labels in chunk:
+                _export_item(exporter, item, labels, filters, split, writers, stats, agreements)
+            if progress:
+                progress(stats["items"], total)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    result = BuildResult(train_rows=writers["train"].rows, test_rows=writers["test"].rows)
+    stats.update(exporter.stats)
+    result.stats = _summary(stats, agreements, result)
+    for name in DATA_FILES:
+        result.files[name] = _file_info(partial / name)
+    result.card = dataset_card(project, exporter, filters, split, result)
+    (partial / "README.md").write_text(result.card, encoding="utf-8")
+    result.files["README.md"] = _file_info(partial / "README.md")
+    _write_archive(partial / archive_name, partial, [*DATA_FILES, "README.md"])
+    result.files["archive"] = _file_info(partial / archive_name)
+    result.checksum = result.files["archive"]["sha256"]
+    shutil.rmtree(out_dir, ignore_errors=True)
+    partial.rename(out_dir)
+    return result
+
+
+def _export_item(exporter, item, labels, filters, split, writers, stats, agreements) -> None:
+    stats["items"] += 1
+    stats["labels"] += len(labels)
+    stats.update(f"sources.{lb.source}" for lb in labels)
+    rows = exporter.rows(item, labels)
+    if rows and rows[0]["agreement"] < filters["min_agreement"]:
+        stats["left_out.below_min_agreement"] += 1
+        return
+    if not rows:
+        return
+    agreements.append(rows[0]["agreement"])
+    test = in_test_split(item.external_id, seed=split["seed"], fraction=split["test_fraction"])
+    writer = writers["test" if test else "train"]
+    stats["items.test" if test else "items.train"] += 1
+    for row in rows:
+        writer.write(row)
+
+
+def _summary(stats: Counter, agreements: list[float], result: BuildResult) -> dict:
+    summary = {key: stats[key] for key in sorted(stats)}
+    summary.update(rows_train=result.train_rows, rows_test=result.test_rows)
+    summary.setdefault("items", 0)
+    if agreements:
+        summary["agreement"] = {
+            "mean": round(sum(agreements) / len(agreements), 6),
+            "min": round(min(agreements), 6),
+            "unanimous": sum(1 for a in agreements if a >= 1.0),
+            "items": len(agreements),
+        }
+    return summary
+
+
+def _file_info(path: Path) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return {"name": path.name, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _write_archive(target: Path, folder: Path, names: list[str]) -> None:
+    """A zip whose bytes depend only on the files: fixed order, mtimes and permissions."""
+    with zipfile.ZipFile(target, "w") as archive:
+        for name in names:
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            with open(folder / name, "rb") as src, archive.open(info, "w", force_zip64=True) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def dataset_card(
+    project: Project, exporter: Exporter, filters: dict, split: dict, result: BuildResult
+) -> str:
+    """README.md of the archive: what is in it, how it was made. No dates, no version number:
+    the same data and filters give the same card."""
+    stats = result.stats
+    lines = [
+        f"# {project.name}: {exporter.format} preference data",
+        "",
+        f"Exported by Prefhub from project `{project.slug}` (kind: {project.kind}), "
+        f"format `{exporter.format}`{' (conversational)' if exporter.chat else ''}.",
+        "",
+        "## Files",
+        "",
+        "| file | rows | bytes | sha256 |",
+        "|---|---|---|---|",
+    ]
+    for name in DATA_FILES:
+        rows = result.train_rows if name.startswith("train") else result.test_rows
+        info = result.files[name]
+        lines.append(f"| {name} | {rows} | {info['bytes']} | `{info['sha256']}` |")
+    lines += ["", "## Counts", "", "| what | count |", "|---|---|"]
+    lines += [f"| {key} | {value} |" for key, value in stats.items() if not isinstance(value, dict)]
+    agreement = stats.get("agreement")
+    lines += ["", "## Agreement", ""]
+    if agreement:
+        lines.append(
+            f"Mean {agreement['mean']:.3f}, minimum {agreement['min']:.3f}; "
+            f"{agreement['unanimous']} of {agreement['items']} exported items unanimous."
+        )
+    else:
+        lines.append("No items exported.")
+    lines += ["", "## Aggregation", "", exporter.aggregation, ""]
+    lines += ["## Provenance", ""]
+    lines += [
+        f"- {key.removeprefix('sources.')} labels: {value}"
+        for key, value in stats.items()
+        if key.startswith("sources.")
+    ]
+    lines += [
+        "- Each row names its item (`external_id`), its number of labels (`n_labels`), their "
+        "`agreement`, `sources`, `annotators` (usernames) and `judges`.",
+        "",
+        "## Filters",
+        "",
+        "```json",
+        orjson.dumps(filters, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2).decode(),
+        "```",
+        "",
+        "## Split",
+        "",
+        f'An item is in the test split when sha256("{split["seed"]}:<external_id>"), its first '
+        f"8 bytes read as a fraction of 2^64, is below {split['test_fraction']:g}. Every row of "
+        "an item is in the same split.",
+        "",
+        "## Columns",
+        "",
+    ]
+    lines += [f"- `{f.name}`: {f.type}" for f in exporter.schema()]
+    return "\n".join(lines) + "\n"

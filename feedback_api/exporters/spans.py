@@ -1,0 +1,105 @@
+"""Spans → one row per (prompt, response) with its error spans and corrections, in the style
+of Fine-Grained RLHF's feedback data."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+
+from .aggregate import majority_spans
+from .base import Exporter, ItemRecord, LabelRecord, provenance
+
+SPAN = pa.struct(
+    [
+        ("start", pa.int32()),
+        ("end", pa.int32()),
+        ("label", pa.string()),
+        ("category", pa.string()),
+        ("text", pa.string()),
+        ("correction", pa.string()),
+    ]
+)
+
+
+class SpansExporter(Exporter):
+    format = "spans"
+    kind = "spans"
+    aggregation = (
+        "Character-level majority per error type: a character belongs to a span of type L when "
+        "more than half of the item's labels mark it with L; runs of such characters are the "
+        "spans (a span only one of two labels marks is dropped). A span's `correction` is the "
+        "most common correction of labeled spans with exactly its offsets and type, else null. "
+        "`corrections` lists every distinct corrected whole response, `missing` every distinct "
+        "missing-information note. `agreement` is per response: over the characters any label "
+        "marked, length-weighted, the share of labels that agree with the majority."
+    )
+
+    def fields(self):
+        return [
+            ("prompt", self.prompt_type()),
+            ("response", pa.string()),
+            ("response_id", pa.string()),
+            ("model", pa.string()),
+            ("spans", pa.list_(SPAN)),
+            ("corrections", pa.list_(pa.string())),
+            ("missing", pa.list_(pa.string())),
+        ]
+
+    def rows(self, item: ItemRecord, labels: list[LabelRecord]) -> list[dict[str, Any]]:
+        categories = {t["name"]: t["category"] for t in self.config.get("taxonomy", [])}
+        missing = _distinct(lb.label.get("missing") for lb in labels)
+        rows = []
+        for response in item.responses:
+            rid, text = response["id"], response["text"]
+            per_label = [
+                [s for s in lb.label.get("spans", []) if s.get("response") == rid] for lb in labels
+            ]
+            kept, agreement = majority_spans(per_label, len(labels))
+            spans = [
+                {
+                    "start": start,
+                    "end": end,
+                    "label": name,
+                    "category": categories.get(name, name),
+                    "text": text[start:end],
+                    "correction": _correction(per_label, start, end, name),
+                }
+                for start, end, name in kept
+            ]
+            self.stats.update(f"spans.{s['label']}" for s in spans)
+            rows.append(
+                {
+                    "prompt": self.prompt(item),
+                    "response": text,
+                    "response_id": rid,
+                    "model": response.get("model") or "",
+                    "spans": spans,
+                    "corrections": _distinct(
+                        lb.label.get("corrected", {}).get(rid) for lb in labels
+                    ),
+                    "missing": missing,
+                    **provenance(item, labels, agreement),
+                }
+            )
+        self.stats["responses"] += len(rows)
+        return rows
+
+
+def _correction(per_label: list[list[dict]], start: int, end: int, name: str) -> str | None:
+    found = Counter(
+        s["correction"]
+        for spans in per_label
+        for s in spans
+        if (s["start"], s["end"], s["label"]) == (start, end, name) and s.get("correction")
+    ).most_common(1)
+    return found[0][0] if found else None
+
+
+def _distinct(values) -> list[str]:
+    seen: list[str] = []
+    for value in values:
+        if value and value not in seen:
+            seen.append(value)
+    return seen
