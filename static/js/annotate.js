@@ -52,7 +52,7 @@
 
   Prefhub.kinds.pairwise = {
     onKey(event, form) {
-      const key = event.key.toLowerCase();
+      const key = event.key;
       if (["1", "2", "0"].includes(key)) {
         return check(form.querySelector(`input[name="choice"][data-key="${key}"]`));
       }
@@ -106,6 +106,18 @@
     const target = event.target;
     if (typing(target)) {
       if (event.key === "Escape") target.blur();
+      // A skip reason chosen from the list: Enter skips, as in the text field next to it.
+      if (event.key === "Enter" && target.tagName === "SELECT" && target.closest(".skip-form")) {
+        event.preventDefault();
+        target.form.requestSubmit();
+      }
+      return;
+    }
+    const skip = document.querySelector('[data-testid="skip-panel"]');
+    if (event.key === "S" && skip) {
+      skip.open = true;
+      skip.querySelector("select").focus();
+      event.preventDefault();
       return;
     }
     const kind = form && Prefhub.kinds[form.dataset.kind];
@@ -120,15 +132,6 @@
       return;
     }
     if (!form) return;
-    if (event.key === "S") {
-      const skip = document.querySelector('[data-testid="skip-panel"]');
-      if (skip) {
-        skip.open = true;
-        skip.querySelector("select").focus();
-        event.preventDefault();
-      }
-      return;
-    }
     if (event.key === "Enter") {
       if (target.closest && target.closest("button, a, summary, [data-no-enter]")) return;
       event.preventDefault();

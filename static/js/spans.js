@@ -211,7 +211,7 @@
           if (item) { removeSpan(Number(item.dataset.index)); return true; }
           return false;
         }
-        const tag = tags.find((t) => t.dataset.hotkey && t.dataset.hotkey === event.key.toLowerCase());
+        const tag = tags.find((t) => t.dataset.hotkey && t.dataset.hotkey === event.key);
         if (tag && (pending || (notePending(), pending))) return addSpan(tag.dataset.label);
         return false;
       },
