@@ -336,8 +336,11 @@ def annotation_edit(request, slug, pk):
     """Reopen one of my labels in the annotate page and correct it."""
     project = _get_project_for_user(request, slug)
     annotation = selectors.annotation_of_user(project=project, user=request.user, pk=pk)
-    assignment = annotation.assignment
-    responses = responses_in_display_order(assignment) if assignment else annotation.item.responses
+    # A label stored without an assignment (through the API) is shown in the item's order.
+    assignment = annotation.assignment or Assignment(
+        item=annotation.item, annotator=request.user, order=[], expires_at=timezone.now()
+    )
+    responses = responses_in_display_order(assignment)
     values, errors = None, {}
     if request.method == "POST":
         config = get_kind(project.kind).clean_config(project.config)
@@ -451,6 +454,9 @@ def _recent_labels(project: Project, user) -> list[dict]:
     recent = []
     for annotation in annotations_recent(project=project, annotator=user, limit=10):
         assignment = annotation.assignment
+        if assignment is not None:
+            # The same item, loaded already: no query per label.
+            assignment.item = annotation.item
         responses = (
             responses_in_display_order(assignment) if assignment else annotation.item.responses
         )

@@ -13,7 +13,7 @@ from annotate.kinds import get_kind
 from annotate.models import Annotation, Assignment, Role
 from annotate.rendering import render_response
 
-from .factories import ItemFactory, MembershipFactory, ProjectFactory
+from .factories import AnnotationFactory, ItemFactory, MembershipFactory, ProjectFactory
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 EVIL = (
@@ -294,6 +294,18 @@ def test_correcting_with_bad_input_changes_nothing(client, alice, pairwise):
     assert annotation.label["choice"] == "tie"
 
 
+def test_a_label_without_assignment_can_be_corrected(client, alice, pairwise):
+    item = pairwise.items.get()
+    annotation = AnnotationFactory(item=item, annotator=alice, label={"choice": "tie"})
+    client.force_login(alice)
+    edit_url = reverse("annotate:annotation-edit", args=[pairwise.slug, annotation.pk])
+    form = client.get(edit_url).content.decode()
+    assert 'data-testid="choice-tie" checked' in form
+    client.post(edit_url, {"choice": "B", "strength": "2"})
+    annotation.refresh_from_db()
+    assert annotation.label == {"choice": "B", "strength": 2, "rationale": ""}
+
+
 def test_someone_elses_label_cannot_be_reopened(client, alice, bob, pairwise):
     client.force_login(alice)
     assignment = lease(client, pairwise)
@@ -509,3 +521,22 @@ def test_ratings_missing_aspect_shows_error_and_keeps_the_rest(client, alice, ra
     assert "Rate honesty from 1 to 5." in html
     assert html.count(" checked") == len(data) - 1
     assert not Annotation.objects.exists()
+
+
+def test_page_queries_do_not_grow_with_recent_labels(client, alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    project = make_project("pairwise", alice)
+    ItemFactory.create_batch(8, project=project)
+    client.force_login(alice)
+
+    def label_one_and_count() -> int:
+        assignment = lease(client, project)
+        submit(client, project, assignment, {"choice": "tie"})
+        with CaptureQueriesContext(connection) as queries:
+            client.get(annotate_url(project))
+        return len(queries)
+
+    counts = [label_one_and_count() for _ in range(6)]
+    assert counts == [counts[0]] * 6, counts
