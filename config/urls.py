@@ -10,5 +10,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("health/", health.health, name="health"),
     path("api/v1/", include("feedback_api.urls")),
+    path("api/v1/", include("feedback_api.dataset_urls")),
+    path("", include("feedback_api.dataset_page_urls")),
     path("admin/", admin.site.urls),
 ]
