@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import zipfile
 
 import pyarrow.parquet as pq
 import pytest
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from annotate.kinds import get_kind
@@ -503,3 +505,48 @@ def test_a_failed_build_records_its_error(project, alice, media, monkeypatch):
     assert "disk full" in version.error
     # Immutable: building a finished version again leaves it as it is.
     assert datasets.dataset_version_build(version_id=version.pk).status == "failed"
+
+
+# The command --------------------------------------------------------------------------------
+
+
+def test_export_dataset_command_builds_a_version_and_copies_the_files(project, media, tmp_path):
+    for i in range(6):
+        pair_label(ItemFactory(project=project, external_id=f"c{i}"), "B", 1)
+    out, err = io.StringIO(), io.StringIO()
+    call_command(
+        "export_dataset",
+        "alices-pairs",
+        "--format",
+        "pairwise",
+        "--source",
+        "human",
+        "--min-agreement",
+        "0.5",
+        "--test-fraction",
+        "0.5",
+        "--seed",
+        "2",
+        "--out",
+        str(tmp_path / "copy"),
+        stdout=out,
+        stderr=err,
+    )
+    version = DatasetVersion.objects.get()
+    assert version.status == "done"
+    assert version.filters["source"] == "human"
+    assert version.split == {"test_fraction": 0.5, "seed": 2}
+    assert f"sha256 {version.checksum}" in out.getvalue()
+    assert f"{version.train_rows} train rows, {version.test_rows} test rows" in out.getvalue()
+    assert "6/6" in err.getvalue()
+    copied = sorted(p.name for p in (tmp_path / "copy").iterdir())
+    assert "alices-pairs-v1-pairwise.zip" in copied and "train.parquet" in copied
+
+
+def test_export_dataset_command_rejects_bad_input(project, media):
+    with pytest.raises(CommandError, match="filters.since"):
+        call_command("export_dataset", "alices-pairs", "--format", "pairwise", "--since", "x")
+    with pytest.raises(CommandError, match="format"):
+        call_command("export_dataset", "alices-pairs", "--format", "spans")
+    with pytest.raises(CommandError, match="No project"):
+        call_command("export_dataset", "nope", "--format", "pairwise")
