@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from django.urls import reverse
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotate.importing import FORMATS
-from annotate.models import Annotation, Item, Kind, Membership, Project, Role
+from annotate.models import Annotation, ImportJob, Item, Kind, Membership, Project, Role
 
 MAX_BULK_ITEMS = 10_000
 
@@ -281,6 +282,41 @@ class ImportReportSerializer(serializers.Serializer):
     errors = RowErrorSerializer(many=True)
 
 
+class ImportJobReportSerializer(ImportReportSerializer):
+    """The report of a finished job: empty while it runs; only `fatal` when the worker failed."""
+
+    def get_fields(self):
+        fields = super().get_fields()
+        for field in fields.values():
+            field.required = False
+        return fields
+
+
+class ImportJobSerializer(serializers.ModelSerializer):
+    percent = serializers.IntegerField(min_value=0, max_value=100)
+    report = ImportJobReportSerializer()
+    url = serializers.SerializerMethodField(help_text="Poll this for progress and the report.")
+
+    class Meta:
+        model = ImportJob
+        fields = [
+            "id",
+            "status",
+            "filename",
+            "percent",
+            "bytes_done",
+            "size_bytes",
+            "report",
+            "created_at",
+            "finished_at",
+            "url",
+        ]
+
+    def get_url(self, job) -> str:
+        path = reverse("api:import-job", kwargs={"slug": job.project.slug, "pk": job.pk})
+        return self.context["request"].build_absolute_uri(path)
+
+
 # Annotations --------------------------------------------------------------------------------
 
 
@@ -358,6 +394,13 @@ class AssignmentSerializer(serializers.Serializer):
         from annotate.assignment import responses_in_display_order
 
         return ResponseSerializer(responses_in_display_order(assignment), many=True).data
+
+
+class AnnotatorProgressSerializer(serializers.Serializer):
+    done = serializers.IntegerField(help_text="Your labels in the project.")
+    skipped = serializers.IntegerField(help_text="Items you skipped.")
+    complete = serializers.IntegerField(help_text="Regular items with all their human labels.")
+    total = serializers.IntegerField(help_text="Regular (not gold) items.")
 
 
 class AssignmentSubmitSerializer(serializers.Serializer):

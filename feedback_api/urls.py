@@ -40,6 +40,7 @@ urlpatterns = [
     path("projects/<slug:slug>/items/", views.ItemListView.as_view(), name="item-list"),
     path("projects/<slug:slug>/items/import/", views.item_import, name="item-import"),
     path("projects/<slug:slug>/items/<int:pk>/", views.item_detail, name="item-detail"),
+    path("projects/<slug:slug>/imports/<int:pk>/", views.import_job_detail, name="import-job"),
     path(
         "projects/<slug:slug>/annotations/",
         views.AnnotationListView.as_view(),
@@ -50,6 +51,12 @@ urlpatterns = [
         views.assignment_next,
         name="assignment-next",
     ),
+    path(
+        "projects/<slug:slug>/assignments/progress/",
+        views.assignment_progress,
+        name="assignment-progress",
+    ),
     path("assignments/<int:pk>/submit/", views.assignment_submit, name="assignment-submit"),
     path("assignments/<int:pk>/skip/", views.assignment_skip, name="assignment-skip"),
+    path("assignments/<int:pk>/release/", views.assignment_release, name="assignment-release"),
 ]

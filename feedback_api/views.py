@@ -3,6 +3,7 @@ a service or a selector, and shapes the answer with a serializer."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
@@ -16,7 +17,7 @@ from rest_framework.views import APIView
 from annotate import assignment as engine
 from annotate import services
 from annotate.assignment import AssignmentConflict
-from annotate.models import Assignment, Role
+from annotate.models import Assignment, ImportJob, Role
 from annotate.services import ServiceError
 
 from . import selectors
@@ -31,10 +32,12 @@ from .pagination import MAX_DB_INT, IdCursorPagination
 from .permissions import get_project_for_user
 from .serializers import (
     AnnotationSerializer,
+    AnnotatorProgressSerializer,
     AssignmentSerializer,
     AssignmentSkipSerializer,
     AssignmentSubmitSerializer,
     ErrorSerializer,
+    ImportJobSerializer,
     ImportReportSerializer,
     ItemBulkCreateSerializer,
     ItemImportSerializer,
@@ -300,9 +303,18 @@ def item_detail(request, slug, pk):
 @extend_schema(
     operation_id="items_import",
     request=ItemImportSerializer,
-    responses={201: ImportReportSerializer, 400: IMPORT_ERRORS, **errors(401, 403, 404, 415)},
+    responses={
+        201: ImportReportSerializer,
+        202: OpenApiResponse(
+            ImportJobSerializer, description="A large file: imported by a worker; poll `url`."
+        ),
+        400: IMPORT_ERRORS,
+        **errors(401, 403, 404, 415),
+    },
     description="Import items from a file. A file with any bad row imports nothing unless "
-    "skip_invalid is set; re-imported external_ids are skipped and counted.",
+    "skip_invalid is set; re-imported external_ids are skipped and counted. A file of "
+    f"{settings.IMPORT_ASYNC_BYTES:,} bytes or more is imported by a worker: the answer is a "
+    "202 with the job, whose `url` tells its progress and, once finished, its report.",
 )
 @api_view(["POST"])
 @parser_classes([MultiPartParser, FormParser])
@@ -310,6 +322,8 @@ def item_import(request, slug):
     project = get_project_for_user(request, slug, Role.RESEARCHER)
     data = _valid(ItemImportSerializer, request.data)
     upload = data["file"]
+    if upload.size >= settings.IMPORT_ASYNC_BYTES:
+        return _import_job_start(request, project, upload, data)
     report = services.item_import(
         project=project,
         stream=upload.open("rb"),
@@ -320,6 +334,43 @@ def item_import(request, slug):
         keep_labels=data["keep_labels"],
     )
     return _import_response(report, skip_invalid=data["skip_invalid"])
+
+
+def _import_job_start(request, project, upload, data: dict) -> Response:
+    _name_for_format(upload, data.get("format"))
+    try:
+        job = services.import_job_create(
+            project=project,
+            upload=upload,
+            user=request.user,
+            skip_invalid=data["skip_invalid"],
+            keep_labels=data["keep_labels"],
+        )
+    except ServiceError as exc:
+        raise invalid(exc) from None
+    body = ImportJobSerializer(job, context={"request": request}).data
+    return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+
+
+def _name_for_format(upload, fmt: str | None) -> None:
+    # An ImportJob keeps no format: the stored file's extension tells the worker which it is.
+    if fmt and not (upload.name or "").lower().endswith("." + fmt):
+        upload.name = f"{upload.name or 'upload'}.{fmt}"
+
+
+@extend_schema(
+    operation_id="imports_retrieve",
+    responses={200: ImportJobSerializer, **errors(401, 403, 404)},
+    description="A file import run by a worker: its status, progress and, once finished, its "
+    "report (researchers and admins).",
+)
+@api_view(["GET"])
+def import_job_detail(request, slug, pk):
+    project = get_project_for_user(request, slug, Role.RESEARCHER)
+    if pk > MAX_DB_INT:
+        raise Http404("No such import.")
+    job = get_object_or_404(ImportJob, pk=pk, project=project)
+    return Response(ImportJobSerializer(job, context={"request": request}).data)
 
 
 # Annotations --------------------------------------------------------------------------------
@@ -443,3 +494,33 @@ def assignment_skip(request, pk):
     except ServiceError as exc:
         raise _refused(exc) from None
     return Response(AssignmentSerializer(assignment).data)
+
+
+@extend_schema(
+    operation_id="assignments_release",
+    request=None,
+    responses={200: AssignmentSerializer, **errors(401, 404), **CONFLICT},
+    description="Give a lease back before it expires: the item returns to the pool now, and "
+    "you may be offered it again later. Releasing twice answers the same.",
+)
+@api_view(["POST"])
+def assignment_release(request, pk):
+    assignment = _get_assignment_for_user(request, pk)
+    try:
+        assignment = engine.assignment_release(assignment=assignment, annotator=request.user)
+    except ServiceError as exc:
+        raise _refused(exc) from None
+    return Response(AssignmentSerializer(assignment).data)
+
+
+@extend_schema(
+    operation_id="assignments_progress",
+    responses={200: AnnotatorProgressSerializer, **errors(401, 404)},
+    description="Your progress in the project: your labels and skips, and how many of its "
+    "regular items have all their human labels (counted every few seconds).",
+)
+@api_view(["GET"])
+def assignment_progress(request, slug):
+    project = get_project_for_user(request, slug)
+    progress = engine.annotator_progress(project, request.user)
+    return Response(AnnotatorProgressSerializer(progress).data)

@@ -1,6 +1,7 @@
 """API: next assignment, submit, skip; every bad input a 400 naming its field; others' a 404."""
 
 import pytest
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from annotate import assignment as engine
@@ -214,3 +215,78 @@ def test_schema_documents_the_assignment_operations(alice):
     assert {"200", "201", "400", "404", "409"} <= set(submit["responses"])
     skip = paths["/api/v1/assignments/{id}/skip/"]["post"]
     assert {"200", "400", "404", "409"} <= set(skip["responses"])
+
+
+def release_url(pk) -> str:
+    return f"/api/v1/assignments/{pk}/release/"
+
+
+PROGRESS = "/api/v1/projects/alices-pairs/assignments/progress/"
+
+
+@pytest.fixture
+def fresh_counts():
+    # The project's counts are cached for seconds, and test databases reuse project ids.
+    cache.clear()
+
+
+def test_release_returns_the_item_to_the_pool(lease, annotator):
+    client = api(annotator)
+    response = client.post(release_url(lease["id"]))
+    assert response.status_code == 200
+    assert response.json()["status"] == "expired"
+    assert Assignment.objects.get().status == "expired"
+    again = client.post(release_url(lease["id"]))
+    assert (again.status_code, again.json()["status"]) == (200, "expired")
+    assert client.post(NEXT).json()["item"] == lease["item"]
+
+
+def test_release_after_submit_is_409(lease, annotator):
+    client = api(annotator)
+    client.post(submit_url(lease["id"]), {"label": GOOD}, format="json")
+    response = client.post(release_url(lease["id"]))
+    assert response.status_code == 409
+    assert "labeled already" in response.json()["non_field_errors"][0]
+
+
+@pytest.mark.parametrize("pk", [0, 999_999, 2**63])
+def test_release_of_no_such_assignment_is_404(annotator, pk):
+    assert api(annotator).post(release_url(pk)).status_code == 404
+
+
+def test_release_of_someone_elses_assignment_is_404(lease, alice, bob):
+    for user in (alice, bob):
+        assert api(user).post(release_url(lease["id"])).status_code == 404
+    assert Assignment.objects.get().status == "leased"
+
+
+def test_release_is_post_only(lease, annotator):
+    assert api(annotator).get(release_url(lease["id"])).status_code == 405
+
+
+def test_progress_counts_mine_and_the_projects(project, lease, annotator, fresh_counts):
+    ItemFactory(project=project, external_id="q2")
+    client = api(annotator)
+    client.post(submit_url(lease["id"]), {"label": GOOD}, format="json")
+    response = client.get(PROGRESS)
+    assert response.status_code == 200
+    assert response.json() == {"done": 1, "skipped": 0, "complete": 1, "total": 2}
+
+
+def test_progress_of_a_member_who_did_nothing(project, alice, fresh_counts):
+    ItemFactory(project=project)
+    response = api(alice).get(PROGRESS)
+    assert response.status_code == 200
+    assert response.json() == {"done": 0, "skipped": 0, "complete": 0, "total": 1}
+
+
+def test_progress_of_someone_elses_project_is_404(project, bob):
+    assert api(bob).get(PROGRESS).status_code == 404
+
+
+def test_progress_needs_login(project):
+    assert api().get(PROGRESS).status_code in (401, 403)
+
+
+def test_progress_is_get_only(annotator):
+    assert api(annotator).post(PROGRESS).status_code == 405

@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from annotate.models import Annotation, Item, Role
+from annotate.models import Annotation, ImportJob, Item, Role
 
 from .factories import MembershipFactory
 
@@ -201,3 +201,109 @@ def test_get_is_not_allowed(project, alice, client_for):
 def test_json_body_is_unsupported(project, alice, client_for):
     response = client_for(alice).post(url(project.slug), {"file": GOOD}, format="json")
     assert response.status_code == 415
+
+
+# Large files: a Celery job, polled at /imports/<id>/ ----------------------------------------
+
+
+@pytest.fixture
+def eager_celery(settings, tmp_path):
+    from config.celery import app as celery_app
+
+    settings.MEDIA_ROOT = tmp_path
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    before = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = before
+
+
+def job_url(slug: str, pk) -> str:
+    return f"/api/v1/projects/{slug}/imports/{pk}/"
+
+
+def test_large_file_becomes_a_job_that_a_worker_runs(
+    project, alice, client_for, settings, eager_celery, django_capture_on_commit_callbacks
+):
+    settings.IMPORT_ASYNC_BYTES = 10
+    client = client_for(alice)
+    data = {"file": upload(GOOD, "export.txt"), "format": "jsonl"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url(project.slug), data, format="multipart")
+    assert response.status_code == 202
+    body = response.json()
+    job = ImportJob.objects.get()
+    assert body["id"] == job.pk
+    assert body["status"] == "pending"
+    assert (body["bytes_done"], body["size_bytes"], body["report"]) == (0, len(GOOD), {})
+    assert body["url"] == f"http://testserver{job_url(project.slug, job.pk)}"
+    assert response["Location"] == body["url"]
+    assert Item.objects.filter(project=project).count() == 2
+
+    polled = client.get(job_url(project.slug, job.pk))
+    assert polled.status_code == 200
+    done = polled.json()
+    assert (done["status"], done["percent"], done["bytes_done"]) == ("done", 100, len(GOOD))
+    assert done["report"]["created"] == 2
+    assert done["report"]["summary"] == "2 items imported, 0 already there (skipped)."
+
+
+def test_large_file_waits_for_a_worker(project, alice, client_for, settings, eager_celery):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.IMPORT_ASYNC_BYTES = len(GOOD)
+    response = client_for(alice).post(url(project.slug), {"file": upload(GOOD)}, format="multipart")
+    assert response.status_code == 202
+    assert (response.json()["status"], response.json()["percent"]) == ("pending", 0)
+    assert not Item.objects.exists()
+
+
+def test_file_just_under_the_async_size_is_imported_at_once(project, alice, client_for, settings):
+    settings.IMPORT_ASYNC_BYTES = len(GOOD) + 1
+    response = client_for(alice).post(url(project.slug), {"file": upload(GOOD)}, format="multipart")
+    assert response.status_code == 201
+    assert not ImportJob.objects.exists()
+
+
+def test_large_file_over_the_size_limit_is_400(project, alice, client_for, settings, eager_celery):
+    settings.IMPORT_ASYNC_BYTES, settings.IMPORT_MAX_BYTES = 10, 50
+    response = client_for(alice).post(url(project.slug), {"file": upload(GOOD)}, format="multipart")
+    assert response.status_code == 400
+    assert "over the size limit" in response.json()["file"][0]
+    assert not ImportJob.objects.exists()
+
+
+def test_failed_job_shows_its_report(project, alice, client_for, settings, eager_celery):
+    job = ImportJob.objects.create(
+        project=project,
+        filename="x.jsonl",
+        file="imports/x.jsonl",
+        size_bytes=100,
+        bytes_done=40,
+        status=ImportJob.Status.FAILED,
+        report={"fatal": "import failed: disk gone"},
+    )
+    body = client_for(alice).get(job_url(project.slug, job.pk)).json()
+    assert (body["status"], body["percent"]) == ("failed", 40)
+    assert body["report"] == {"fatal": "import failed: disk gone"}
+
+
+@pytest.fixture
+def job(project):
+    return ImportJob.objects.create(
+        project=project, filename="x.jsonl", file="imports/x.jsonl", size_bytes=100
+    )
+
+
+def test_job_of_someone_elses_project_is_404(job, project, bob, bob_project, client_for):
+    assert client_for(bob).get(job_url(project.slug, job.pk)).status_code == 404
+    assert client_for(bob).get(job_url(bob_project.slug, job.pk)).status_code == 404
+
+
+def test_annotator_cannot_see_import_jobs(job, project, charlie, client_for):
+    MembershipFactory(project=project, user=charlie, role=Role.ANNOTATOR)
+    assert client_for(charlie).get(job_url(project.slug, job.pk)).status_code == 403
+
+
+@pytest.mark.parametrize("pk", [0, 999_999, 2**63])
+def test_no_such_job_is_404(project, alice, client_for, pk):
+    assert client_for(alice).get(job_url(project.slug, pk)).status_code == 404
