@@ -1,6 +1,7 @@
 import pytest
 
 from annotate.models import Role
+from config.celery import app as celery_app
 
 from .factories import MembershipFactory, ProjectFactory, UserFactory
 
@@ -33,3 +34,13 @@ def bob_project(bob):
     project = ProjectFactory(name="Bob's pairs", slug="bobs-pairs")
     MembershipFactory(project=project, user=bob, role=Role.ADMIN)
     return project
+
+
+@pytest.fixture
+def eager_celery(settings):
+    """Tasks run in the calling process (and still go through apply_async and the broker pool)."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    before = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = before

@@ -9,9 +9,10 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 from django.db import OperationalError, connections
+from kombu import pools as kombu_pools
 
 from config import health
-from config.celery import app
+from config.celery import app, ping
 from config.settings import broker_transport_options
 
 
@@ -44,9 +45,9 @@ def isolated_broker(folder: Path, url: str | None = None):
 
 
 def _drop_connections() -> None:
-    # The app pools its connections; those made with the old options must not be reused.
-    if app._pool is not None:
-        app._pool.force_close_all()
+    # The app pools its connections (in kombu's global pools, keyed by URL); those made with the
+    # old options must not be reused, and a closed pool must not stay registered for its URL.
+    kombu_pools.reset()
     app._after_fork()
 
 
@@ -124,3 +125,11 @@ def test_health_is_not_cached_and_takes_only_get(client, db, no_worker):
     response = client.get("/health/")
     assert "no-cache" in response["Cache-Control"]
     assert client.post("/health/").status_code == 405
+
+
+def test_tasks_still_enqueue_after_a_health_check_on_another_broker(tmp_path, eager_celery):
+    # The health tests swap brokers; the default broker's pool must come back usable.
+    assert ping.delay().get(timeout=5) == "pong"
+    with isolated_broker(tmp_path / "broker"):
+        pass
+    assert ping.delay().get(timeout=5) == "pong"

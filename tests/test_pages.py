@@ -11,7 +11,6 @@ from django.utils.html import escape
 
 from annotate.kinds import get_kind
 from annotate.models import Annotation, ImportJob, Item, Membership, Project, Role
-from config.celery import app as celery_app
 
 from .factories import (
     AnnotationFactory,
@@ -354,15 +353,6 @@ def test_file_over_the_size_limit_is_refused(as_user, alice, project, media, set
     assert b"over the size limit of 50" in response.content
     assert not Item.objects.exists()
     assert not ImportJob.objects.exists()
-
-
-@pytest.fixture
-def eager_celery(settings):
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    before = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = before
 
 
 def test_large_upload_becomes_a_job(as_user, alice, project, media, settings):
