@@ -1,0 +1,263 @@
+"""Export benchmark: pairwise annotations on PostgreSQL → JSONL + Parquet through the real
+exporter (feedback_api.datasets.build_export), against a raw COPY of the same rows.
+
+    .venv/bin/python bench/export.py                          # 1,000,000 annotations
+    .venv/bin/python bench/export.py --annotations 200000 --labels-per-item 2
+
+The parent creates a fresh database bench_export_<pid> next to DATABASE_URL's (or
+postgres://postgres@127.0.0.1:5432/test), runs itself as a child against it, and drops it. The
+child migrates, COPYs the items and annotations in (not timed), times the export, reads its own
+peak RSS, then times `COPY (SELECT <the same items and labels>) TO STDOUT` read to the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/test"
+WORDS = [
+    "the",
+    "model",
+    "answers",
+    "with",
+    "a",
+    "short",
+    "and",
+    "clear",
+    "explanation",
+    "of",
+    "why",
+    "this",
+    "is",
+    "so",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--annotations", type=int, default=1_000_000)
+    parser.add_argument("--labels-per-item", type=int, default=1)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_child(args.annotations, args.labels_per_item)))
+        return
+    result = run_in_child(args.annotations, args.labels_per_item)
+    print_table(result)
+
+
+def run_in_child(annotations: int, per_item: int) -> dict:
+    base_url = os.getenv("DATABASE_URL", "")
+    if not base_url.startswith("postgres"):
+        base_url = DEFAULT_PG_URL
+    name = f"bench_export_{os.getpid()}"
+    pg_admin(base_url, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}")
+    env = {
+        **os.environ,
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-not-secret",
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": urlunsplit(urlsplit(base_url)._replace(path=f"/{name}")),
+    }
+    command = [sys.executable, __file__, "--child", "--annotations", str(annotations)]
+    try:
+        done = subprocess.run(
+            [*command, "--labels-per-item", str(per_item)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        pg_admin(base_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    if done.returncode:
+        sys.exit(f"child failed:\n{done.stdout}\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def pg_admin(url: str, *statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def print_table(r: dict) -> None:
+    print(
+        f"PostgreSQL, {r['annotations']:,} pairwise annotations on {r['items']:,} items "
+        f"({r['labels_per_item']} label(s) each); setup (COPY in) {r['setup_s']:.1f} s\n"
+    )
+    print("| what | seconds | annotations/s | rows out | peak RSS MB | RSS growth MB |")
+    print("|---|---|---|---|---|---|")
+    print(
+        f"| export (JSONL + Parquet + card + zip) | {r['export_s']:.1f} | "
+        f"{r['annotations_per_s']:,.0f} | {r['rows']:,} | {r['peak_rss_mb']:.0f} | "
+        f"{r['rss_growth_mb']:.0f} |"
+    )
+    print(
+        f"| raw COPY (SELECT ...) TO STDOUT | {r['copy_s']:.1f} | {r['copy_per_s']:,.0f} | "
+        f"{r['annotations']:,} | – | – |"
+    )
+    print(f"\nratio (export / raw COPY): {r['ratio']:.2f}")
+    print(f"rows/s written: {r['rows_per_s']:,.0f}; archive {r['archive_mb']:.0f} MB")
+
+
+# Child --------------------------------------------------------------------------------------
+
+
+def run_child(annotations: int, per_item: int) -> dict:
+    import django
+
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    django.setup()
+    from django.core.management import call_command
+
+    from annotate.services import project_create
+    from feedback_api.datasets import build_export
+
+    call_command("migrate", verbosity=0)
+    project = project_create(name="bench export", kind="pairwise")
+    items = annotations // per_item
+    start = time.perf_counter()
+    fill(project.pk, items, per_item)
+    setup = time.perf_counter() - start
+    rss_before = peak_rss_mb()
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        if os.getenv("BENCH_PROFILE"):
+            import cProfile
+
+            cProfile.runctx(
+                "build_export(project=project, fmt='pairwise', filters={}, split={}, "
+                "out_dir=Path(tmp) / 'profiled')",
+                globals(),
+                {"build_export": build_export, "project": project, "Path": Path, "tmp": tmp},
+                os.environ["BENCH_PROFILE"],
+            )
+            start = time.perf_counter()
+        result = build_export(
+            project=project,
+            fmt="pairwise",
+            filters={},
+            split={"test_fraction": 0.1, "seed": 0},
+            out_dir=Path(tmp) / "export",
+        )
+        seconds = time.perf_counter() - start
+        archive_mb = result.files["archive"]["bytes"] / 2**20
+    rss = peak_rss_mb()
+    copy_seconds = raw_copy(project.pk)
+    total = items * per_item
+    return {
+        "annotations": total,
+        "items": items,
+        "labels_per_item": per_item,
+        "setup_s": setup,
+        "export_s": seconds,
+        "annotations_per_s": total / seconds,
+        "rows": result.train_rows + result.test_rows,
+        "rows_per_s": (result.train_rows + result.test_rows) / seconds,
+        "peak_rss_mb": rss,
+        "rss_growth_mb": rss - rss_before,
+        "copy_s": copy_seconds,
+        "copy_per_s": total / copy_seconds,
+        "ratio": (total / seconds) / (total / copy_seconds),
+        "archive_mb": archive_mb,
+    }
+
+
+def text(n: int, words: int) -> str:
+    return " ".join(WORDS[(n * 7 + k) % len(WORDS)] for k in range(words))
+
+
+def fill(project_id: int, items: int, per_item: int) -> None:
+    """COPY the users, items and annotations in, in text format (no value needs escaping)."""
+    from django.db import connection
+
+    now = "2025-01-01 00:00:00+00"
+    with connection.cursor() as cursor:
+        raw = cursor.connection
+        with raw.cursor() as cur:
+            annotators = 20
+            with cur.copy(
+                "COPY auth_user (username, password, is_superuser, first_name, last_name, "
+                "email, is_staff, is_active, date_joined) FROM STDIN"
+            ) as copy:
+                for i in range(annotators):
+                    copy.write(f"bench{i}\t!\tf\t\t\t\tf\tt\t{now}\n")
+            cur.execute("SELECT min(id) FROM auth_user WHERE username LIKE 'bench%%'")
+            first_user = cur.fetchone()[0]
+            with cur.copy(
+                "COPY annotate_item (project_id, external_id, prompt, responses, metadata, "
+                "priority, created_at) FROM STDIN"
+            ) as copy:
+                for block in range(0, items, 10_000):
+                    lines = []
+                    for n in range(block, min(block + 10_000, items)):
+                        prompt = json.dumps(f"Question {n}: {text(n, 12)}?")
+                        responses = json.dumps(
+                            [
+                                {"id": "1", "text": text(n, 40), "model": "m1"},
+                                {"id": "2", "text": text(n + 3, 40), "model": "m2"},
+                            ]
+                        )
+                        lines.append(
+                            f"{project_id}\tb{n:08}\t{prompt}\t{responses}\t{{}}\t0\t{now}\n"
+                        )
+                    copy.write("".join(lines))
+            cur.execute("SELECT min(id) FROM annotate_item WHERE project_id = %s", [project_id])
+            first_item = cur.fetchone()[0]
+            with cur.copy(
+                "COPY annotate_annotation (item_id, source, annotator_id, kind, label, origin, "
+                "judge_model, prompt_version, raw_output, created_at) FROM STDIN"
+            ) as copy:
+                for block in range(0, items, 10_000):
+                    lines = []
+                    for n in range(block, min(block + 10_000, items)):
+                        for k in range(per_item):
+                            choice = "AB"[(n + k) % 3 == 0]
+                            label = (
+                                f'{{"choice": "{choice}", "strength": {1 + (n + k) % 3}, '
+                                f'"rationale": ""}}'
+                            )
+                            user = first_user + (n + k) % annotators
+                            row = (first_item + n, "human", user, "pairwise", label, "", "", "", "")
+                            lines.append("\t".join(map(str, row)) + f"\t{now}\n")
+                    copy.write("".join(lines))
+            cur.execute("ANALYZE")
+
+
+def raw_copy(project_id: int) -> float:
+    """Seconds to read the same items and labels with COPY (SELECT ...) TO STDOUT."""
+    from django.db import connection
+
+    query = (
+        "COPY (SELECT i.id, i.external_id, i.prompt, i.responses, a.id, a.source, u.username, "
+        "a.label FROM annotate_item i JOIN annotate_annotation a ON a.item_id = i.id "
+        "LEFT JOIN auth_user u ON u.id = a.annotator_id "
+        f"WHERE i.project_id = {int(project_id)} ORDER BY i.id, a.id) TO STDOUT"
+    )
+    start = time.perf_counter()
+    with connection.cursor() as cursor, cursor.connection.cursor() as cur, cur.copy(query) as copy:
+        for _block in copy:
+            pass
+    return time.perf_counter() - start
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+if __name__ == "__main__":
+    main()
