@@ -1,22 +1,46 @@
+import re
+
 from django.urls import path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import token_views, views
+from .pagination import MAX_DB_INT
+
+USERNAME_RE = re.compile(r"[\w.@+-]{1,150}")
+
+
+# Path converters that match any segment, so that a malformed id or username reaches the view
+# and gets the API's JSON 404 rather than Django's HTML one.
 
 
 class UsernameConverter:
-    """Django's default usernames: letters, digits and @ . + - _"""
+    """Django's default usernames: letters, digits and @ . + - _; anything else is None."""
 
-    regex = r"[\w.@+-]+"
+    regex = r"[^/]+"
 
-    def to_python(self, value: str) -> str:
-        return value
+    def to_python(self, value: str) -> str | None:
+        return value if USERNAME_RE.fullmatch(value) else None
 
     def to_url(self, value: str) -> str:
         return value
 
 
+class DbIdConverter:
+    """A row id: a whole number the database can hold; anything else is None."""
+
+    regex = r"[^/]+"
+
+    def to_python(self, value: str) -> int | None:
+        if value.isascii() and value.isdigit() and int(value) <= MAX_DB_INT:
+            return int(value)
+        return None
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
 register_converter(UsernameConverter, "username")
+register_converter(DbIdConverter, "db_id")
 
 app_name = "api"
 
@@ -39,8 +63,8 @@ urlpatterns = [
     ),
     path("projects/<slug:slug>/items/", views.ItemListView.as_view(), name="item-list"),
     path("projects/<slug:slug>/items/import/", views.item_import, name="item-import"),
-    path("projects/<slug:slug>/items/<int:pk>/", views.item_detail, name="item-detail"),
-    path("projects/<slug:slug>/imports/<int:pk>/", views.import_job_detail, name="import-job"),
+    path("projects/<slug:slug>/items/<db_id:pk>/", views.item_detail, name="item-detail"),
+    path("projects/<slug:slug>/imports/<db_id:pk>/", views.import_job_detail, name="import-job"),
     path(
         "projects/<slug:slug>/annotations/",
         views.AnnotationListView.as_view(),
@@ -56,7 +80,7 @@ urlpatterns = [
         views.assignment_progress,
         name="assignment-progress",
     ),
-    path("assignments/<int:pk>/submit/", views.assignment_submit, name="assignment-submit"),
-    path("assignments/<int:pk>/skip/", views.assignment_skip, name="assignment-skip"),
-    path("assignments/<int:pk>/release/", views.assignment_release, name="assignment-release"),
+    path("assignments/<db_id:pk>/submit/", views.assignment_submit, name="assignment-submit"),
+    path("assignments/<db_id:pk>/skip/", views.assignment_skip, name="assignment-skip"),
+    path("assignments/<db_id:pk>/release/", views.assignment_release, name="assignment-release"),
 ]

@@ -6,7 +6,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import status
 from rest_framework.decorators import api_view, parser_classes
 from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
@@ -28,7 +34,7 @@ from .filters import (
     filter_annotations,
     filter_items,
 )
-from .pagination import MAX_DB_INT, IdCursorPagination
+from .pagination import IdCursorPagination
 from .permissions import get_project_for_user
 from .serializers import (
     AnnotationSerializer,
@@ -58,6 +64,10 @@ ERROR_TEXT = {
     404: "No such project or object, or not one of yours.",
     415: "The body must be JSON.",
 }
+
+
+# The id converter takes any path segment (a malformed id is a JSON 404): the schema says int.
+ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
 
 
 def errors(*codes: int) -> dict:
@@ -200,7 +210,9 @@ class MemberListView(APIView):
 class MemberDetailView(APIView):
     parser_classes = [JSONParser]
 
-    def _membership(self, project, username):
+    def _membership(self, project, username: str | None):
+        if username is None:
+            raise Http404("No such member.")
         return get_object_or_404(selectors.members_for_project(project), user__username=username)
 
     @extend_schema(
@@ -288,13 +300,14 @@ class ItemListView(APIView):
 
 
 @extend_schema(
-    operation_id="items_retrieve", responses={200: ItemSerializer, **errors(401, 403, 404)}
+    operation_id="items_retrieve",
+    parameters=[ID],
+    responses={200: ItemSerializer, **errors(401, 403, 404)},
 )
 @api_view(["GET"])
 def item_detail(request, slug, pk):
     project = get_project_for_user(request, slug, Role.RESEARCHER)
-    # Past the database's integer range no row can match; say so before SQLite overflows.
-    if pk > MAX_DB_INT:
+    if pk is None:
         raise Http404("No such item.")
     item = get_object_or_404(selectors.items_for_project(project), pk=pk)
     return Response(ItemSerializer(item).data)
@@ -360,6 +373,7 @@ def _name_for_format(upload, fmt: str | None) -> None:
 
 @extend_schema(
     operation_id="imports_retrieve",
+    parameters=[ID],
     responses={200: ImportJobSerializer, **errors(401, 403, 404)},
     description="A file import run by a worker: its status, progress and, once finished, its "
     "report (researchers and admins).",
@@ -367,7 +381,7 @@ def _name_for_format(upload, fmt: str | None) -> None:
 @api_view(["GET"])
 def import_job_detail(request, slug, pk):
     project = get_project_for_user(request, slug, Role.RESEARCHER)
-    if pk > MAX_DB_INT:
+    if pk is None:
         raise Http404("No such import.")
     job = get_object_or_404(ImportJob, pk=pk, project=project)
     return Response(ImportJobSerializer(job, context={"request": request}).data)
@@ -404,9 +418,9 @@ CONFLICT = {
 }
 
 
-def _get_assignment_for_user(request, pk: int) -> Assignment:
+def _get_assignment_for_user(request, pk: int | None) -> Assignment:
     """The user's own assignment in a project they are still in; anything else is a 404."""
-    if pk > MAX_DB_INT:
+    if pk is None:
         raise Http404("No such assignment.")
     assignment = get_object_or_404(
         Assignment.objects.select_related("item__project"), pk=pk, annotator=request.user
@@ -451,6 +465,7 @@ def assignment_next(request, slug):
 
 @extend_schema(
     operation_id="assignments_submit",
+    parameters=[ID],
     request=AssignmentSubmitSerializer,
     responses={
         201: AnnotationSerializer,
@@ -478,6 +493,7 @@ def assignment_submit(request, pk):
 
 @extend_schema(
     operation_id="assignments_skip",
+    parameters=[ID],
     request=AssignmentSkipSerializer,
     responses={200: AssignmentSerializer, **errors(400, 401, 404, 415), **CONFLICT},
     description="Skip an assignment with a reason; the item is not offered to you again.",
@@ -498,6 +514,7 @@ def assignment_skip(request, pk):
 
 @extend_schema(
     operation_id="assignments_release",
+    parameters=[ID],
     request=None,
     responses={200: AssignmentSerializer, **errors(401, 404), **CONFLICT},
     description="Give a lease back before it expires: the item returns to the pool now, and "
