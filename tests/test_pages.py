@@ -526,3 +526,12 @@ def test_plain_request_after_logout_is_an_ordinary_redirect(client, project):
     response = client.get("/projects/alices-pairs/import/1/")
     assert response.status_code == 302
     assert not response.has_header("HX-Redirect")
+
+
+def test_project_page_links_to_datasets_for_researchers_only(client, project, bob):
+    MembershipFactory(project=project, user=bob, role=Role.ANNOTATOR)
+    datasets = f"/projects/{project.slug}/datasets/"
+    client.force_login(project.memberships.get(role=Role.ADMIN).user)
+    assert datasets in client.get(project.get_absolute_url()).content.decode()
+    client.force_login(bob)
+    assert datasets not in client.get(project.get_absolute_url()).content.decode()
