@@ -1,0 +1,148 @@
+"""No bad input gives a 500: malformed and mistyped bodies, numbers past any column, unknown
+and malformed query parameters, forged cursors. Each answer is a 4xx with a JSON body."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rest_framework.test import APIClient
+
+from annotate import assignment as engine
+from annotate.models import Role
+
+from .factories import ItemFactory, MembershipFactory
+
+HUGE = 2**70
+WRITES = [
+    ("post", "/api/v1/projects/"),
+    ("patch", "/api/v1/projects/alices-pairs/"),
+    ("post", "/api/v1/projects/alices-pairs/members/"),
+    ("patch", "/api/v1/projects/alices-pairs/members/charlie/"),
+    ("post", "/api/v1/projects/alices-pairs/items/"),
+    ("post", "/api/v1/assignments/{lease}/submit/"),
+    ("post", "/api/v1/assignments/{lease}/skip/"),
+    ("post", "/api/v1/auth/token/"),
+]
+BODIES = [
+    b"{not json",
+    b"",
+    b"[]",
+    b'"text"',
+    b"123",
+    b"null",
+    b'{"overlap": 1e400}',
+    b'{"overlap": NaN}',
+    b"\xff\xfe",
+    # A lone surrogate in every text field: no database column stores it.
+    json.dumps({name: "\ud800" for name in ("name", "guidelines", "username", "reason")}).encode(),
+]
+# Every field name the write endpoints know, each with values of every wrong type.
+FIELDS = [
+    "name", "kind", "config", "guidelines", "overlap", "username", "role", "items",
+    "skip_invalid", "keep_labels", "label", "time_spent_ms", "request_id", "reason", "password",
+]  # fmt: skip
+WRONG = [HUGE, -HUGE, 1.5, True, None, "", "x" * 5000, [], {}, [HUGE], {"x": "\u0000"}]
+READS = [
+    "/api/v1/projects/alices-pairs/items/",
+    "/api/v1/projects/alices-pairs/annotations/",
+]
+QUERIES = [
+    {"cursor": "%%%"},
+    {"cursor": "cD0xJm89OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5"},
+    {"page_size": str(HUGE)},
+    {"page_size": "-1"},
+    {"ordering": "name; drop table"},
+    {"created_after": "9999-99-99"},
+    {"created_after": "2024-01-01T00:00:00+99:00"},
+    {"created_before": "0001-01-01T00:00:00-12:00"},
+    {"min_human_labels": str(HUGE)},
+    {"has_labels": "maybe"},
+    {"external_id": "\x00"},
+    {"item": "x" * 300},
+    {"annotator": "\x00"},
+    {"source": "robot"},
+    {"unknown": "1", "another[]": "2"},
+]
+
+
+@pytest.fixture
+def setup(project, alice, charlie):
+    alice.is_staff = True
+    alice.save()
+    MembershipFactory(project=project, user=charlie, role=Role.RESEARCHER)
+    project.gold_rate = 0
+    project.save()
+    ItemFactory(project=project)
+    lease = engine.assignment_next(project=project, annotator=alice)
+    client = APIClient()
+    client.force_authenticate(alice)
+    return client, lease.pk
+
+
+def _answer_is_a_clean_refusal(response) -> None:
+    assert 400 <= response.status_code < 500, (response.status_code, response.content[:300])
+    if response.content:
+        assert response["Content-Type"].startswith("application/json")
+        response.json()
+
+
+@pytest.mark.parametrize(("method", "path"), WRITES)
+def test_malformed_bodies_are_refused(setup, method, path):
+    client, lease = setup
+    for body in BODIES:
+        response = getattr(client, method)(
+            path.format(lease=lease), body, content_type="application/json"
+        )
+        # An empty PATCH may change nothing: a 200 is a fine answer to it.
+        if body == b"" and method == "patch" and response.status_code == 200:
+            continue
+        assert response.status_code != 200, body
+        _answer_is_a_clean_refusal(response)
+
+
+@pytest.mark.parametrize(("method", "path"), WRITES)
+def test_wrong_types_and_huge_numbers_are_refused(setup, method, path):
+    client, lease = setup
+    for field in FIELDS:
+        for value in WRONG:
+            response = getattr(client, method)(
+                path.format(lease=lease), {field: value}, format="json"
+            )
+            # Some fields are optional: a body with one wrong optional field may still be refused
+            # for another reason, but never with a server error.
+            assert response.status_code < 500, (field, value, response.content[:300])
+
+
+@pytest.mark.parametrize("path", READS)
+@pytest.mark.parametrize("query", QUERIES, ids=lambda q: next(iter(q)))
+def test_bad_query_parameters_are_refused_or_ignored(setup, path, query):
+    client, _ = setup
+    response = client.get(path, query)
+    assert response.status_code in (200, 400), response.content[:300]
+    response.json()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/projects/alices-pairs/items/{}/",
+        "/api/v1/projects/alices-pairs/imports/{}/",
+        "/api/v1/projects/alices-pairs/members/{}/",
+    ],
+)
+@pytest.mark.parametrize("segment", [str(HUGE), "-1", "1.5", "null,null", "%C2%84", "%00", "é"])
+def test_malformed_path_segments_are_json_404s(setup, path, segment):
+    client, _ = setup
+    response = client.get(path.format(segment))
+    assert response.status_code == 404
+    assert response.json()["detail"]
+
+
+@pytest.mark.parametrize("action", ["submit", "skip", "release"])
+@pytest.mark.parametrize("segment", [str(HUGE), "-1", "abc", "%00"])
+def test_malformed_assignment_ids_are_json_404s(setup, action, segment):
+    client, _ = setup
+    response = client.post(f"/api/v1/assignments/{segment}/{action}/", {}, format="json")
+    assert response.status_code == 404
+    assert response.json()["detail"]
