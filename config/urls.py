@@ -4,6 +4,8 @@ from django.urls import include, path
 
 from . import health
 
+handler404 = "config.errors.not_found"
+
 urlpatterns = [
     path("", include("annotate.urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),

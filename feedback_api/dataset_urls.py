@@ -13,12 +13,12 @@ urlpatterns = [
         name="dataset-list",
     ),
     path(
-        "projects/<slug:slug>/datasets/<int:number>/",
+        "projects/<slug:slug>/datasets/<db_id:number>/",
         dataset_views.dataset_detail,
         name="dataset-detail",
     ),
     path(
-        "projects/<slug:slug>/datasets/<int:number>/download/",
+        "projects/<slug:slug>/datasets/<db_id:number>/download/",
         dataset_views.dataset_download,
         name="dataset-download",
     ),

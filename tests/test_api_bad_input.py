@@ -146,3 +146,27 @@ def test_malformed_assignment_ids_are_json_404s(setup, action, segment):
     response = client.post(f"/api/v1/assignments/{segment}/{action}/", {}, format="json")
     assert response.status_code == 404
     assert response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/projects/not%20a%20slug/",
+        "/api/v1/projects/%00/items/",
+        "/api/v1/projects/alices-pairs/datasets/1e9/",
+        "/api/v1/no-such-endpoint/",
+    ],
+)
+def test_malformed_api_urls_get_a_json_404(path, client, alice):
+    client.force_login(alice)
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert "detail" in response.json()
+
+
+def test_malformed_page_urls_get_the_html_404(client, alice):
+    client.force_login(alice)
+    response = client.get("/projects/not%20a%20slug/")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")

@@ -117,9 +117,5 @@ def test_api_operation(case, token):
 
 @schema.include(path_regex=DATASETS).parametrize()
 @BOUNDED
-@pytest.mark.xfail(
-    strict=False,
-    reason="dataset views (built separately): a malformed {number} gets Django's HTML 404",
-)
 def test_dataset_operation(case, token):
     _call_and_validate(case, token)
