@@ -24,9 +24,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Exists, Max, OuterRef, Q, QuerySet, TextField
-from django.db.models.functions import Cast
+from django.db import connection, transaction
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from annotate.models import Annotation, Item, Project
@@ -54,6 +53,7 @@ FILTER_DEFAULTS = {
 SPLIT_DEFAULTS = {"test_fraction": 0.1, "seed": 0}
 CHUNK_SIZE = 2000
 ROW_GROUP_SIZE = 10_000
+JSONL_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "use_dictionary": True}
 
@@ -252,43 +252,112 @@ def labeled_items_queryset(project: Project, filters: dict) -> QuerySet[Item]:
     return items
 
 
-def labeled_items(
-    project: Project, filters: dict, *, chunk_size: int = CHUNK_SIZE
-) -> Iterator[list[tuple[ItemRecord, list[LabelRecord]]]]:
-    """Chunks of (item, its filtered labels), by item id; two queries per chunk.
+LABEL_COLUMNS = "a.id, a.source, COALESCE(u.username, ''), COALESCE(j.name, '')"
+# One row per item: its fields and its filtered labels as one JSON array ordered by label id.
+ITEMS_SQL = {
+    "postgresql": """
+        SELECT i.id, i.external_id, {prompt}, l.labels
+        FROM {item} i CROSS JOIN LATERAL (
+            SELECT json_agg(json_build_array({label_columns}, a.label) ORDER BY a.id)::text
+                AS labels
+            FROM {annotation} a
+            LEFT JOIN {user} u ON u.id = a.annotator_id
+            LEFT JOIN {judge} j ON j.id = a.judge_id
+            WHERE a.item_id = i.id AND {label_where}
+        ) l
+        WHERE i.project_id = %s AND i.id > %s {item_where} AND l.labels IS NOT NULL
+        ORDER BY i.id LIMIT %s
+    """,
+    "sqlite": """
+        SELECT * FROM (
+            SELECT i.id, i.external_id, {prompt}, (
+                SELECT json_group_array(json(x.label)) FROM (
+                    SELECT json_array({label_columns}, json(a.label)) AS label
+                    FROM {annotation} a
+                    LEFT JOIN {user} u ON u.id = a.annotator_id
+                    LEFT JOIN {judge} j ON j.id = a.judge_id
+                    WHERE a.item_id = i.id AND {label_where}
+                    ORDER BY a.id
+                ) x
+            ) AS labels
+            FROM {item} i
+            WHERE i.project_id = %s AND i.id > %s {item_where}
+            ORDER BY i.id
+        ) WHERE labels <> '[]' LIMIT %s
+    """,
+}
+ITEM_FIELDS = {
+    "postgresql": "i.prompt::text, i.responses::text",
+    "sqlite": "i.prompt, i.responses",
+}
 
-    JSON columns are read as text and parsed with orjson: Django's json.loads per value is the
-    slowest part of a large export otherwise.
-    """
-    items = labeled_items_queryset(project, filters).annotate(
-        prompt_json=Cast("prompt", TextField()), responses_json=Cast("responses", TextField())
+
+def _label_where(filters: dict) -> tuple[str, list]:
+    """label_queryset's filters as SQL on `a` (annotation), `u` (user) and `j` (judge)."""
+    sources = SOURCES[filters["source"]]
+    where, params = [f"a.source IN ({', '.join(['%s'] * len(sources))})"], list(sources)
+    adapt = connection.ops.adapt_datetimefield_value
+    if filters["since"]:
+        where.append("a.created_at >= %s")
+        params.append(adapt(_day_start(filters["since"])))
+    if filters["until"]:
+        until = dt.date.fromisoformat(filters["until"]) + dt.timedelta(days=1)
+        where.append("a.created_at < %s")
+        params.append(adapt(_day_start(until.isoformat())))
+    if filters["annotators"]:
+        names = filters["annotators"]
+        marks = ", ".join(["%s"] * len(names))
+        where.append(f"(u.username IN ({marks}) OR j.name IN ({marks}))")
+        params += [*names, *names]
+    return " AND ".join(where), params
+
+
+def _items_sql(filters: dict, *, with_item: bool) -> tuple[str, list]:
+    vendor = connection.vendor if connection.vendor in ITEMS_SQL else "postgresql"
+    label_where, params = _label_where(filters)
+    sql = ITEMS_SQL[vendor].format(
+        prompt=ITEM_FIELDS[vendor] if with_item else "'', ''",
+        label_columns=LABEL_COLUMNS,
+        label_where=label_where,
+        item_where="AND i.gold_label IS NULL" if filters["exclude_gold"] else "",
+        item=Item._meta.db_table,
+        annotation=Annotation._meta.db_table,
+        user=Annotation._meta.get_field("annotator").related_model._meta.db_table,
+        judge=Annotation._meta.get_field("judge").related_model._meta.db_table,
     )
-    labels = label_queryset(filters).annotate(label_json=Cast("label", TextField()))
-    last = 0
+    return sql, params
+
+
+def labeled_items(
+    project: Project, filters: dict, *, chunk_size: int = CHUNK_SIZE, with_item: bool = True
+) -> Iterator[list[tuple[ItemRecord, list[LabelRecord]]]]:
+    """Chunks of (item, its filtered labels by id), by item id: one query per chunk.
+
+    Each query is a keyset page (id > last, LIMIT n) whose cost does not grow with the project:
+    the labels come aggregated into one JSON text per item, and the JSON columns are read as
+    text and parsed with orjson (Django's json.loads per value is much slower). Without
+    `with_item` the prompt and responses are left out (empty strings): a labels-only pass.
+    """
+    sql, label_params = _items_sql(filters, with_item=with_item)
+    loads, last = orjson.loads, 0
     while True:
-        rows = list(
-            items.filter(pk__gt=last)
-            .order_by("pk")
-            .values_list("pk", "external_id", "prompt_json", "responses_json")[:chunk_size]
-        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*label_params, project.pk, last, chunk_size])
+            rows = cursor.fetchall()
         if not rows:
             return
         last = rows[-1][0]
-        by_item: dict[int, list[LabelRecord]] = {row[0]: [] for row in rows}
-        chunk_labels = (
-            labels.filter(item_id__gte=rows[0][0], item_id__lte=last)
-            .order_by("item_id", "pk")
-            .values_list(
-                "item_id", "pk", "source", "annotator__username", "judge__name", "label_json"
-            )
-        )
-        for item_id, pk, source, username, judge, label in chunk_labels:
-            if item_id in by_item:
-                record = LabelRecord(pk, source, username or "", judge or "", orjson.loads(label))
-                by_item[item_id].append(record)
         yield [
-            (ItemRecord(pk, ext, orjson.loads(prompt), orjson.loads(responses)), by_item[pk])
-            for pk, ext, prompt, responses in rows
+            (
+                ItemRecord(
+                    pk,
+                    ext,
+                    loads(prompt) if with_item else "",
+                    loads(responses) if with_item else [],
+                ),
+                [LabelRecord(*label) for label in loads(labels)],
+            )
+            for pk, ext, prompt, responses, labels in rows
         ]
 
 
@@ -312,26 +381,35 @@ class BuildResult:
 
 
 class SplitWriter:
-    """One split's JSONL and Parquet files, written as rows arrive."""
+    """One split's JSONL and Parquet files, written as rows arrive.
+
+    JSONL lines are joined into large writes; Parquet gets a row group at a time, built column
+    by column from the buffered rows (pa.array per column, not a dict→Arrow conversion per row).
+    """
 
     def __init__(self, folder: Path, name: str, schema: pa.Schema):
         self.schema = schema
         self.rows = 0
         self.buffer: list[dict] = []
-        self.jsonl = open(folder / f"{name}.jsonl", "wb", buffering=1 << 20)  # noqa: SIM115
+        self.lines: list[bytes] = []
+        self.jsonl = open(folder / f"{name}.jsonl", "wb")  # noqa: SIM115
         self.parquet = pq.ParquetWriter(folder / f"{name}.parquet", schema, **PARQUET_OPTIONS)
 
     def write(self, row: dict) -> None:
-        self.jsonl.write(orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE))
+        self.lines.append(orjson.dumps(row, option=JSONL_OPTIONS))
         self.buffer.append(row)
-        self.rows += 1
         if len(self.buffer) >= ROW_GROUP_SIZE:
             self.flush()
 
     def flush(self) -> None:
-        if self.buffer:
-            self.parquet.write_table(pa.Table.from_pylist(self.buffer, schema=self.schema))
-            self.buffer = []
+        if not self.buffer:
+            return
+        rows, self.buffer = self.buffer, []
+        self.rows += len(rows)
+        self.jsonl.write(b"".join(self.lines))
+        self.lines = []
+        columns = [pa.array([row[f.name] for row in rows], type=f.type) for f in self.schema]
+        self.parquet.write_table(pa.Table.from_arrays(columns, schema=self.schema))
 
     def close(self) -> None:
         self.flush()
@@ -352,9 +430,13 @@ def build_export(
 ) -> BuildResult:
     """Write train/test JSONL + Parquet, README.md and the zip archive into out_dir."""
     filters, split = clean_filters(filters), clean_split(split)
-    chat = labeled_items_queryset(project, filters).filter(prompt__0__role__isnull=False).exists()
-    exporter = exporter_class(fmt)(config=project.config, chat=chat, seed=split["seed"])
-    total = labeled_items_queryset(project, filters).count()
+    counts = labeled_items_queryset(project, filters).aggregate(
+        total=Count("pk"), chat=Count("pk", filter=Q(prompt__0__role__isnull=False))
+    )
+    exporter = exporter_class(fmt)(
+        config=project.config, chat=counts["chat"] > 0, seed=split["seed"]
+    )
+    exporter.prepare(_Labels(project, filters, chunk_size), filters["min_agreement"])
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -364,10 +446,9 @@ def build_export(
     agreements: list[float] = []
     try:
         for chunk in labeled_items(project, filters, chunk_size=chunk_size):
-            for item, labels in chunk:
-                _export_item(exporter, item, labels, filters, split, writers, stats, agreements)
+            _export_chunk(exporter, chunk, filters, split, writers, stats, agreements)
             if progress:
-                progress(stats["items"], total)
+                progress(stats["items"], counts["total"])
     finally:
         for writer in writers.values():
             writer.close()
@@ -387,22 +468,69 @@ def build_export(
     return result
 
 
-def _export_item(exporter, item, labels, filters, split, writers, stats, agreements) -> None:
-    stats["items"] += 1
-    stats["labels"] += len(labels)
-    stats.update(f"sources.{lb.source}" for lb in labels)
-    rows = exporter.rows(item, labels)
-    if rows and rows[0]["agreement"] < filters["min_agreement"]:
-        stats["left_out.below_min_agreement"] += 1
-        return
-    if not rows:
-        return
-    agreements.append(rows[0]["agreement"])
-    test = in_test_split(item.external_id, seed=split["seed"], fraction=split["test_fraction"])
-    writer = writers["test" if test else "train"]
-    stats["items.test" if test else "items.train"] += 1
-    for row in rows:
-        writer.write(row)
+@dataclass
+class _Labels:
+    """The exported labels, for Exporter.prepare (see exporters.base.LabelSource)."""
+
+    project: Project
+    filters: dict
+    chunk_size: int
+
+    def sets(self) -> Iterator[list[LabelRecord]]:
+        chunks = labeled_items(
+            self.project, self.filters, chunk_size=self.chunk_size, with_item=False
+        )
+        for chunk in chunks:
+            for _item, labels in chunk:
+                yield labels
+
+    def any_without(self, key: str) -> bool:
+        items = labeled_items_queryset(self.project, self.filters)
+        lacking = Q(**{f"label__{key}": None}) | Q(**{f"label__{key}__isnull": True})
+        return label_queryset(self.filters).filter(lacking, item__in=items).exists()
+
+
+def _export_chunk(exporter, chunk, filters, split, writers, stats, agreements) -> None:
+    """Rows of a chunk of items to their split's writer. The hot loop of a large export, so
+    counts go to local variables and the split hash is inlined."""
+    min_agreement, fraction = filters["min_agreement"], split["test_fraction"]
+    seed = f"{split['seed']}:"
+    sha256, rows_of, count = hashlib.sha256, exporter.rows, exporter.count
+    train, test = writers["train"], writers["test"]
+    n_labels = n_test = n_train = below = 0
+    for item, labels in chunk:
+        n_labels += len(labels)
+        if len(labels) == 1:
+            stats["sources." + labels[0].source] += 1
+        else:
+            stats.update("sources." + lb.source for lb in labels)
+        rows = rows_of(item, labels)
+        if not rows:
+            continue
+        agreement = rows[0]["agreement"]
+        if agreement < min_agreement:
+            below += 1
+            continue
+        count(item, rows)
+        agreements.append(agreement)
+        digest = sha256((seed + item.external_id).encode()).digest()
+        if int.from_bytes(digest[:8], "big") / 2**64 < fraction:
+            n_test += 1
+            for row in rows:
+                test.write(row)
+        else:
+            n_train += 1
+            for row in rows:
+                train.write(row)
+    stats["items"] += len(chunk)
+    stats["labels"] += n_labels
+    for key, value in (
+        ("items.test", n_test),
+        ("items.train", n_train),
+        ("left_out.below_min_agreement", below),
+    ):
+        if value:
+            stats[key] += value
 
 
 def _summary(stats: Counter, agreements: list[float], result: BuildResult) -> dict:

@@ -116,7 +116,7 @@ def test_min_agreement_filter_leaves_out_items_that_agree_less(project, tmp_path
     assert result.stats["left_out.below_min_agreement"] == 1
 
 
-def test_imported_labels_without_strength_have_no_margin(project, tmp_path):
+def test_imported_labels_without_strength_leave_out_the_margin_column(project, tmp_path):
     item = ItemFactory(project=project)
     AnnotationFactory(
         item=item,
@@ -124,9 +124,67 @@ def test_imported_labels_without_strength_have_no_margin(project, tmp_path):
         annotator=None,
         label={"choice": "A", "strength": None, "rationale": ""},
     )
-    (row,) = rows_of(project, tmp_path)
-    assert row["margin"] is None
-    assert row["sources"] == ["imported"]
+    pair_label(ItemFactory(project=project), "B", 3)
+    result, folder = export(project, tmp_path)
+    rows = read_jsonl(folder / "train.jsonl")
+    assert [r["sources"] for r in rows] == [["imported"], ["human"]]
+    # A null margin is rejected by TRL's margin loss: no row has the column then.
+    assert all("margin" not in r for r in rows)
+    assert "margin" not in pq.read_table(folder / "train.parquet").column_names
+    assert "only when every exported row has one" in result.card
+    assert "- `margin`" not in result.card
+
+
+def test_margin_column_stays_when_labels_without_strength_are_not_exported(project, tmp_path):
+    outvoted = ItemFactory(project=project, external_id="outvoted")
+    pair_label(outvoted, "A", 2)
+    pair_label(outvoted, "A", 3)
+    pair_label(outvoted, "B", None, source="imported", annotator=None)
+    pair_label(ItemFactory(project=project, external_id="tie"), "tie", None)
+    result, folder = export(project, tmp_path)
+    (row,) = read_jsonl(folder / "train.jsonl")
+    assert (row["external_id"], row["margin"]) == ("outvoted", 2.5)
+    assert "- `margin`: double" in result.card
+    # An item whose majority has no strength: the column goes, unless min_agreement drops it.
+    below = ItemFactory(project=project, external_id="below")
+    pair_label(below, "A", None, source="imported", annotator=None)
+    pair_label(below, "A", None, source="imported", annotator=None)
+    pair_label(below, "B", 1)
+    pair_label(ItemFactory(project=project, external_id="sure"), "A", 1)
+    _, folder = export(project, tmp_path, filters={"min_agreement": 0.9}, name="strict")
+    assert [(r["external_id"], r["margin"]) for r in read_jsonl(folder / "train.jsonl")] == [
+        ("sure", 1.0)
+    ]
+    _, folder = export(project, tmp_path, filters={"min_agreement": 0.6}, name="loose")
+    rows = read_jsonl(folder / "train.jsonl")
+    assert [r["external_id"] for r in rows] == ["outvoted", "below", "sure"]
+    assert all("margin" not in r for r in rows)
+
+
+def test_items_below_min_agreement_are_not_in_the_format_counts(project, tmp_path):
+    split = ItemFactory(project=project, external_id="split")
+    pair_label(split, "A")
+    pair_label(split, "A")
+    pair_label(split, "B")
+    pair_label(ItemFactory(project=project, external_id="unanimous"), "B")
+    result, _ = export(project, tmp_path, filters={"min_agreement": 0.7})
+    assert result.train_rows == 1
+    assert result.stats["chosen.B"] == 1
+    assert "chosen.A" not in result.stats
+    assert "| chosen.A |" not in result.card
+    assert result.stats["left_out.below_min_agreement"] == 1
+    # Labels read are still counted, exported or not.
+    assert (result.stats["labels.A"], result.stats["labels.B"]) == (2, 2)
+
+
+def test_listwise_counts_only_exported_items(listwise, tmp_path):
+    split = ItemFactory(project=listwise)
+    rank(split, "1", "2", "3")
+    rank(split, "3", "2", "1")
+    rank(ItemFactory(project=listwise), "1", "2", "3")
+    result, _ = export(listwise, tmp_path, "listwise", filters={"min_agreement": 0.9})
+    assert (result.train_rows, result.stats["items.ranked"]) == (1, 1)
+    assert result.stats["responses.3"] == 1
 
 
 def test_chat_prompts_make_every_row_conversational(project, tmp_path):

@@ -8,7 +8,8 @@ the item's provenance: external_id, how many labels, their agreement, sources, a
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, ClassVar, NamedTuple
+from collections.abc import Iterator
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import pyarrow as pa
 
@@ -74,6 +75,16 @@ def prompt_text(prompt: str | list[dict]) -> str:
     return "\n\n".join(f"{m['role']}: {m['content']}" for m in prompt)
 
 
+class LabelSource(Protocol):
+    """What prepare() may read: the filtered labels of every item that would be exported."""
+
+    def sets(self) -> Iterator[list[LabelRecord]]:
+        """Each labeled item's labels (by label id), item by item."""
+
+    def any_without(self, key: str) -> bool:
+        """Whether a filtered label lacks `key` or has it null."""
+
+
 class Exporter:
     """Base class: subclasses set `format`, `kind`, `aggregation` and implement fields() and rows().
 
@@ -105,6 +116,14 @@ class Exporter:
             self.fields() + PROVENANCE_FIELDS, metadata={"prefhub.format": self.format}
         )
 
+    def prepare(self, labels: LabelSource, min_agreement: float) -> None:
+        """Called before schema(): an exporter whose columns depend on the data reads the
+        labels here first."""
+
     def rows(self, item: ItemRecord, labels: list[LabelRecord]) -> list[dict[str, Any]]:
-        """The output rows of one item with at least one label; each has an `agreement`."""
+        """The output rows of one item with at least one label; each has an `agreement`.
+        Counts of what is left out go to `stats` here; counts of what is exported go in count()."""
         raise NotImplementedError
+
+    def count(self, item: ItemRecord, rows: list[dict[str, Any]]) -> None:
+        """Count the rows of an item in `stats` once exported (past the min_agreement filter)."""

@@ -43,8 +43,6 @@ class ListwiseExporter(Exporter):
     def rows(self, item: ItemRecord, labels: list[LabelRecord]) -> list[dict[str, Any]]:
         order, scores, agreement = _aggregate(item, labels)
         ids = [r["id"] for r in item.responses]
-        self.stats["items.ranked"] += 1
-        self.stats[f"responses.{len(ids)}"] += 1
         return [
             {
                 "prompt": self.prompt(item),
@@ -56,6 +54,10 @@ class ListwiseExporter(Exporter):
                 **provenance(item, labels, agreement),
             }
         ]
+
+    def count(self, item: ItemRecord, rows: list[dict[str, Any]]) -> None:
+        self.stats["items.ranked"] += 1
+        self.stats[f"responses.{len(item.responses)}"] += 1
 
 
 class ListwisePairsExporter(Exporter):
@@ -78,5 +80,7 @@ class ListwisePairsExporter(Exporter):
             for j in range(i + 1, len(order)):
                 pair = pair_row(self, item, by_id[better], by_id[order[j]])
                 rows.append({**pair, "rank_chosen": i, "rank_rejected": j, **common})
-        self.stats["pairs"] += len(rows)
         return rows
+
+    def count(self, item: ItemRecord, rows: list[dict[str, Any]]) -> None:
+        self.stats["pairs"] += len(rows)

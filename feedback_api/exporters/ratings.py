@@ -66,7 +66,6 @@ class RatingsExporter(Exporter):
 
     def rows(self, item: ItemRecord, labels: list[LabelRecord]) -> list[dict[str, Any]]:
         completions, agreement = self.completions(item, labels)
-        self.stats["items.rated"] += 1
         return [
             {
                 "prompt": self.prompt(item),
@@ -74,6 +73,9 @@ class RatingsExporter(Exporter):
                 **provenance(item, labels, agreement),
             }
         ]
+
+    def count(self, item: ItemRecord, rows: list[dict[str, Any]]) -> None:
+        self.stats["items.rated"] += 1
 
 
 class RatingsPairsExporter(RatingsExporter):
@@ -112,6 +114,9 @@ class RatingsPairsExporter(RatingsExporter):
                 **provenance(item, labels, agreement),
             }
         ]
+
+    def count(self, item: ItemRecord, rows: list[dict[str, Any]]) -> None:
+        pass
 
 
 def _round(value: float | None) -> float | None:

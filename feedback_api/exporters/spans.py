@@ -68,7 +68,6 @@ class SpansExporter(Exporter):
                 }
                 for start, end, name in kept
             ]
-            self.stats.update(f"spans.{s['label']}" for s in spans)
             rows.append(
                 {
                     "prompt": self.prompt(item),
@@ -83,8 +82,11 @@ class SpansExporter(Exporter):
                     **provenance(item, labels, agreement),
                 }
             )
-        self.stats["responses"] += len(rows)
         return rows
+
+    def count(self, item: ItemRecord, rows: list[dict[str, Any]]) -> None:
+        self.stats.update(f"spans.{s['label']}" for row in rows for s in row["spans"])
+        self.stats["responses"] += len(rows)
 
 
 def _correction(per_label: list[list[dict]], start: int, end: int, name: str) -> str | None:
