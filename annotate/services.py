@@ -87,24 +87,34 @@ def project_create(
     return project
 
 
+LAST_ADMIN = "A project keeps at least one admin: make someone else admin first."
+
+
 def membership_set(*, project: Project, user, role: str) -> tuple[Membership, bool]:
-    """Add a user to a project with a role, or change their role. Returns (membership, created)."""
+    """Add a user to a project with a role, or change their role. Returns (membership, created).
+    The last admin cannot step down."""
     if role not in Role.values:
         raise ServiceError(f"Unknown role {role!r}: one of {', '.join(Role.values)}.", "role")
-    membership, created = Membership.objects.update_or_create(
-        project=project, user=user, defaults={"role": role}
-    )
-    return membership, created
+    with transaction.atomic():
+        if role != Role.ADMIN and _admin_ids(project) == [user.pk]:
+            raise ServiceError(LAST_ADMIN, "role")
+        return Membership.objects.update_or_create(
+            project=project, user=user, defaults={"role": role}
+        )
 
 
 def membership_remove(*, project: Project, user) -> None:
-    remaining_admins = project.memberships.filter(role=Role.ADMIN).exclude(user=user)
-    if (
-        project.memberships.filter(user=user, role=Role.ADMIN).exists()
-        and not remaining_admins.exists()
-    ):
-        raise ServiceError("A project keeps at least one admin: make someone else admin first.")
-    project.memberships.filter(user=user).delete()
+    """Remove a user from a project; the last admin cannot leave."""
+    with transaction.atomic():
+        if _admin_ids(project) == [user.pk]:
+            raise ServiceError(LAST_ADMIN)
+        project.memberships.filter(user=user).delete()
+
+
+def _admin_ids(project: Project) -> list[int]:
+    # Locked, so that two admins stepping down at once cannot leave the project without one.
+    admins = project.memberships.select_for_update().filter(role=Role.ADMIN)
+    return sorted(admins.values_list("user_id", flat=True))
 
 
 def user_by_username(username: str):

@@ -10,7 +10,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -193,7 +192,9 @@ def members(request, slug):
     if form.is_valid():
         try:
             user = services.user_by_username(form.cleaned_data["username"].strip())
-            membership, created = _membership_set(project, user, form.cleaned_data["role"])
+            membership, created = services.membership_set(
+                project=project, user=user, role=form.cleaned_data["role"]
+            )
         except ServiceError as exc:
             _add_service_error(form, exc)
         else:
@@ -219,7 +220,9 @@ def member_role(request, slug, user_id):
         messages.error(request, "Choose one of the roles.")
     else:
         try:
-            membership, _ = _membership_set(project, membership.user, form.cleaned_data["role"])
+            membership, _ = services.membership_set(
+                project=project, user=membership.user, role=form.cleaned_data["role"]
+            )
         except ServiceError as exc:
             messages.error(request, str(exc))
         else:
@@ -252,17 +255,6 @@ def _redirect_after_member_change(request, project: Project):
     if ROLE_RANK[role] < ROLE_RANK[Role.ADMIN]:
         return redirect(project)
     return redirect("annotate:members", slug=project.slug)
-
-
-def _membership_set(project: Project, user, role: str) -> tuple[Membership, bool]:
-    # membership_set does not guard the last admin (membership_remove does): guard it here too.
-    with transaction.atomic():
-        admins = project.memberships.select_for_update().filter(role=Role.ADMIN)
-        if role != Role.ADMIN and list(admins.values_list("user_id", flat=True)) == [user.pk]:
-            raise ServiceError(
-                "A project keeps at least one admin: make someone else admin first.", "role"
-            )
-        return services.membership_set(project=project, user=user, role=role)
 
 
 # Annotating ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from rest_framework.authtoken.models import Token
 from annotate import services
 from annotate.importing import ImportReport
 from annotate.kinds import KindError, get_kind
-from annotate.models import Membership, Project, Role
+from annotate.models import Membership, Project
 from annotate.services import ServiceError
 
 
@@ -51,22 +51,14 @@ def project_update(
 def project_member_set(*, project: Project, username: str, role: str) -> tuple[Membership, bool]:
     """Add a user by username or change their role; the last admin cannot step down."""
     user = services.user_by_username(username)
-    with transaction.atomic():
-        admins = project.memberships.select_for_update().filter(role=Role.ADMIN)
-        if role != Role.ADMIN and list(admins.values_list("user_id", flat=True)) == [user.pk]:
-            raise ServiceError(
-                "A project keeps at least one admin: make someone else admin first.", "role"
-            )
-        return services.membership_set(project=project, user=user, role=role)
+    return services.membership_set(project=project, user=user, role=role)
 
 
 def project_member_remove(*, project: Project, username: str) -> None:
     user = services.user_by_username(username)
     if not project.memberships.filter(user=user).exists():
         raise ServiceError(f"{username!r} is not a member of this project.", "username")
-    with transaction.atomic():
-        list(project.memberships.select_for_update().filter(role=Role.ADMIN))
-        services.membership_remove(project=project, user=user)
+    services.membership_remove(project=project, user=user)
 
 
 def items_create(

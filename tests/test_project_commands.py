@@ -142,3 +142,9 @@ def test_add_member_role_is_required(project, bob):
 def test_add_member_unknown_project(bob):
     with pytest.raises(CommandError, match="No project 'nope'"):
         run("add_member", "nope", "bob", "--role", "admin")
+
+
+def test_add_member_cannot_demote_the_last_admin(project, alice):
+    with pytest.raises(CommandError, match="at least one admin"):
+        call_command("add_member", project.slug, "alice", "--role", "annotator")
+    assert project.memberships.get(user=alice).role == "admin"
