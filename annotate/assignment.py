@@ -9,8 +9,9 @@ How it stays cheap and correct:
   with FOR UPDATE SKIP LOCKED (PostgreSQL), so parallel annotators pass over each other's rows
   instead of queueing, and an item is never leased beyond the project's overlap. SQLite ignores
   row locks; its IMMEDIATE transactions (settings) serialise every write instead.
-- Expired leases are reclaimed lazily at the start of each `assignment_next`, through the small
-  partial index of live leases (`assignment_expiry_idx`).
+- Expired leases are reclaimed lazily by `assignment_next`, through the small partial index of
+  live leases (`assignment_expiry_idx`), at most once per RECLAIM_EVERY in each process: an
+  expired item returns to the pool within seconds of its expiry, not on the exact request.
 
 Conventions:
 - An annotator gets an item at most once (one Assignment per item and annotator), except that
@@ -42,8 +43,11 @@ from .services import ServiceError
 MAX_TIME_SPENT_MS = 2**31 - 1
 PROGRESS_CACHE_SECONDS = 10
 RECLAIM_BATCH = 500
+RECLAIM_EVERY = timedelta(seconds=5)
 
 _random = random.Random()
+# The `now` of this process's last reclaim (a race between threads costs one extra reclaim).
+_reclaimed_at: datetime | None = None
 
 
 class AssignmentConflict(ServiceError):
@@ -63,7 +67,7 @@ def assignment_next(
     their turn for one.
     """
     now = now or timezone.now()
-    leases_reclaim(now=now)
+    _reclaim_due_leases(now)
     with transaction.atomic():
         # One next-item decision per annotator at a time: a double click gets one lease.
         list(
@@ -81,6 +85,15 @@ def assignment_next(
         if item is None:
             return None
         return _lease(project, item, annotator, now)
+
+
+def _reclaim_due_leases(now: datetime) -> None:
+    global _reclaimed_at
+    # A `now` before the last reclaim (a caller's own clock, tests) always reclaims.
+    if _reclaimed_at is not None and _reclaimed_at <= now < _reclaimed_at + RECLAIM_EVERY:
+        return
+    _reclaimed_at = now
+    leases_reclaim(now=now)
 
 
 def _live_lease(project: Project, annotator, now: datetime) -> Assignment | None:
@@ -259,7 +272,9 @@ def annotation_submit_or_get(
             )
             locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
             if locked.status == Assignment.Status.SUBMITTED:
-                return Annotation.objects.get(assignment=locked), False
+                annotation = Annotation.objects.get(assignment=locked)
+                annotation.item = item
+                return _with_annotator(annotation, annotator), False
             cleaned = clean_label(item=item, label=label, swapped=locked.swapped)
             annotation = _store(locked, item, cleaned, time_spent_ms, request_id or "")
     except IntegrityError:
@@ -267,9 +282,16 @@ def annotation_submit_or_get(
         existing = Annotation.objects.filter(assignment_id=assignment.pk).first()
         if existing is None:
             raise
-        return existing, False
+        return _with_annotator(existing, annotator), False
     assignment.status, assignment.completed_at = locked.status, locked.completed_at
-    return annotation, True
+    return _with_annotator(annotation, annotator), True
+
+
+def _with_annotator(annotation: Annotation, annotator) -> Annotation:
+    # The caller's user is the label's author: spare a query for whoever reads annotation.annotator.
+    if annotator is not None and annotation.annotator_id == annotator.pk:
+        annotation.annotator = annotator
+    return annotation
 
 
 def _store(
@@ -421,6 +443,29 @@ def gold_matches(kind: str, label: dict, gold: dict) -> bool:
 
 
 # Reads --------------------------------------------------------------------------------------
+
+
+def project_for_annotator(*, slug: str, user) -> Project | None:
+    """The project if the user has a role in it (superusers have one everywhere), in one query.
+    The request path of next-item: `Project.role_of` and a project lookup cost three."""
+    role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
+    project = Project.objects.filter(slug=slug).annotate(member_role=Subquery(role)).first()
+    if project is None or (project.member_role is None and not user.is_superuser):
+        return None
+    return project
+
+
+def assignment_for_annotator(*, pk: int, user) -> Assignment | None:
+    """The user's own assignment, with its item and project, while they are still in the
+    project; one query."""
+    assignments = Assignment.objects.filter(pk=pk, annotator=user).select_related("item__project")
+    if not user.is_superuser:
+        member = Membership.objects.filter(project=OuterRef("item__project_id"), user=user)
+        assignments = assignments.filter(Exists(member))
+    assignment = assignments.first()
+    if assignment is not None:
+        assignment.annotator = user
+    return assignment
 
 
 def gold_accuracy(project: Project, annotator) -> dict:

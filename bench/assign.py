@@ -5,9 +5,11 @@
 
 For each item count: a fresh PostgreSQL database `bench_assign_<pid>_<items>` next to
 DATABASE_URL's (default postgres://postgres@127.0.0.1:5432/test), migrated; pairwise items COPYed
-in; annotator users with API tokens; gunicorn (4 workers x 4 threads, DEBUG=0, persistent DB
-connections). For each annotator count, that many simulated annotators (threads spread over a few
-client processes, one keep-alive connection each) loop POST next → POST submit for a fixed time.
+in; annotator users with API tokens; gunicorn (gthread, 2 workers x 2 threads by default: two
+cores, so few requests in flight and the rest wait on keep-alive sockets instead of switching;
+DEBUG=0, persistent DB connections). For each annotator count, that many simulated annotators
+(threads spread over --clients processes, one keep-alive connection each) loop POST next → POST
+submit for a fixed time, with no think time.
 Then the database is checked: duplicate leases (an item with more human labels + live leases
 than the overlap) and lost submissions (a 2xx submit without its stored annotation) must be 0.
 The database is dropped at the end. Not part of CI: it prints a table, it asserts nothing.
@@ -33,7 +35,6 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/test"
 SLUG = "bench-pairs"
-CLIENT_PROCESSES = 4
 
 
 def main() -> None:
@@ -42,8 +43,9 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--overlap", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--port", type=int, default=0, help="default: a free one")
     parser.add_argument("--setup-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -77,7 +79,10 @@ def bench_size(base: str, items: int, args) -> list[dict]:
         try:
             rows = []
             for count in args.annotators:
-                row = run_load(port, tokens[:count], args.seconds)
+                # Other work on the machine shares the CPUs: say how busy it was before the run.
+                load = os.getloadavg()[0]
+                row = run_load(port, tokens[:count], args.seconds, args.clients)
+                row["load"] = load
                 row |= check_db(url, row.pop("submitted_ids"), args.overlap)
                 rows.append({"items": items, "annotators": count, **row})
                 print(format_row(rows[-1]), flush=True)
@@ -150,6 +155,7 @@ def copy_items(connection, project_id: int, count: int, batch: int = 20_000) -> 
 
 def start_gunicorn(env: dict, port: int, args) -> subprocess.Popen:
     command = [GUNICORN, "config.wsgi", "-w", str(args.workers), "--threads", str(args.threads)]
+    command += ["-k", "gthread"]
     command += ["-b", f"127.0.0.1:{port}", "--log-level", "warning", "--keep-alive", "30"]
     server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
     deadline = time.monotonic() + 60
@@ -165,8 +171,8 @@ def start_gunicorn(env: dict, port: int, args) -> subprocess.Popen:
     raise SystemExit("gunicorn did not start")
 
 
-def run_load(port: int, tokens: list[str], seconds: float) -> dict:
-    chunks = [tokens[i::CLIENT_PROCESSES] for i in range(CLIENT_PROCESSES)]
+def run_load(port: int, tokens: list[str], seconds: float, processes: int) -> dict:
+    chunks = [tokens[i::processes] for i in range(processes)]
     jobs = [(port, chunk, seconds) for chunk in chunks if chunk]
     with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
         parts = pool.map(client_process, jobs)
@@ -328,13 +334,13 @@ def format_row(row: dict) -> str:
         f"{row['items']:>9,} | {row['annotators']:>10} | {row['submits_per_s']:>9.1f} | "
         f"{n[0]:>6.1f} {n[1]:>6.1f} {n[2]:>6.1f} | {s[0]:>6.1f} {s[1]:>6.1f} {s[2]:>6.1f} | "
         f"{row['errors']:>6} | {row['duplicate_leases']:>10} | {row['counter_drift']:>5} | "
-        f"{row['lost']:>4}"
+        f"{row['lost']:>4} | {row['load']:>4.2f}"
     )
 
 
 HEADER = (
     "    items | annotators | submits/s | next p50/p95/p99 ms | submit p50/p95/p99 ms | errors "
-    "| dup leases | drift | lost"
+    "| dup leases | drift | lost | load"
 )
 
 
@@ -342,7 +348,7 @@ def print_table(rows: list[dict], args) -> None:
     print()
     print(
         f"{args.seconds:g} s per run, overlap {args.overlap}, gunicorn {args.workers} workers x "
-        f"{args.threads} threads, {os.cpu_count()} CPUs"
+        f"{args.threads} threads (gthread), {args.clients} client processes, {os.cpu_count()} CPUs"
     )
     print(HEADER)
     print("-" * len(HEADER))

@@ -420,12 +420,8 @@ CONFLICT = {
 
 def _get_assignment_for_user(request, pk: int | None) -> Assignment:
     """The user's own assignment in a project they are still in; anything else is a 404."""
-    if pk is None:
-        raise Http404("No such assignment.")
-    assignment = get_object_or_404(
-        Assignment.objects.select_related("item__project"), pk=pk, annotator=request.user
-    )
-    if assignment.item.project.role_of(request.user) is None:
+    assignment = None if pk is None else engine.assignment_for_annotator(pk=pk, user=request.user)
+    if assignment is None:
         raise Http404("No such assignment.")
     return assignment
 
@@ -455,7 +451,10 @@ class Conflict(APIException):
 )
 @api_view(["POST"])
 def assignment_next(request, slug):
-    project = get_project_for_user(request, slug)
+    # The hot path: project and membership in one query (any role may label).
+    project = engine.project_for_annotator(slug=slug, user=request.user)
+    if project is None:
+        raise Http404("No such project.")
     assignment = engine.assignment_next(project=project, annotator=request.user)
     if assignment is None:
         return Response(status=status.HTTP_204_NO_CONTENT)
