@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "annotate",
     "feedback_api",
+    "rewards",
 ]
 
 MIDDLEWARE = [
@@ -157,6 +158,9 @@ STATIC_ROOT = Path(os.getenv("STATIC_ROOT", VAR_DIR / "static"))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request without it
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.getenv("MEDIA_ROOT", VAR_DIR / "media"))
+# Reward-model runs (checkpoints, saved models, download zips): under MEDIA_ROOT, so the web and
+# the training worker share them through one volume.
+REWARDS_DIR = Path(os.getenv("REWARDS_DIR", MEDIA_ROOT / "rewards"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -221,6 +225,16 @@ CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", "7200")
 CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", "7000")
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Training runs go to their own worker (GPU, concurrency 1): `celery -A config worker -Q training`.
+CELERY_TASK_ROUTES = {"rewards.train_run": {"queue": "training"}}
+# Training: a run's worker refreshes its heartbeat at least this often (seconds) while it trains;
+# a "running" run whose heartbeat is older than REWARDS_HEARTBEAT_TIMEOUT is taken to be orphaned
+# (its worker died) and is resumed from its last checkpoint by the next training worker to start.
+REWARDS_HEARTBEAT_S = envint("REWARDS_HEARTBEAT_S", "10")
+REWARDS_HEARTBEAT_TIMEOUT = envint("REWARDS_HEARTBEAT_TIMEOUT", "60")
+# Starts of one run (the first and its resumes); a run that kills its worker every time stops.
+REWARDS_MAX_ATTEMPTS = envint("REWARDS_MAX_ATTEMPTS", "3")
+REWARDS_TIME_LIMIT = envint("REWARDS_TIME_LIMIT", str(24 * 3600))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 REST_FRAMEWORK = {
