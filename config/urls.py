@@ -14,5 +14,6 @@ urlpatterns = [
     path("api/v1/", include("feedback_api.urls")),
     path("api/v1/", include("feedback_api.dataset_urls")),
     path("", include("feedback_api.dataset_page_urls")),
+    path("", include("rewards.urls")),
     path("admin/", admin.site.urls),
 ]
