@@ -1,17 +1,52 @@
 """Train a reward model on a dataset version's JSONL files with transformers' Trainer.
 
 Reads top to bottom: check the data (fail fast, before any model loads), load the base model
-with the objective's head, train with checkpoints and progress, evaluate, save.
+with the objective's head, train (length-grouped batches, checkpoints, progress, cancel),
+evaluate, save `output_dir/model` with the tokenizer and a `prefhub.json`.
+
+Cancel: when `should_stop()` returns True the Trainer saves a checkpoint at that step and
+stops; `train` then raises TrainingCancelled(step, checkpoint). A later `train(resume=True)`
+continues from that checkpoint (or from the last one a killed worker left: checkpoints are
+written every `checkpoint_steps`, the last two kept, half-written ones skipped).
 """
 
 from __future__ import annotations
 
+import json
+import math
+import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from . import losses, metrics
 from .config import ConfigError, TrainConfig
-from .data import DataError
+from .data import (
+    IGNORE,
+    DataError,
+    Encoder,
+    Example,
+    LengthGroupedSampler,
+    categories,
+    check_rows,
+    encode_rows,
+    pad,
+    rating_aspects,
+    read_rows,
+    split_rows,
+)
 
 __all__ = [
     "ConfigError",
@@ -21,11 +56,12 @@ __all__ = [
     "evaluate_rewardbench",
     "train",
 ]
+META = "prefhub.json"
 
 
 class TrainingCancelled(Exception):
-    """should_stop() said stop; `step` is the last optimizer step, `checkpoint` the last
-    checkpoint folder (None when none was saved yet)."""
+    """should_stop() said stop; `step` is the optimizer step reached, `checkpoint` the folder
+    saved there (None when nothing was saved)."""
 
     def __init__(self, step: int = 0, checkpoint: str | None = None):
         super().__init__(f"training cancelled at step {step}")
@@ -45,12 +81,502 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     resume: bool = True,
 ) -> dict[str, Any]:
-    raise NotImplementedError
+    """Train `config.objective` on train_path and evaluate on eval_path (or, when it is None or
+    empty, on `config.eval_split` of the train rows held out by prompt).
+
+    on_progress gets {"step", "total_steps", "epoch", "loss", "learning_rate",
+    "examples_per_s" (+ "pairs_per_s" for pairwise), "eta_s", "eval"} every logging step
+    ("eval" None) and after each evaluation ("eval" = metrics, "loss" None).
+    resume=False deletes output_dir/checkpoints first. Returns {"metrics", "model_dir",
+    "steps", "train_seconds", "examples_per_s"}; raises DataError, ConfigError or
+    TrainingCancelled.
+    """
+    config.validate()
+    output_dir = Path(output_dir)
+    train_rows, eval_rows, aspects = _load_rows(config, train_path, eval_path, taxonomy, aspects)
+    tokenizer, model = _load_model(config, taxonomy, aspects)
+    encoder = Encoder(tokenizer, config.max_length)
+    kw = {"taxonomy": taxonomy, "aspects": aspects}
+    train_set = encode_rows(train_rows, config.objective, encoder, **kw)
+    eval_set = encode_rows(eval_rows, config.objective, encoder, **kw)
+    scale = _rating_scale(train_set) if config.objective == "ratings" else None
+    if scale:
+        _standardise(train_set, scale)
+    collator = Collator(config.objective, tokenizer.pad_token_id)
+
+    checkpoints = output_dir / "checkpoints"
+    if not resume and checkpoints.exists():
+        shutil.rmtree(checkpoints)
+    last = _last_checkpoint(checkpoints) if resume else None
+    progress = ProgressCallback(
+        config, eval_set, collator, on_progress, should_stop, scale=scale, taxonomy=taxonomy
+    )
+    trainer = RewardModelTrainer(
+        model=model,
+        args=_training_args(config, checkpoints),
+        train_dataset=train_set,
+        data_collator=collator,
+        callbacks=[progress],
+        objective=config.objective,
+        margin_scale=config.margin_scale,
+    )
+    trainer.remove_callback(PrinterCallback)  # progress goes to on_progress, not stdout
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
+    seconds = time.perf_counter() - started
+    step = trainer.state.global_step
+    if progress.cancelled:
+        saved = _last_checkpoint(checkpoints)
+        raise TrainingCancelled(step, str(saved) if saved else None)
+
+    model_dir = output_dir / "model"
+    final = (
+        evaluate_examples(model, config.objective, eval_set, collator, scale=scale, **kw)
+        if eval_set
+        else {}
+    )
+    _save(trainer, tokenizer, model_dir, config, final, taxonomy, aspects, scale)
+    return {
+        "metrics": final,
+        "model_dir": str(model_dir),
+        "steps": step,
+        "train_seconds": round(seconds, 3),
+        "examples_per_s": round(progress.examples_per_s(step), 3),
+    }
+
+
+# Data and model ------------------------------------------------------------------------------
+
+
+def _load_rows(config, train_path, eval_path, taxonomy, aspects):
+    """Read and check both files before any model loads; hold out eval rows if needed."""
+    check = {"taxonomy": taxonomy, "aspects": aspects}
+    train_rows = read_rows(train_path)
+    check_rows(train_rows, config.objective, name=Path(train_path).name, **check)
+    eval_rows = read_rows(eval_path) if eval_path and Path(eval_path).is_file() else []
+    if eval_rows:
+        check_rows(eval_rows, config.objective, name=Path(eval_path).name, **check)
+    else:
+        train_rows, eval_rows = split_rows(train_rows, config.eval_split, config.seed)
+    if config.objective == "ratings":
+        aspects = rating_aspects(train_rows, aspects)
+    return train_rows, eval_rows, aspects
+
+
+def _load_model(config: TrainConfig, taxonomy, aspects):
+    path = config.model_path()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if config.objective == "spans":
+            names = categories(taxonomy)
+            model = AutoModelForTokenClassification.from_pretrained(
+                path,
+                num_labels=len(names),
+                id2label=dict(enumerate(names)),
+                label2id={n: i for i, n in enumerate(names)},
+            )
+        else:
+            outputs = len(aspects) if config.objective == "ratings" else 1
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=outputs)
+    except OSError as exc:
+        raise ConfigError("base_model", f"cannot load {path!r}: {exc}") from None
+    if not tokenizer.is_fast:
+        raise ConfigError("base_model", "needs a fast tokenizer (for span offsets)")
+    if tokenizer.pad_token is None:  # decoder-only models: pad with eos
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model
+
+
+def _rating_scale(examples: list[Example]) -> dict[str, list[float]]:
+    """Per-aspect mean and standard deviation of the training targets."""
+    n = len(examples[0].target[0])
+    mean, std = [], []
+    for k in range(n):
+        values = [e.target[0][k] for e in examples if e.target[1][k]]
+        mu = sum(values) / len(values) if values else 0.0
+        var = sum((v - mu) ** 2 for v in values) / len(values) if values else 1.0
+        mean.append(mu)
+        std.append(math.sqrt(var) or 1.0)
+    return {"mean": mean, "std": std}
+
+
+def _standardise(examples: list[Example], scale: dict) -> None:
+    for e in examples:
+        values, mask = e.target
+        e.target = (
+            [(v - m) / s for v, m, s in zip(values, scale["mean"], scale["std"], strict=True)],
+            mask,
+        )
+
+
+class Collator:
+    """Examples → one padded batch; every sequence of every example goes in ONE forward pass
+    (pairwise: all chosen then all rejected)."""
+
+    def __init__(self, objective: str, pad_id: int, multiple: int = 1):
+        self.objective, self.pad_id, self.multiple = objective, pad_id, multiple
+
+    def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        if self.objective == "pairwise":
+            order = [(e, 0) for e in examples] + [(e, 1) for e in examples]
+        else:
+            order = [(e, k) for e in examples for k in range(len(e.input_ids))]
+        ids = [e.input_ids[k] for e, k in order]
+        batch = {
+            "input_ids": torch.tensor(pad(ids, self.pad_id, self.multiple)),
+            "attention_mask": torch.tensor(pad([[1] * len(s) for s in ids], 0, self.multiple)),
+        }
+        if examples[0].token_type_ids is not None:
+            types = [e.token_type_ids[k] for e, k in order]
+            batch["token_type_ids"] = torch.tensor(pad(types, 0, self.multiple))
+        batch.update(self._targets(examples))
+        return batch
+
+    def _targets(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        if self.objective == "pairwise":
+            return {"margin": torch.tensor([e.target for e in examples])}
+        if self.objective == "listwise":
+            # rank_index[b, i] = position in the flat batch of list b's i-th best response.
+            width = max(len(e.target) for e in examples)
+            index, mask, at = [], [], 0
+            for e in examples:
+                row = [at + i for i in e.target]
+                index.append(row + [0] * (width - len(row)))
+                mask.append([True] * len(row) + [False] * (width - len(row)))
+                at += len(e.target)
+            return {"rank_index": torch.tensor(index), "rank_mask": torch.tensor(mask)}
+        if self.objective == "spans":
+            return {
+                "labels": torch.tensor(pad([e.target for e in examples], IGNORE, self.multiple))
+            }
+        return {
+            "targets": torch.tensor([e.target[0] for e in examples]),
+            "target_mask": torch.tensor([e.target[1] for e in examples], dtype=torch.float32),
+        }
+
+
+def objective_loss(objective: str, model, inputs: dict, margin_scale: float = 1.0):
+    """The objective's loss on one collated batch, and the model's raw outputs."""
+    inputs = dict(inputs)
+    extras = {k: inputs.pop(k) for k in _EXTRAS[objective] if k in inputs}
+    logits = model(**inputs).logits
+    if objective == "pairwise":
+        chosen, rejected = logits.float().squeeze(-1).chunk(2)
+        margin = extras["margin"] * margin_scale if margin_scale else None
+        return losses.bradley_terry(chosen, rejected, margin), logits
+    if objective == "listwise":
+        scores = logits.float().squeeze(-1)[extras["rank_index"]]
+        return losses.plackett_luce(scores, extras["rank_mask"]), logits
+    if objective == "spans":
+        return losses.token_classification(logits, extras["labels"]), logits
+    return losses.masked_mse(logits, extras["targets"], extras["target_mask"]), logits
+
+
+_EXTRAS = {
+    "pairwise": ("margin",),
+    "listwise": ("rank_index", "rank_mask"),
+    "spans": ("labels",),
+    "ratings": ("targets", "target_mask"),
+}
+
+
+class RewardModelTrainer(Trainer):
+    """Trainer with our losses and length-grouped batches."""
+
+    def __init__(self, *args, objective: str, margin_scale: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self.margin_scale = margin_scale
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, logits = objective_loss(self.objective, model, inputs, self.margin_scale)
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = [e.length for e in dataset]
+        return LengthGroupedSampler(lengths, self.args.per_device_train_batch_size, self.args.seed)
+
+
+def _precision(config: TrainConfig) -> str:
+    if config.precision != "auto":
+        return config.precision
+    cuda = torch.cuda.is_available()
+    return "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def _training_args(config: TrainConfig, checkpoints: Path) -> TrainingArguments:
+    precision = _precision(config)
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("precision", "fp16 needs a GPU; use bf16 or fp32 on CPU")
+    return TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        warmup_steps=config.warmup_ratio,  # a float < 1 is a share of the steps
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+        save_strategy="steps",
+        save_steps=config.checkpoint_steps,
+        save_total_limit=2,
+        logging_strategy="steps",
+        logging_steps=config.logging_steps,
+        eval_strategy="no",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(),
+        report_to=[],
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+    )
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint-N folder (a killed save leaves no trainer_state.json)."""
+    if not folder.is_dir():
+        return None
+    found = []
+    for path in folder.glob("checkpoint-*"):
+        suffix = path.name.rsplit("-", 1)[-1]
+        if suffix.isdigit() and (path / "trainer_state.json").is_file():
+            found.append((int(suffix), path))
+    return max(found)[1] if found else None
+
+
+# Progress, cancel and evaluation -------------------------------------------------------------
+
+
+class ProgressCallback(TrainerCallback):
+    """Reports progress and evaluations to on_progress; asks the Trainer to save and stop
+    when should_stop() is True."""
+
+    def __init__(self, config, eval_set, collator, on_progress, should_stop, **eval_kw):
+        self.config, self.eval_set, self.collator = config, eval_set, collator
+        self.on_progress, self.should_stop, self.eval_kw = on_progress, should_stop, eval_kw
+        self.cancelled = False
+        self.start_step = 0
+        self.started = 0.0
+        self.eval_seconds = 0.0
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.start_step = state.global_step  # > 0 when resumed
+        self.started = time.perf_counter()
+
+    def examples_per_s(self, step: int) -> float:
+        seconds = time.perf_counter() - self.started - self.eval_seconds
+        done = (step - self.start_step) * self.config.batch_size
+        return done * self.config.gradient_accumulation_steps / seconds if seconds > 0 else 0.0
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.should_stop and self.should_stop():
+            self.cancelled = True
+            control.should_save = True  # the Trainer saves this step, then stops
+            control.should_training_stop = True
+            return control
+        every = self.config.eval_steps
+        if every and state.global_step % every == 0 and state.global_step < state.max_steps:
+            self._evaluate(state, kw["model"])
+        return control
+
+    def on_epoch_end(self, args, state, control, **kw):
+        if not self.config.eval_steps and not self.cancelled:
+            self._evaluate(state, kw["model"])
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if logs and "loss" in logs:
+            self._report(state, loss=logs["loss"], learning_rate=logs.get("learning_rate"))
+
+    def _evaluate(self, state, model) -> None:
+        if not self.eval_set or not self.on_progress:
+            return
+        started = time.perf_counter()
+        scores = evaluate_examples(
+            model, self.config.objective, self.eval_set, self.collator, **self.eval_kw
+        )
+        model.train()
+        self.eval_seconds += time.perf_counter() - started
+        self._report(state, eval=scores)
+
+    def _report(self, state, loss=None, learning_rate=None, eval=None) -> None:
+        if not self.on_progress:
+            return
+        rate = self.examples_per_s(state.global_step)
+        steps_per_s = rate / (self.config.batch_size * self.config.gradient_accumulation_steps)
+        report = {
+            "step": state.global_step,
+            "total_steps": state.max_steps,
+            "epoch": round(state.epoch or 0.0, 4),
+            "loss": loss,
+            "learning_rate": learning_rate,
+            "examples_per_s": round(rate, 3),
+            "eta_s": round((state.max_steps - state.global_step) / steps_per_s, 1)
+            if steps_per_s
+            else None,
+            "eval": eval,
+        }
+        if self.config.objective == "pairwise":
+            report["pairs_per_s"] = report["examples_per_s"]
+        self.on_progress(report)
+
+
+@torch.no_grad()
+def predict(model, examples: list[Example], collator: Collator, batch_size: int = 32):
+    """Logits of every example (a list per example: one tensor of its sequences' outputs)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(examples)), key=lambda i: -examples[i].length)
+    out: list = [None] * len(examples)
+    for at in range(0, len(order), batch_size):
+        chunk = [examples[i] for i in order[at : at + batch_size]]
+        batch = collator(chunk)
+        inputs = {
+            k: v.to(device)
+            for k, v in batch.items()
+            if k in ("input_ids", "attention_mask", "token_type_ids")
+        }
+        logits = model(**inputs).logits.float().cpu()
+        _split(logits, chunk, order[at : at + batch_size], out, collator.objective)
+    model.train(was_training)
+    return out
+
+
+def _split(logits, chunk, indices, out, objective) -> None:
+    if objective == "pairwise":
+        chosen, rejected = logits.squeeze(-1).chunk(2)
+        for n, i in enumerate(indices):
+            out[i] = (chosen[n].item(), rejected[n].item())
+        return
+    at = 0
+    for e, i in zip(chunk, indices, strict=True):
+        k = len(e.input_ids)
+        out[i] = logits[at : at + k]
+        at += k
+
+
+def evaluate_examples(
+    model,
+    objective: str,
+    examples: list[Example],
+    collator: Collator,
+    *,
+    scale: dict | None = None,
+    taxonomy: list[dict] | None = None,
+    **_,
+) -> dict[str, Any]:
+    """The objective's held-out metrics (see the module docstring of rewards.metrics)."""
+    outputs = predict(model, examples, collator)
+    if objective == "pairwise":
+        right = sum(c > r for c, r in outputs)
+        return {"accuracy": round(right / len(outputs), 4), "pairs": len(outputs)}
+    if objective == "listwise":
+        taus = [
+            metrics.kendall_tau(o.squeeze(-1).tolist(), e.target)
+            for o, e in zip(outputs, examples, strict=True)
+        ]
+        return {"kendall_tau": round(sum(taus) / len(taus), 4), "lists": len(taus)}
+    if objective == "spans":
+        gold, predicted = [], []
+        for o, e in zip(outputs, examples, strict=True):
+            guess = o[0].argmax(-1).tolist()
+            kept = [(g, p) for g, p in zip(e.target, guess, strict=True) if g != IGNORE]
+            gold += [g for g, _ in kept]
+            predicted += [p for _, p in kept]
+        f1 = metrics.token_f1(gold, predicted, categories(taxonomy))
+        return {"f1": {k: round(v, 4) for k, v in f1.items()}, "tokens": len(gold)}
+    return _ratings_metrics(outputs, examples, scale)
+
+
+def _ratings_metrics(outputs, examples, scale) -> dict[str, Any]:
+    n = len(scale["mean"])
+    per = {"mae": [], "spearman": []}
+    for k in range(n):
+        pairs = [
+            (o[0][k].item() * scale["std"][k] + scale["mean"][k], e.target[0][k])
+            for o, e in zip(outputs, examples, strict=True)
+            if e.target[1][k]
+        ]
+        predicted, gold = [p for p, _ in pairs], [g for _, g in pairs]
+        mae = sum(abs(p - g) for p, g in pairs) / len(pairs) if pairs else 0.0
+        per["mae"].append(round(mae, 4))
+        per["spearman"].append(round(metrics.spearman(predicted, gold), 4))
+    return per
+
+
+def _save(trainer, tokenizer, model_dir, config, final, taxonomy, aspects, scale) -> None:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    trainer.save_model(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
+    meta = {
+        "objective": config.objective,
+        "config": config.to_dict(),
+        "max_length": config.max_length,
+        "metrics": final,
+        "taxonomy": taxonomy if config.objective == "spans" else None,
+        "classes": categories(taxonomy) if config.objective == "spans" else None,
+        "aspects": aspects if config.objective == "ratings" else None,
+        "rating_scale": scale,
+    }
+    (model_dir / META).write_text(json.dumps(meta, indent=2))
+
+
+# Evaluating a saved model ---------------------------------------------------------------------
+
+
+def load_model(model_dir: Path | str):
+    """(model, tokenizer, prefhub.json) of a model saved by train()."""
+    model_dir = Path(model_dir)
+    meta = json.loads((model_dir / META).read_text())
+    auto = (
+        AutoModelForTokenClassification
+        if meta["objective"] == "spans"
+        else AutoModelForSequenceClassification
+    )
+    model = auto.from_pretrained(str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    if torch.cuda.is_available():
+        model = model.cuda()
+    return model.eval(), tokenizer, meta
 
 
 def evaluate(model_dir, objective: str, eval_path, **kw) -> dict[str, Any]:
-    raise NotImplementedError
+    """Metrics of a saved model on a JSONL file of the objective's rows."""
+    model, tokenizer, meta = load_model(model_dir)
+    if meta["objective"] != objective:
+        raise DataError(f"the model was trained for {meta['objective']}, not {objective}")
+    taxonomy = kw.get("taxonomy") or meta.get("taxonomy")
+    aspects = kw.get("aspects") or meta.get("aspects")
+    rows = read_rows(eval_path)
+    check_rows(rows, objective, name=Path(eval_path).name, taxonomy=taxonomy, aspects=aspects)
+    encoder = Encoder(tokenizer, meta["max_length"])
+    examples = encode_rows(rows, objective, encoder, taxonomy=taxonomy, aspects=aspects)
+    collator = Collator(objective, tokenizer.pad_token_id)
+    return evaluate_examples(
+        model, objective, examples, collator, scale=meta.get("rating_scale"), taxonomy=taxonomy
+    )
 
 
 def evaluate_rewardbench(model_dir, path) -> dict[str, Any]:
-    raise NotImplementedError
+    """Accuracy overall and per `subset` on a RewardBench-shaped file (prompt, chosen,
+    rejected, subset), scoring with rewards.scoring.score."""
+    from .scoring import score
+
+    rows = read_rows(path)
+    check_rows(rows, "pairwise", name=Path(path).name)
+    prompts = [r["prompt"] for r in rows] * 2
+    responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
+    rewards = score(str(model_dir), prompts, responses)
+    n = len(rows)
+    per: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        per.setdefault(str(row.get("subset") or "all"), []).append(rewards[i] > rewards[n + i])
+    right = sum(sum(v) for v in per.values())
+    return {
+        "accuracy": round(right / n, 4),
+        "per_subset": {k: round(sum(v) / len(v), 4) for k, v in sorted(per.items())},
+        "pairs": n,
+    }

@@ -58,3 +58,157 @@ def test_default_config_validates_with_the_packaged_model():
     config.validate()
     assert config.model_path().endswith("model")
     TrainConfig(base_model="sentence-transformers/all-MiniLM-L6-v2").validate()
+
+
+# Data: alignment, truncation, checks ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from rewards.config import default_base_model
+
+    return AutoTokenizer.from_pretrained(default_base_model())
+
+
+def test_span_labels_follow_code_point_offsets_past_emoji_and_cjk(tokenizer):
+    from rewards.data import Encoder, encode_rows
+
+    response = "好的 😀 the moon is cheese 👍🏽 and 東京 is big."
+    start = response.index("moon is cheese")
+    end = start + len("moon is cheese")
+    tokyo = response.index("東京")
+    row = {
+        "prompt": "Tell me 🙂 a fact",
+        "response": response,
+        "spans": [
+            {"start": start, "end": end, "label": "unverifiable"},
+            {"start": tokyo, "end": tokyo + 2, "label": "irrelevant"},
+        ],
+    }
+    taxonomy = [
+        {"name": "irrelevant", "category": "non-factual"},
+        {"name": "unverifiable", "category": "factual"},
+    ]
+    (example,) = encode_rows([row], "spans", Encoder(tokenizer, 64), taxonomy=taxonomy)
+    tokens = tokenizer.convert_ids_to_tokens(example.input_ids[0])
+    labelled = {
+        c: [t for t, lb in zip(tokens, example.target, strict=True) if lb == c] for c in (1, 2)
+    }
+    assert labelled[2] == ["moon", "is", "cheese"]  # class 2 = "factual"
+    assert labelled[1] == ["東", "京"]  # class 1 = "non-factual"
+    # Prompt and special tokens carry no label; the rest of the response is "ok".
+    first = tokens.index("[SEP]") + 1
+    assert set(example.target[:first]) == {-100} and example.target[-1] == -100
+    assert 0 in example.target[first:]
+
+
+def test_truncation_keeps_the_end_of_the_prompt_and_the_whole_response(tokenizer):
+    from rewards.data import Encoder
+
+    encoder = Encoder(tokenizer, 12)
+    prompt = encoder.tokenize(["one two three four five six seven eight nine ten eleven"])[0]
+    response = encoder.tokenize(["the answer"])[0]
+    ids, types = encoder.pair(prompt, response)
+    assert len(ids) == 12
+    text = tokenizer.decode(ids)
+    assert text == "[CLS] five six seven eight nine ten eleven [SEP] the answer [SEP]"
+    assert types == [0] * 9 + [1] * 3
+
+
+def test_a_long_response_keeps_its_start_and_a_quarter_of_the_budget_for_the_prompt(tokenizer):
+    from rewards.data import Encoder
+
+    encoder = Encoder(tokenizer, 19)  # 16 tokens of text
+    prompt = encoder.tokenize(["p1 p2 p3 p4 p5 p6"])[0]
+    response = encoder.tokenize([" ".join(f"w{i}" for i in range(40))])[0]
+    n_prompt, n_response = encoder.budgets(len(prompt), len(response))
+    assert (n_prompt, n_response) == (4, 12)
+    ids, _ = encoder.pair(prompt, response)
+    assert tokenizer.decode(ids[1:5]) == tokenizer.decode(prompt[-4:])
+
+
+@pytest.mark.parametrize(
+    "objective, row, words",
+    [
+        ("pairwise", {"prompt": "p", "chosen": "a"}, "missing 'rejected'"),
+        ("pairwise", {"prompt": 3, "chosen": "a", "rejected": "b"}, "prompt: expected a string"),
+        ("listwise", {"prompt": "p", "responses": ["a", "b"], "ranking": [0, 0]}, "ranking"),
+        (
+            "spans",
+            {"prompt": "p", "response": "abc", "spans": [{"start": 0, "end": 9, "label": "x"}]},
+            "past the response",
+        ),
+        (
+            "spans",
+            {
+                "prompt": "p",
+                "response": "abc",
+                "spans": [{"start": 0, "end": 1, "label": "made-up"}],
+            },
+            "'made-up' is not in the taxonomy",
+        ),
+        ("ratings", {"prompt": "p", "completions": []}, "expected `completions`"),
+    ],
+)
+def test_check_rows_names_the_row_and_the_problem(objective, row, words):
+    from rewards.data import DataError, check_rows
+
+    with pytest.raises(DataError) as err:
+        check_rows([row], objective, name="train.jsonl", taxonomy=[{"name": "x", "category": "c"}])
+    assert "train.jsonl row 1" in str(err.value) and words in str(err.value)
+
+
+def test_length_grouped_sampler_groups_similar_lengths_and_is_deterministic():
+    from rewards.data import LengthGroupedSampler
+
+    lengths = [(i * 37) % 100 for i in range(200)]
+    sampler = LengthGroupedSampler(lengths, batch_size=10, seed=1, group=5)
+    order = list(sampler)
+    assert sorted(order) == list(range(200)) and order == list(sampler)
+    batches = [[lengths[i] for i in order[at : at + 10]] for at in range(0, 200, 10)]
+    assert sum(max(b) - min(b) for b in batches) / len(batches) < 25
+    sampler.set_epoch(1)
+    assert list(sampler) != order
+
+
+# Losses and metrics --------------------------------------------------------------------------
+
+
+def test_plackett_luce_matches_a_hand_computed_value():
+    import math
+
+    import torch
+
+    from rewards.losses import plackett_luce
+
+    # Ranked scores 2, 1, 0 (best first): -[(2 - log(e2+e1+e0)) + (1 - log(e1+e0))].
+    expected = -((2 - math.log(math.e**2 + math.e + 1)) + (1 - math.log(math.e + 1)))
+    scores = torch.tensor([[2.0, 1.0, 0.0], [3.0, -1.0, 9.0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    second = -(3 - math.log(math.exp(3) + math.exp(-1)))  # a list of 2, padded
+    loss = plackett_luce(scores, mask)
+    assert loss.item() == pytest.approx((expected + second) / 2, rel=1e-5)
+
+
+def test_bradley_terry_subtracts_the_margin():
+    import math
+
+    import torch
+
+    from rewards.losses import bradley_terry
+
+    loss = bradley_terry(torch.tensor([2.0]), torch.tensor([1.0]), torch.tensor([1.0]))
+    assert loss.item() == pytest.approx(math.log(2))
+
+
+def test_kendall_tau_and_spearman():
+    from rewards.metrics import kendall_tau, spearman, token_f1
+
+    assert kendall_tau([0.9, 0.5, 0.1], [0, 1, 2]) == 1.0
+    assert kendall_tau([0.9, 0.5, 0.1], [2, 1, 0]) == -1.0
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
+    assert spearman([1, 2, 2, 3], [3, 2, 2, 1]) == pytest.approx(-1.0)
+    f1 = token_f1([0, 1, 1, 2], [0, 1, 0, 2], ["ok", "a", "b"])
+    assert f1 == {"a": pytest.approx(2 / 3), "b": 1.0, "macro": pytest.approx(5 / 6)}
