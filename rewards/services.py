@@ -199,6 +199,7 @@ def _claim(run_id: int, worker: str) -> TrainingRun | None:
         run.attempts += 1
         run.status, run.worker, run.heartbeat_at = Status.RUNNING, worker, now
         run.started_at = run.started_at or now
+        run.output_dir = run.output_dir or _relative(run_folder(run))
         step = last_checkpoint_step(run.output_path)
         if step:
             # Points after the checkpoint are trained again: drop them from the curve.

@@ -13,13 +13,14 @@ from django.conf import settings
 
 from . import services
 
+# The queue is "training" through CELERY_TASK_ROUTES (a `queue=` task option is deprecated).
+
 
 @shared_task(
     name="rewards.train_run",
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    queue="training",
     max_retries=0,
     time_limit=settings.REWARDS_TIME_LIMIT,
     # The soft limit raises in the training loop: the run is marked failed with the reason.

@@ -78,3 +78,29 @@ class AssignmentFactory(factory.django.DjangoModelFactory):
     annotator = factory.SubFactory(UserFactory)
     order = factory.LazyAttribute(lambda a: [r["id"] for r in a.item.responses])
     expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=30))
+
+
+class DatasetVersionFactory(factory.django.DjangoModelFactory):
+    """A done version with no files: for tests that never read its rows (see
+    tests/test_rewards_runs.py for versions built from real labels)."""
+
+    class Meta:
+        model = "feedback_api.DatasetVersion"
+
+    project = factory.SubFactory(ProjectFactory)
+    number = factory.Sequence(lambda n: n + 1)
+    format = "pairwise"
+    status = "done"
+    train_rows = 40
+    test_rows = 8
+
+
+class TrainingRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "rewards.TrainingRun"
+
+    dataset_version = factory.SubFactory(DatasetVersionFactory)
+    project = factory.LazyAttribute(lambda r: r.dataset_version.project)
+    objective = "pairwise"
+    config = factory.LazyFunction(lambda: {"objective": "pairwise", "max_length": 48})
+    base_model = "all-MiniLM-L6-v2"
