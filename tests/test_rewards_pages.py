@@ -438,3 +438,16 @@ def test_download_of_a_model_whose_files_are_gone_is_404(client, alice, project,
     client.force_login(alice)
     assert client.get(url("model-download", project, 1)).status_code == 404
     assert client.get(url("model-download", project, 2)).status_code == 404
+
+
+def test_runs_list_queries_do_not_grow_with_runs(
+    client, alice, project, version, django_assert_max_num_queries
+):
+    client.force_login(alice)
+    make_model(make_run(version, status="done"), 1, {})
+    with django_assert_max_num_queries(10) as few:
+        client.get(url("runs", project))
+    for n in range(2, 8):
+        make_model(make_run(version, status="done"), n, {})
+    with django_assert_max_num_queries(len(few)):
+        assert client.get(url("runs", project)).status_code == 200
