@@ -302,6 +302,7 @@ def dataset_page(request, slug):
         "form": form,
         "versions": versions,
         "building": any(not v.finished for v in versions),
+        "can_train": project.allows(request.user, Role.ADMIN),
     }
     template = "feedback_api/datasets.html"
     if request.htmx and request.method == "GET":
