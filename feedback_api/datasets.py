@@ -5,8 +5,8 @@ its sha256.
 Determinism: items are read by id, each row's JSON has sorted keys, Parquet is written by
 pyarrow with fixed options and no timestamps, the card holds no date or version number, and the
 zip entries have fixed names, order, mtimes and permissions: the same data and filters give the
-same bytes. Streaming: items are read in keyset chunks (id > last, LIMIT n) with their labels in
-one more query per chunk, rows go to JSONL line by line and to Parquet a row group at a time.
+same bytes. Streaming: items joined to their labels are read in keyset pages on (item id, label
+id), one query per page; rows go to JSONL and to Parquet a row group at a time.
 """
 
 from __future__ import annotations
