@@ -178,7 +178,7 @@ def _load_model(config: TrainConfig, taxonomy, aspects):
         else:
             outputs = len(aspects) if config.objective == "ratings" else 1
             model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=outputs)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # missing files, unknown architecture, hub errors
         raise ConfigError("base_model", f"cannot load {path!r}: {exc}") from None
     if not tokenizer.is_fast:
         raise ConfigError("base_model", "needs a fast tokenizer (for span offsets)")
@@ -482,7 +482,7 @@ def evaluate_examples(
     if objective == "spans":
         gold, predicted = [], []
         for o, e in zip(outputs, examples, strict=True):
-            guess = o[0].argmax(-1).tolist()
+            guess = o[0].argmax(-1).tolist()[: len(e.target)]  # drop the batch's padding
             kept = [(g, p) for g, p in zip(e.target, guess, strict=True) if g != IGNORE]
             gold += [g for g, _ in kept]
             predicted += [p for _, p in kept]
