@@ -309,11 +309,20 @@ def _copy_items(project: Project, parsed: list[ParsedItem]) -> list[int]:
 
 
 def import_job_create(
-    *, project: Project, upload: UploadedFile, user, skip_invalid: bool, keep_labels: bool
+    *,
+    project: Project,
+    upload: UploadedFile,
+    user,
+    skip_invalid: bool,
+    keep_labels: bool,
+    fmt: str | None = None,
 ) -> ImportJob:
     """Keep an upload and queue its import on a worker (once the transaction commits)."""
     from .tasks import run_import_job
 
+    # An ImportJob keeps no format: the stored file's extension tells the worker which it is.
+    if fmt and not (upload.name or "").lower().endswith("." + fmt):
+        upload.name = f"{upload.name or 'upload'}.{fmt}"
     if upload.size > settings.IMPORT_MAX_BYTES:
         raise ServiceError(
             f"The file is {human_bytes(upload.size)}, over the size limit of "

@@ -128,7 +128,6 @@ def item_import(request, slug):
     if form.is_valid():
         upload, data = form.cleaned_data["file"], form.cleaned_data
         if upload.size >= settings.IMPORT_ASYNC_BYTES:
-            _name_for_format(upload, data["format"])
             try:
                 job = services.import_job_create(
                     project=project,
@@ -136,6 +135,7 @@ def item_import(request, slug):
                     user=request.user,
                     skip_invalid=data["skip_invalid"],
                     keep_labels=data["keep_labels"],
+                    fmt=data["format"],
                 )
             except ServiceError as exc:
                 _add_service_error(form, exc)
@@ -160,12 +160,6 @@ def item_import(request, slug):
         "max_bytes": settings.IMPORT_MAX_BYTES,
     }
     return render(request, "annotate/item_import.html", context)
-
-
-def _name_for_format(upload, fmt: str) -> None:
-    # An ImportJob keeps no format: the stored file's extension tells the worker which it is.
-    if fmt and not (upload.name or "").lower().endswith("." + fmt):
-        upload.name = f"{upload.name or 'upload'}.{fmt}"
 
 
 @login_required

@@ -350,7 +350,6 @@ def item_import(request, slug):
 
 
 def _import_job_start(request, project, upload, data: dict) -> Response:
-    _name_for_format(upload, data.get("format"))
     try:
         job = services.import_job_create(
             project=project,
@@ -358,17 +357,12 @@ def _import_job_start(request, project, upload, data: dict) -> Response:
             user=request.user,
             skip_invalid=data["skip_invalid"],
             keep_labels=data["keep_labels"],
+            fmt=data.get("format"),
         )
     except ServiceError as exc:
         raise invalid(exc) from None
     body = ImportJobSerializer(job, context={"request": request}).data
     return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
-
-
-def _name_for_format(upload, fmt: str | None) -> None:
-    # An ImportJob keeps no format: the stored file's extension tells the worker which it is.
-    if fmt and not (upload.name or "").lower().endswith("." + fmt):
-        upload.name = f"{upload.name or 'upload'}.{fmt}"
 
 
 @extend_schema(

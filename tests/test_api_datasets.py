@@ -24,22 +24,6 @@ def api(user=None) -> APIClient:
 
 
 @pytest.fixture
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
-@pytest.fixture
-def eager_celery(settings):
-    from config.celery import app as celery_app
-
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    before = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = before
-
-
-@pytest.fixture
 def annotator(project, charlie):
     MembershipFactory(project=project, user=charlie, role=Role.ANNOTATOR)
     return charlie

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from django.urls import reverse
 
 from annotate.models import Role
@@ -22,22 +21,6 @@ FORM = {
 
 def url(project) -> str:
     return reverse("dataset-pages:datasets", args=[project.slug])
-
-
-@pytest.fixture
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
-@pytest.fixture
-def eager_celery(settings):
-    from config.celery import app as celery_app
-
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    before = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = before
 
 
 def test_page_shows_the_form_with_the_kinds_formats(client, alice, project):

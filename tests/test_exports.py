@@ -504,22 +504,6 @@ def test_archive_holds_the_data_files_and_the_card(project, tmp_path):
 # The task -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
-@pytest.fixture
-def eager_celery(settings):
-    from config.celery import app as celery_app
-
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    before = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = before
-
-
 def test_creating_a_version_enqueues_the_build_which_finishes_it(
     project, alice, media, eager_celery, django_capture_on_commit_callbacks
 ):

@@ -49,11 +49,6 @@ def as_user(client):
     return login
 
 
-@pytest.fixture
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-
-
 def project_pages(project, member) -> list[tuple[str, str]]:
     """(method, url) of every page of `project`; `member` is a user with a membership there."""
     job = ImportJob.objects.create(project=project, filename="x.jsonl", file="imports/x.jsonl")
