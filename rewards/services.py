@@ -47,6 +47,8 @@ DEFAULT_BASE_MODEL_NAME = "all-MiniLM-L6-v2"
 PROGRESS_WRITE_S = 1.0  # at most one progress write per second
 CANCEL_CHECK_S = 1.0  # and one read of the cancel flag
 TRACEBACK_LINES = 15
+# What one training example is, per objective (throughput is examples per second).
+_UNITS = {"pairwise": "pairs/s", "listwise": "lists/s", "spans": "rows/s", "ratings": "rows/s"}
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 Status = TrainingRun.Status
@@ -320,9 +322,9 @@ class _Reporter:
         run.total_steps = int(point.get("total_steps") or run.total_steps)
         run.epoch = float(point.get("epoch") or run.epoch)
         run.eta_s = point.get("eta_s", run.eta_s)
-        for key, unit in (("pairs_per_s", "pairs/s"), ("examples_per_s", "rows/s")):
+        for key in ("pairs_per_s", "examples_per_s"):
             if point.get(key) is not None:
-                run.throughput, run.throughput_unit = point[key], unit
+                run.throughput, run.throughput_unit = point[key], _UNITS[run.objective]
         if point.get("loss") is not None or point.get("eval"):
             run.loss = point["loss"] if point.get("loss") is not None else run.loss
             run.add_history_point(
@@ -454,11 +456,16 @@ def run_folder(run: TrainingRun) -> Path:
 
 
 def last_checkpoint_step(output_dir: Path | None) -> int:
-    """The step of the newest checkpoint under output_dir/checkpoints (0 when none)."""
+    """The step of the newest complete checkpoint under output_dir/checkpoints (0: none)."""
     folder = output_dir / "checkpoints" if output_dir else None
     if folder is None or not folder.is_dir():
         return 0
-    steps = [int(m[1]) for p in folder.iterdir() if (m := _CHECKPOINT.match(p.name))]
+    # A save the worker was killed in has no trainer_state.json yet: train() skips it too.
+    steps = [
+        int(m[1])
+        for p in folder.iterdir()
+        if (m := _CHECKPOINT.match(p.name)) and (p / "trainer_state.json").is_file()
+    ]
     return max(steps, default=0)
 
 

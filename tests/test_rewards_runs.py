@@ -388,8 +388,11 @@ def test_execute_leaves_a_run_alone_that_a_live_worker_trains(version, fake_trai
 def test_execute_resumes_from_the_last_checkpoint_and_trims_the_curve(version, fake_train):
     history = [{"step": s, "loss": 1.0} for s in range(1, 9)]
     run = _running(version, beat_age=600, step=8, history=history)
-    for step in (2, 4):
-        (run.output_path / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+    for step in (2, 4, 6):
+        folder = run.output_path / "checkpoints" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        if step < 6:  # checkpoint-6 was being written when the worker died
+            (folder / "trainer_state.json").write_text("{}")
     resumed = []
     fake_train.on_step = lambda step: resumed.append(
         TrainingRun.objects.get(pk=run.pk).history[-1]["step"]
@@ -522,13 +525,6 @@ def test_a_real_run_stops_when_cancelled_while_training(version, alice, monkeypa
     assert run.status == Status.CANCELLED, run.logs
     assert run.step < run.total_steps
     assert not RewardModel.objects.exists()
-
-
-@pytest.mark.slow
-def test_a_real_run_with_an_unknown_hub_model_fails_with_the_reason(version):
-    run = services.training_run_execute(run_id=create(version, base_model="no-such/model").pk)
-    assert run.status == Status.FAILED
-    assert "no-such/model" in run.error
 
 
 @pytest.mark.slow
