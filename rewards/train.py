@@ -125,23 +125,25 @@ def train(
     trainer.train(resume_from_checkpoint=str(last) if last else None)
     seconds = time.perf_counter() - started
     step = trainer.state.global_step
+    rate = progress.examples_per_s(step)
     if progress.cancelled:
         saved = _last_checkpoint(checkpoints)
         raise TrainingCancelled(step, str(saved) if saved else None)
 
     model_dir = output_dir / "model"
-    final = (
-        evaluate_examples(model, config.objective, eval_set, collator, scale=scale, **kw)
-        if eval_set
-        else {}
-    )
+    final = {}
+    if eval_set:
+        # The last epoch's evaluation already scored the final weights.
+        final = progress.last_eval.get(step) or evaluate_examples(
+            model, config.objective, eval_set, collator, scale=scale, **kw
+        )
     _save(trainer, tokenizer, model_dir, config, final, taxonomy, aspects, scale)
     return {
         "metrics": final,
         "model_dir": str(model_dir),
         "steps": step,
         "train_seconds": round(seconds, 3),
-        "examples_per_s": round(progress.examples_per_s(step), 3),
+        "examples_per_s": round(rate, 3),
     }
 
 
@@ -361,6 +363,7 @@ class ProgressCallback(TrainerCallback):
         self.start_step = 0
         self.started = 0.0
         self.eval_seconds = 0.0
+        self.last_eval: dict[int, dict] = {}  # step → metrics of the latest evaluation
 
     def on_train_begin(self, args, state, control, **kw):
         self.start_step = state.global_step  # > 0 when resumed
@@ -399,6 +402,7 @@ class ProgressCallback(TrainerCallback):
         )
         model.train()
         self.eval_seconds += time.perf_counter() - started
+        self.last_eval = {state.global_step: scores}
         self._report(state, eval=scores)
 
     def _report(self, state, loss=None, learning_rate=None, eval=None) -> None:
