@@ -9,11 +9,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
+# The app with its training worker: requirements-train.txt pins torch (a CPU wheel here).
+$(VENV)/.installed: requirements.txt requirements-train.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt -r requirements-train.txt
 	touch $@
 
-$(VENV)/.installed-test: requirements.txt requirements-test.txt | $(BIN)/python
+$(VENV)/.installed-test: requirements.txt requirements-train.txt requirements-test.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-test.txt
 	touch $@
 
