@@ -268,11 +268,15 @@ def test_progress_is_written_at_most_once_a_second(version, monkeypatch):
     assert len(run.history) == 201
 
 
-def test_execute_on_the_eager_task(version, fake_train, eager_celery):
+def test_the_task_executes_the_run(version, fake_train):
     from rewards.tasks import train_run
 
+    # apply(), not the eager_celery fixture: that fixture can leave eager mode on for the
+    # session when it is the first to read Celery's (lazily loaded) config.
     run = create(version)
-    assert train_run.delay(run.pk).get() == {"run": run.pk, "status": "done"}
+    assert train_run.apply((run.pk,)).get() == {"run": run.pk, "status": "done"}
+    run.refresh_from_db()
+    assert run.status == Status.DONE and run.worker
 
 
 def test_a_training_error_fails_the_run_with_the_reason_and_traceback(version, monkeypatch):

@@ -17,6 +17,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
+from config.celery import app
 from rewards import services
 from rewards.models import RewardModel, TrainingRun
 
@@ -64,6 +65,8 @@ def training_env(django_db_setup, tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.REWARDS_DIR = settings.MEDIA_ROOT / "rewards"
     settings.REWARDS_HEARTBEAT_TIMEOUT = HEARTBEAT_TIMEOUT
+    # The run must go through the broker to the worker, never run in this process.
+    assert not app.conf.task_always_eager
     with isolated_broker(tmp_path / "broker") as broker_env:
         yield {
             **os.environ,
