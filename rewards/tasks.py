@@ -13,9 +13,8 @@ from django.conf import settings
 
 from . import services
 
-# The queue is "training" through CELERY_TASK_ROUTES (a `queue=` task option is deprecated).
 
-
+# Queue "training" through CELERY_TASK_ROUTES (a `queue=` option on the task is deprecated).
 @shared_task(
     name="rewards.train_run",
     bind=True,
