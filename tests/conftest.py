@@ -39,8 +39,9 @@ def bob_project(bob):
 @pytest.fixture
 def eager_celery(settings):
     """Tasks run in the calling process (and still go through apply_async and the broker pool)."""
-    settings.CELERY_TASK_ALWAYS_EAGER = True
+    # Read first: the first read loads Celery's config from the settings, which are patched next.
     before = celery_app.conf.task_always_eager
+    settings.CELERY_TASK_ALWAYS_EAGER = True
     celery_app.conf.task_always_eager = True
     yield
     celery_app.conf.task_always_eager = before

@@ -207,15 +207,8 @@ def test_json_body_is_unsupported(project, alice, client_for):
 
 
 @pytest.fixture
-def eager_celery(settings, tmp_path):
-    from config.celery import app as celery_app
-
-    settings.MEDIA_ROOT = tmp_path
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    before = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = before
+def eager_jobs(eager_celery, media):
+    """Background imports run in the test's process, their files in a temporary MEDIA_ROOT."""
 
 
 def job_url(slug: str, pk) -> str:
@@ -223,7 +216,7 @@ def job_url(slug: str, pk) -> str:
 
 
 def test_large_file_becomes_a_job_that_a_worker_runs(
-    project, alice, client_for, settings, eager_celery, django_capture_on_commit_callbacks
+    project, alice, client_for, settings, eager_jobs, django_capture_on_commit_callbacks
 ):
     settings.IMPORT_ASYNC_BYTES = 10
     client = client_for(alice)
@@ -248,7 +241,7 @@ def test_large_file_becomes_a_job_that_a_worker_runs(
     assert done["report"]["summary"] == "2 items imported, 0 already there (skipped)."
 
 
-def test_large_file_waits_for_a_worker(project, alice, client_for, settings, eager_celery):
+def test_large_file_waits_for_a_worker(project, alice, client_for, settings, eager_jobs):
     settings.CELERY_TASK_ALWAYS_EAGER = False
     settings.IMPORT_ASYNC_BYTES = len(GOOD)
     response = client_for(alice).post(url(project.slug), {"file": upload(GOOD)}, format="multipart")
@@ -264,7 +257,7 @@ def test_file_just_under_the_async_size_is_imported_at_once(project, alice, clie
     assert not ImportJob.objects.exists()
 
 
-def test_large_file_over_the_size_limit_is_400(project, alice, client_for, settings, eager_celery):
+def test_large_file_over_the_size_limit_is_400(project, alice, client_for, settings, eager_jobs):
     settings.IMPORT_ASYNC_BYTES, settings.IMPORT_MAX_BYTES = 10, 50
     response = client_for(alice).post(url(project.slug), {"file": upload(GOOD)}, format="multipart")
     assert response.status_code == 400
@@ -272,7 +265,7 @@ def test_large_file_over_the_size_limit_is_400(project, alice, client_for, setti
     assert not ImportJob.objects.exists()
 
 
-def test_failed_job_shows_its_report(project, alice, client_for, settings, eager_celery):
+def test_failed_job_shows_its_report(project, alice, client_for, settings, eager_jobs):
     job = ImportJob.objects.create(
         project=project,
         filename="x.jsonl",
