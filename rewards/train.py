@@ -506,8 +506,10 @@ class ProgressCallback(TrainerCallback):
 
 
 @torch.no_grad()
+@torch.inference_mode()
 def predict(model, examples: list[Example], collator: Collator, batch_size: int = 32):
-    """Logits of every example (a list per example: one tensor of its sequences' outputs)."""
+    """Logits of every example (a list per example: one tensor of its sequences' outputs).
+    No autograd graph: evaluation would otherwise keep every layer's activations alive."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
