@@ -33,10 +33,10 @@ TASK_TIMEOUT = 60
 class Worker:
     """A worker process in its own process group, with its output in a file."""
 
-    def __init__(self, name: str, env: dict, log: Path):
+    def __init__(self, name: str, env: dict, log: Path, queues: str = "default"):
         self.name, self.log = name, log
         command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO"]
-        command += ["--hostname", name, "--queues", "default", "--concurrency", "1"]
+        command += ["--hostname", name, "--queues", queues, "--concurrency", "1"]
         command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         with log.open("wb") as out:
             self.process = subprocess.Popen(

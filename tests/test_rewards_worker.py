@@ -7,8 +7,6 @@ delivery): the resume comes from the new worker's worker_ready handler, which fi
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 
@@ -36,19 +34,7 @@ class TrainingWorker(Worker):
     """Worker, consuming the training queue only."""
 
     def __init__(self, name, env, log):
-        self.name, self.log = name, log
-        command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO"]
-        command += ["--hostname", name, "--queues", "training", "--concurrency", "1"]
-        command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                command,
-                cwd=django_settings.BASE_DIR,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        super().__init__(name, env, log, queues="training")
 
     def kill(self) -> None:
         """SIGKILL the whole process group: the worker and its pool process die mid-step."""
