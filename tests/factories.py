@@ -3,6 +3,7 @@ from datetime import timedelta
 import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from annotate.kinds import get_kind
 from annotate.models import Annotation, Assignment, Item, Membership, Project, Role
@@ -104,3 +105,11 @@ class TrainingRunFactory(factory.django.DjangoModelFactory):
     objective = "pairwise"
     config = factory.LazyFunction(lambda: {"objective": "pairwise", "max_length": 48})
     base_model = "all-MiniLM-L6-v2"
+
+
+def api(user=None) -> APIClient:
+    """A REST client, authenticated as `user` when given."""
+    client = APIClient()
+    if user is not None:
+        client.force_authenticate(user)
+    return client

@@ -2,22 +2,14 @@
 
 import pytest
 from django.core.cache import cache
-from rest_framework.test import APIClient
 
 from annotate import assignment as engine
 from annotate.models import Annotation, Assignment, Role
 
-from .factories import ItemFactory, MembershipFactory
+from .factories import ItemFactory, MembershipFactory, api
 
 NEXT = "/api/v1/projects/alices-pairs/assignments/next/"
 GOOD = {"choice": "A", "strength": 2, "rationale": "Shorter and right."}
-
-
-def api(user=None) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        client.force_authenticate(user)
-    return client
 
 
 def submit_url(pk) -> str:

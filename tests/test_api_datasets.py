@@ -6,21 +6,13 @@ import io
 import zipfile
 
 import pytest
-from rest_framework.test import APIClient
 
 from annotate.models import Role
 from feedback_api.models import DatasetVersion
 
-from .factories import AnnotationFactory, ItemFactory, MembershipFactory
+from .factories import AnnotationFactory, ItemFactory, MembershipFactory, api
 
 DATASETS = "/api/v1/projects/alices-pairs/datasets/"
-
-
-def api(user=None) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture

@@ -5,21 +5,13 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from annotate.models import Annotation, Item, Role
 
-from .factories import AnnotationFactory, ItemFactory, MembershipFactory, UserFactory
+from .factories import AnnotationFactory, ItemFactory, MembershipFactory, UserFactory, api
 
 ITEMS = "/api/v1/projects/alices-pairs/items/"
 ANNOTATIONS = "/api/v1/projects/alices-pairs/annotations/"
-
-
-def api(user=None) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        client.force_authenticate(user)
-    return client
 
 
 def pair(external_id: str, **extra) -> dict:

@@ -1,18 +1,10 @@
 """API: projects (list, create, read, update), stats and members."""
 
 import pytest
-from rest_framework.test import APIClient
 
 from annotate.models import Membership, Project, Role
 
-from .factories import AnnotationFactory, ItemFactory, MembershipFactory, UserFactory
-
-
-def api(user=None) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        client.force_authenticate(user)
-    return client
+from .factories import AnnotationFactory, ItemFactory, MembershipFactory, UserFactory, api
 
 
 @pytest.fixture
