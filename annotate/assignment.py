@@ -26,16 +26,18 @@ Conventions:
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Subquery
 from django.utils import timezone
 
+from . import assignment_sql
 from .kinds import KindError, get_kind
 from .models import Annotation, Assignment, Item, Kind, Membership, Project
 from .services import ServiceError
@@ -68,6 +70,8 @@ def assignment_next(
     """
     now = now or timezone.now()
     _reclaim_due_leases(now)
+    if connection.vendor == "postgresql":
+        return _next_in_one_statement(project, annotator, now)
     with transaction.atomic():
         # One next-item decision per annotator at a time: a double click gets one lease.
         list(
@@ -85,6 +89,66 @@ def assignment_next(
         if item is None:
             return None
         return _lease(project, item, annotator, now)
+
+
+def _next_in_one_statement(project: Project, annotator, now: datetime) -> Assignment | None:
+    """PostgreSQL: the same decision as the ORM path, one statement per candidate kind."""
+    swapped = project.kind == Kind.PAIRWISE and _random.random() < 0.5
+    expires = now + timedelta(minutes=project.lease_minutes)
+    with transaction.atomic():
+        for gold in (True, False) if _gold_turn(project, annotator) else (False,):
+            row = assignment_sql.lease(
+                project_id=project.pk,
+                annotator_id=annotator.pk,
+                gold=gold,
+                overlap=project.overlap,
+                swapped=swapped,
+                now=now,
+                expires=expires,
+            )
+            if row is not None:
+                break
+        else:
+            return None
+        assignment = _assignment_from_row(row, project, annotator)
+        if row[5] and project.kind in (Kind.LISTWISE, Kind.RATINGS):
+            # A shuffled order is drawn here, as on the ORM path (tests fix `_random`).
+            assignment.order, _ = _display_order(project.kind, assignment.item.responses)
+            assignment.save(update_fields=["order"])
+    return assignment
+
+
+def _assignment_from_row(row: tuple, project: Project, annotator) -> Assignment:
+    pk, swapped, order, expires_at, created_at, new, *item_row = row
+    item_id, external_id, prompt, responses, metadata, priority, gold_label, *rest = item_row
+    labels, leases, item_created_at = rest
+    item = Item(
+        id=item_id,
+        project=project,
+        external_id=external_id,
+        prompt=json.loads(prompt),
+        responses=json.loads(responses),
+        metadata=json.loads(metadata),
+        priority=priority,
+        gold_label=None if gold_label is None else json.loads(gold_label),
+        human_label_count=labels,
+        # The row was read before this statement's own lease was counted.
+        lease_count=leases + 1 if new else leases,
+        created_at=item_created_at,
+    )
+    item._state.adding, item._state.db = False, connection.alias
+    assignment = Assignment(
+        id=pk,
+        item=item,
+        annotator=annotator,
+        status=Assignment.Status.LEASED,
+        swapped=swapped,
+        order=json.loads(order),
+        expires_at=expires_at,
+        created_at=created_at,
+    )
+    assignment._state.adding, assignment._state.db = False, connection.alias
+    return assignment
 
 
 def _reclaim_due_leases(now: datetime) -> None:
@@ -263,6 +327,12 @@ def annotation_submit_or_get(
             f"Time spent must be a whole number of milliseconds from 0 to {MAX_TIME_SPENT_MS}.",
             "time_spent_ms",
         )
+    if connection.vendor == "postgresql" and assignment.status == Assignment.Status.LEASED:
+        annotation = _submit_in_one_statement(
+            assignment, label, time_spent_ms, (request_id or "")[:100]
+        )
+        if annotation is not None:
+            return _with_annotator(annotation, annotator), True
     try:
         with transaction.atomic():
             item = (
@@ -285,6 +355,46 @@ def annotation_submit_or_get(
         return _with_annotator(existing, annotator), False
     assignment.status, assignment.completed_at = locked.status, locked.completed_at
     return _with_annotator(annotation, annotator), True
+
+
+def _submit_in_one_statement(
+    assignment: Assignment, label: dict, time_spent_ms: int | None, request_id: str
+) -> Annotation | None:
+    """PostgreSQL, a lease read as live: validate, then store in one statement. None when the
+    lease changed since it was read (submitted, expired, re-leased): the ORM path decides."""
+    item = assignment.item
+    kind = item.project.kind
+    cleaned = clean_label(item=item, label=label, swapped=assignment.swapped)
+    gold = None if item.gold_label is None else gold_matches(kind, cleaned, item.gold_label)
+    now = timezone.now()
+    pk = assignment_sql.submit(
+        assignment_id=assignment.pk,
+        item_id=item.pk,
+        swapped=assignment.swapped,
+        kind=kind,
+        label=cleaned,
+        time_spent_ms=time_spent_ms,
+        request_id=request_id,
+        gold_correct=gold,
+        now=now,
+    )
+    if pk is None:
+        return None
+    assignment.status, assignment.completed_at = Assignment.Status.SUBMITTED, now
+    annotation = Annotation(
+        id=pk,
+        item=item,
+        source=Annotation.Source.HUMAN,
+        annotator_id=assignment.annotator_id,
+        assignment=assignment,
+        kind=kind,
+        label=cleaned,
+        time_spent_ms=time_spent_ms,
+        origin="assignment",
+        created_at=now,
+    )
+    annotation._state.adding, annotation._state.db = False, connection.alias
+    return annotation
 
 
 def _with_annotator(annotation: Annotation, annotator) -> Annotation:

@@ -47,13 +47,27 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--port", type=int, default=0, help="default: a free one")
+    parser.add_argument(
+        "--cost",
+        type=int,
+        metavar="CYCLES",
+        help="instead of the load: CPU and queries per request, in-process, over CYCLES cycles",
+    )
     parser.add_argument("--setup-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--cost-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.setup_child is not None:
         print(json.dumps(setup(args.setup_child, max(args.annotators), args.overlap)))
         return
+    if args.cost_child is not None:
+        print(json.dumps(measure_cost(args.cost_child, args.cost)))
+        return
     base = os.environ.get("DATABASE_URL", "")
     base = base if base.startswith("postgres") else DEFAULT_URL
+    if args.cost:
+        for items in args.items:
+            cost_size(base, items, args)
+        return
     rows = []
     for items in args.items:
         rows += bench_size(base, items, args)
@@ -63,17 +77,9 @@ def main() -> None:
 def bench_size(base: str, items: int, args) -> list[dict]:
     name = f"bench_assign_{os.getpid()}_{items}"
     url = with_db_name(base, name)
-    pg_admin(base, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
-    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "0", "SECRET_KEY": "bench"}
-    env |= {"ALLOWED_HOSTS": "127.0.0.1", "DB_CONN_MAX_AGE": "60", "SECURE_COOKIES": "0"}
+    env = server_env(url)
     try:
-        subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-        started = time.perf_counter()
-        child = [PYTHON, __file__, "--setup-child", str(items), "--overlap", str(args.overlap)]
-        child += ["--annotators", str(max(args.annotators))]
-        out = subprocess.run(child, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-        tokens = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{items:,} items set up in {time.perf_counter() - started:.1f} s", flush=True)
+        tokens = create_database(base, name, env, items, args)
         port = args.port or free_port()
         server = start_gunicorn(env, port, args)
         try:
@@ -93,6 +99,104 @@ def bench_size(base: str, items: int, args) -> list[dict]:
             server.wait(timeout=30)
     finally:
         pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def cost_size(base: str, items: int, args) -> None:
+    name = f"bench_assign_{os.getpid()}_{items}"
+    env = server_env(with_db_name(base, name))
+    env["ALLOWED_HOSTS"] = "testserver"
+    try:
+        tokens = create_database(base, name, env, items, args)
+        child = [PYTHON, __file__, "--cost-child", tokens[0], "--cost", str(args.cost)]
+        out = subprocess.run(child, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+        cost = json.loads(out.stdout.strip().splitlines()[-1])
+        print(
+            f"{items:,} items, {args.cost} cycles: "
+            f"queries per next {cost['next_queries']}, per submit {cost['submit_queries']}; "
+            f"Python CPU {cost['python_ms']:.2f} ms/request, "
+            f"PostgreSQL CPU {cost['pg_ms']:.2f} ms/request, wall {cost['wall_ms']:.2f} ms/request",
+            flush=True,
+        )
+    finally:
+        pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def server_env(url: str) -> dict:
+    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "0", "SECRET_KEY": "bench"}
+    return env | {"ALLOWED_HOSTS": "127.0.0.1", "DB_CONN_MAX_AGE": "60", "SECURE_COOKIES": "0"}
+
+
+def create_database(base: str, name: str, env: dict, items: int, args) -> list[str]:
+    """A fresh database with the items and annotators; returns the annotators' tokens."""
+    pg_admin(base, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    started = time.perf_counter()
+    child = [PYTHON, __file__, "--setup-child", str(items), "--overlap", str(args.overlap)]
+    child += ["--annotators", str(max(args.annotators))]
+    out = subprocess.run(child, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    print(f"{items:,} items set up in {time.perf_counter() - started:.1f} s", flush=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# Cost per request (runs in a child process with DATABASE_URL set) -------------------------------
+
+
+def measure_cost(token: str, cycles: int) -> dict:
+    """Next → submit through Django's test client with token auth, one annotator, in-process:
+    queries per request, this process's CPU and its PostgreSQL backend's CPU per request."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_AUTHORIZATION=f"Token {token}")
+    label = json.dumps({"label": {"choice": "A", "strength": 1}, "time_spent_ms": 1000})
+
+    def cycle() -> None:
+        response = client.post(f"/api/v1/projects/{SLUG}/assignments/next/")
+        assert response.status_code == 200, response.status_code
+        pk = response.json()["id"]
+        response = client.post(
+            f"/api/v1/assignments/{pk}/submit/", label, content_type="application/json"
+        )
+        assert response.status_code == 201, response.status_code
+
+    for _ in range(20):
+        cycle()
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.post(f"/api/v1/projects/{SLUG}/assignments/next/")
+        next_queries = len(ctx.captured_queries)
+        pk = response.json()["id"]
+        client.post(f"/api/v1/assignments/{pk}/submit/", label, content_type="application/json")
+        submit_queries = len(ctx.captured_queries) - next_queries
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    pg_before, cpu_before, wall_before = (
+        backend_cpu(backend),
+        time.process_time(),
+        time.perf_counter(),
+    )
+    for _ in range(cycles):
+        cycle()
+    requests = 2 * cycles
+    return {
+        "next_queries": next_queries,
+        "submit_queries": submit_queries,
+        "python_ms": (time.process_time() - cpu_before) * 1000 / requests,
+        "pg_ms": (backend_cpu(backend) - pg_before) * 1000 / requests,
+        "wall_ms": (time.perf_counter() - wall_before) * 1000 / requests,
+    }
+
+
+def backend_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a local PostgreSQL backend, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # Set-up (runs in a child process with DATABASE_URL set) ---------------------------------------

@@ -1,7 +1,11 @@
 """API authentication: tokens by API and on the settings page, session auth for the browser."""
 
+import time
+
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -202,3 +206,65 @@ def test_staff_user_creates_a_project_with_a_token(db):
     )
     assert response.status_code == 201
     assert response.json()["role"] == "admin"
+
+
+# A token's user is remembered for a few seconds per process ---------------------------------
+
+
+def _token_queries(client, path="/api/v1/projects/") -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(path).status_code == 200
+    return sum("authtoken_token" in query["sql"] for query in ctx.captured_queries)
+
+
+def test_a_known_token_is_not_looked_up_again(alice):
+    client = token_client(Token.objects.create(user=alice).key)
+    assert _token_queries(client) == 1
+    assert _token_queries(client) == 0
+
+
+def test_revoke_ends_a_remembered_token_at_once(alice):
+    key = Token.objects.create(user=alice).key
+    assert token_client(key).get("/api/v1/projects/").status_code == 200
+    assert token_client(key).delete("/api/v1/auth/token/").status_code == 204
+    assert token_client(key).get("/api/v1/projects/").status_code == 401
+
+
+def test_rotate_ends_a_remembered_token_at_once(alice):
+    key = Token.objects.create(user=alice).key
+    assert token_client(key).get("/api/v1/projects/").status_code == 200
+    assert token_client(key).post("/api/v1/auth/token/rotate/").status_code == 201
+    assert token_client(key).get("/api/v1/projects/").status_code == 401
+
+
+def test_page_revoke_ends_a_remembered_token_at_once(alice, browser):
+    key = Token.objects.create(user=alice).key
+    assert token_client(key).get("/api/v1/projects/").status_code == 200
+    browser.post("/api/v1/tokens/revoke/")
+    assert token_client(key).get("/api/v1/projects/").status_code == 401
+
+
+def test_deactivated_user_is_refused_at_once(alice):
+    key = Token.objects.create(user=alice).key
+    assert token_client(key).get("/api/v1/projects/").status_code == 200
+    alice.is_active = False
+    alice.save()
+    assert token_client(key).get("/api/v1/projects/").status_code == 401
+
+
+def test_revoke_elsewhere_ends_within_the_cache_time(alice, settings):
+    # Another server process's revoke: the row goes, this process hears nothing.
+    settings.API_TOKEN_CACHE_SECONDS = 1
+    key = Token.objects.create(user=alice).key
+    assert token_client(key).get("/api/v1/projects/").status_code == 200
+    Token.objects.filter(key=key)._raw_delete(using="default")
+    assert token_client(key).get("/api/v1/projects/").status_code == 200
+    time.sleep(1.1)
+    assert token_client(key).get("/api/v1/projects/").status_code == 401
+
+
+def test_no_cache_time_looks_the_token_up_every_time(alice, settings):
+    settings.API_TOKEN_CACHE_SECONDS = 0
+    client = token_client(Token.objects.create(user=alice).key)
+    assert _token_queries(client) == 1
+    assert _token_queries(client) == 1
