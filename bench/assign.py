@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--clients", type=int, default=2, help="client processes")
+    parser.add_argument("--clients", type=int, default=1, help="client processes")
     parser.add_argument("--port", type=int, default=0, help="default: a free one")
     parser.add_argument(
         "--cost",
@@ -87,7 +87,15 @@ def bench_size(base: str, items: int, args) -> list[dict]:
             for count in args.annotators:
                 # Other work on the machine shares the CPUs: say how busy it was before the run.
                 load = os.getloadavg()[0]
+                before = server_cpu(server.pid, url)
                 row = run_load(port, tokens[:count], args.seconds, args.clients)
+                after = server_cpu(server.pid, url)
+                requests = len(row["all_ms"])
+                row["cpu_ms"] = {
+                    side: (after[side] - before.get(side, 0.0)) * 1000 / max(requests, 1)
+                    for side in after
+                } | {"client": row.pop("client_cpu") * 1000 / max(requests, 1)}
+                row.pop("all_ms")
                 row["load"] = load
                 row |= check_db(url, row.pop("submitted_ids"), args.overlap)
                 rows.append({"items": items, "annotators": count, **row})
@@ -193,8 +201,24 @@ def measure_cost(token: str, cycles: int) -> dict:
     }
 
 
+def server_cpu(gunicorn: int, url: str) -> dict:
+    """CPU seconds so far of gunicorn (master and workers) and of the database's backends."""
+    import psycopg
+
+    children = Path(f"/proc/{gunicorn}/task/{gunicorn}/children").read_text().split()
+    with psycopg.connect(url) as conn:
+        backends = conn.execute(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return {
+        "gunicorn": sum(backend_cpu(int(pid)) for pid in [gunicorn, *children]),
+        "postgres": sum(backend_cpu(pid) for (pid,) in backends),
+    }
+
+
 def backend_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a local PostgreSQL backend, from /proc."""
+    """CPU seconds (user + system) of a local process (a PostgreSQL backend too), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -289,69 +313,87 @@ def run_load(port: int, tokens: list[str], seconds: float, processes: int) -> di
         "next": percentiles(next_ms),
         "submit": percentiles(submit_ms),
         "errors": sum(part["errors"] for part in parts),
+        "client_cpu": sum(part["cpu"] for part in parts),
+        "all_ms": next_ms + submit_ms,
         "empty": sum(part["empty"] for part in parts),
         "submitted_ids": submitted,
     }
 
 
 def client_process(job: tuple[int, list[str], float]) -> dict:
-    import threading
+    """One process's annotators: asyncio coroutines on raw keep-alive sockets, so that the
+    client spends little of the CPU that the server shares with it."""
+    import asyncio
 
     port, tokens, seconds = job
     result = {"next_ms": [], "submit_ms": [], "submitted_ids": [], "errors": 0, "empty": 0}
-    lock = threading.Lock()
-    start = time.monotonic() + 0.5
-    stop = start + seconds
 
-    def annotator(token: str, n: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
-        mine = {"next_ms": [], "submit_ms": [], "submitted_ids": [], "errors": 0, "empty": 0}
-        time.sleep(max(0.0, start - time.monotonic()))
+    async def annotator(token: str, n: int, start: float, stop: float) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = f"Host: 127.0.0.1\r\nAuthorization: Token {token}\r\n"
+        next_request = (
+            f"POST /api/v1/projects/{SLUG}/assignments/next/ HTTP/1.1\r\n{head}"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        await asyncio.sleep(max(0.0, start - time.monotonic()))
         while time.monotonic() < stop:
-            code, body, ms = call(conn, f"/api/v1/projects/{SLUG}/assignments/next/", headers, b"")
-            mine["next_ms"].append(ms)
+            code, body, ms = await call(reader, writer, next_request)
+            result["next_ms"].append(ms)
             if code == 204:
-                mine["empty"] += 1
-                time.sleep(0.5)
+                result["empty"] += 1
+                await asyncio.sleep(0.5)
                 continue
             if code != 200:
-                mine["errors"] += 1
+                result["errors"] += 1
+                if code == 0:
+                    break
                 continue
             pk = json.loads(body)["id"]
             label = {"choice": "AB"[n % 2], "strength": 1 + n % 3}
             payload = json.dumps({"label": label, "time_spent_ms": 1000}).encode()
-            code, _, ms = call(conn, f"/api/v1/assignments/{pk}/submit/", headers, payload)
-            mine["submit_ms"].append(ms)
+            submit_request = (
+                f"POST /api/v1/assignments/{pk}/submit/ HTTP/1.1\r\n{head}"
+                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+            ).encode() + payload
+            code, _, ms = await call(reader, writer, submit_request)
+            result["submit_ms"].append(ms)
             if code in (200, 201):
-                mine["submitted_ids"].append(pk)
+                result["submitted_ids"].append(pk)
             else:
-                mine["errors"] += 1
+                result["errors"] += 1
+                if code == 0:
+                    break
             n += 1
-        conn.close()
-        with lock:
-            for key, value in mine.items():
-                result[key] += value
+        writer.close()
 
-    threads = [threading.Thread(target=annotator, args=(t, i)) for i, t in enumerate(tokens)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return result
+    async def everyone() -> None:
+        start = time.monotonic() + 0.5
+        stop = start + seconds
+        await asyncio.gather(*(annotator(t, i, start, stop) for i, t in enumerate(tokens)))
+
+    cpu = time.process_time()
+    asyncio.run(everyone())
+    return result | {"cpu": time.process_time() - cpu}
 
 
-def call(conn: http.client.HTTPConnection, path: str, headers: dict, body: bytes):
+async def call(reader, writer, request: bytes) -> tuple[int, bytes, float]:
+    """One HTTP/1.1 request on a keep-alive connection: (status, body, milliseconds); status 0
+    when the connection failed (the caller counts an error and stops)."""
+    import asyncio
+
     started = time.perf_counter()
     try:
-        conn.request("POST", path, body=body, headers=headers)
-        response = conn.getresponse()
-        data = response.read()
-        code = response.status
-    except (OSError, http.client.HTTPException):
-        conn.close()
-        code, data = 0, b""
-    return code, data, (time.perf_counter() - started) * 1000
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        code = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        body = await reader.readexactly(length) if length else b""
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+        code, body = 0, b""
+    return code, body, (time.perf_counter() - started) * 1000
 
 
 def percentiles(values: list[float]) -> tuple[float, float, float]:
@@ -433,18 +475,19 @@ def free_port() -> int:
 
 
 def format_row(row: dict) -> str:
-    n, s = row["next"], row["submit"]
+    n, s, cpu = row["next"], row["submit"], row["cpu_ms"]
     return (
         f"{row['items']:>9,} | {row['annotators']:>10} | {row['submits_per_s']:>9.1f} | "
         f"{n[0]:>6.1f} {n[1]:>6.1f} {n[2]:>6.1f} | {s[0]:>6.1f} {s[1]:>6.1f} {s[2]:>6.1f} | "
         f"{row['errors']:>6} | {row['duplicate_leases']:>10} | {row['counter_drift']:>5} | "
-        f"{row['lost']:>4} | {row['load']:>4.2f}"
+        f"{row['lost']:>4} | {row['load']:>4.2f} | {cpu['gunicorn']:>4.1f} {cpu['postgres']:>4.1f} "
+        f"{cpu['client']:>4.1f}"
     )
 
 
 HEADER = (
     "    items | annotators | submits/s | next p50/p95/p99 ms | submit p50/p95/p99 ms | errors "
-    "| dup leases | drift | lost | load"
+    "| dup leases | drift | lost | load | CPU ms/req: gunicorn PG client"
 )
 
 
