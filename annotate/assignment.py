@@ -558,21 +558,19 @@ def gold_matches(kind: str, label: dict, gold: dict) -> bool:
 def project_for_annotator(*, slug: str, user) -> Project | None:
     """The project if the user has a role in it (superusers have one everywhere), in one query.
     The request path of next-item: `Project.role_of` and a project lookup cost three."""
-    role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
-    project = Project.objects.filter(slug=slug).annotate(member_role=Subquery(role)).first()
-    if project is None or (project.member_role is None and not user.is_superuser):
+    found = assignment_sql.project_with_role(slug=slug, user_id=user.pk)
+    if found is None or (found[1] is None and not user.is_superuser):
         return None
+    project, project.member_role = found
     return project
 
 
 def assignment_for_annotator(*, pk: int, user) -> Assignment | None:
     """The user's own assignment, with its item and project, while they are still in the
     project; one query."""
-    assignments = Assignment.objects.filter(pk=pk, annotator=user).select_related("item__project")
-    if not user.is_superuser:
-        member = Membership.objects.filter(project=OuterRef("item__project_id"), user=user)
-        assignments = assignments.filter(Exists(member))
-    assignment = assignments.first()
+    assignment = assignment_sql.assignment_with_item(
+        pk=pk, user_id=user.pk, member=not user.is_superuser
+    )
     if assignment is not None:
         assignment.annotator = user
     return assignment

@@ -1,5 +1,6 @@
-"""The assignment engine's request path on PostgreSQL: a lease and a submission are one SQL
-statement each, instead of an ORM query per step.
+"""The assignment engine's request path in SQL: on PostgreSQL a lease and a submission are one
+statement each, instead of an ORM query per step; the reads before them (project and role,
+assignment with item and project) are one plain query each, on any database.
 
 `annotate.assignment` decides when to use them and falls back to its ORM path for everything
 else (SQLite, a conflict, a stale read); the rules are those written there: locks item first,
@@ -14,9 +15,13 @@ test, and nothing is written).
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import datetime
 
 from django.db import connection
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+
+from .models import Assignment, Item, Project
 
 # The annotator's own unexpired lease in the project, else an item leased now: the candidate is
 # locked (others' locked rows passed over), the assignment inserted (or their own expired one
@@ -49,11 +54,11 @@ leased AS (
     INSERT INTO annotate_assignment AS a
         (item_id, annotator_id, status, swapped, "order", skip_reason, request_id,
          created_at, expires_at)
-    SELECT c.id, %(annotator)s, 'leased', %(swapped)s,
+    SELECT c.id, %(annotator)s, 'leased', %(swapped)s::boolean,
            coalesce((SELECT jsonb_agg(r.value -> 'id' ORDER BY r.n * %(direction)s)
                      FROM jsonb_array_elements(c.responses) WITH ORDINALITY AS r (value, n)),
                     '[]'),
-           '', '', %(now)s, %(expires)s
+           '', '', %(now)s::timestamptz, %(expires)s::timestamptz
     FROM candidate c
     ON CONFLICT (item_id, annotator_id) DO UPDATE
         SET status = 'leased', swapped = excluded.swapped, "order" = excluded."order",
@@ -97,7 +102,7 @@ WITH item AS (
 done AS (
     UPDATE annotate_assignment a
     SET status = 'submitted', completed_at = %(now)s, request_id = %(request_id)s,
-        gold_correct = coalesce(%(gold_correct)s, a.gold_correct)
+        gold_correct = coalesce(%(gold_correct)s::boolean, a.gold_correct)
     WHERE a.id = %(assignment)s AND a.status = 'leased' AND a.swapped = %(swapped)s
       AND EXISTS (SELECT FROM item)
     RETURNING a.id, a.item_id, a.annotator_id
@@ -106,7 +111,8 @@ stored AS (
     INSERT INTO annotate_annotation
         (item_id, source, annotator_id, assignment_id, kind, label, time_spent_ms, origin,
          judge_model, prompt_version, raw_output, created_at)
-    SELECT d.item_id, 'human', d.annotator_id, d.id, %(kind)s, %(label)s, %(time_spent_ms)s,
+    SELECT d.item_id, 'human', d.annotator_id, d.id, %(kind)s, %(label)s::jsonb,
+           %(time_spent_ms)s::integer,
            'assignment', '', '', '', %(now)s
     FROM done d
     RETURNING id
@@ -144,7 +150,7 @@ def lease(
         "now": now,
         "expires": expires,
     }
-    with connection.cursor() as cursor:
+    with _statements() as cursor:
         cursor.execute(
             "SELECT FROM annotate_membership WHERE project_id = %s AND user_id = %s "
             "FOR NO KEY UPDATE",
@@ -179,7 +185,126 @@ def submit(
         "gold_correct": gold_correct,
         "now": now,
     }
-    with connection.cursor() as cursor:
+    with _statements() as cursor:
         cursor.execute(SUBMIT, params)
         row = cursor.fetchone()
     return None if row is None else row[0]
+
+
+@contextmanager
+def _statements():
+    """A cursor for the statements above: on PostgreSQL one that binds on the server, so that
+    they are prepared once per connection (settings: DB_PREPARED_STATEMENTS) instead of planned
+    on every request; Django's usual cursor binds in the client and prepares nothing. Elsewhere
+    Django's cursor. Wrapped as
+    Django wraps its own (queries logged and counted)."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    import psycopg
+
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw = psycopg.Cursor(connection.connection)
+    if connection.queries_logged:
+        cursor = _LoggedStatement(raw, connection)
+    else:
+        cursor = connection.make_cursor(raw)
+    with cursor:
+        yield cursor
+
+
+class _LoggedStatement(CursorDebugWrapper):
+    """Django's debug cursor logs the query text of a client-binding cursor; this one has $n
+    placeholders there, so the values are put in as Django does with server-side binding."""
+
+    def execute(self, sql, params=None):
+        with self.debug_sql(self.db.ops.compose_sql(sql, params)):
+            return CursorWrapper.execute(self, sql, params)
+
+
+# Reads of the request path, in SQL that SQLite runs too -----------------------------------------
+
+
+class _Rows:
+    """Model instances from the columns of a raw row, through the fields' own converters (JSON
+    decoded, SQLite's datetimes and booleans), as the ORM would build them."""
+
+    def __init__(self, model, alias: str):
+        self.model = model
+        self.fields = model._meta.concrete_fields
+        self.names = [field.attname for field in self.fields]
+        self.columns = ", ".join(f'{alias}."{field.column}"' for field in self.fields)
+        self.alias = alias
+
+        self._converters: dict[str, list] = {}
+
+    def load(self, values) -> object:
+        converters = self._converters.get(connection.vendor)
+        if converters is None:
+            converters = self._converters[connection.vendor] = [
+                (field.get_col(self.alias), self._converters_of(field)) for field in self.fields
+            ]
+        converted = []
+        for (col, functions), value in zip(converters, values, strict=True):
+            for function in functions:
+                value = function(value, col, connection)
+            converted.append(value)
+        return self.model.from_db(connection.alias, self.names, converted)
+
+    def _converters_of(self, field) -> list:
+        col = field.get_col(self.alias)
+        return connection.ops.get_db_converters(col) + field.get_db_converters(connection)
+
+
+_assignments = _Rows(Assignment, "a")
+_items = _Rows(Item, "i")
+_projects = _Rows(Project, "p")
+
+_PROJECT_FOR_MEMBER = f"""
+SELECT {_projects.columns},
+       (SELECT m.role FROM annotate_membership m
+        WHERE m.project_id = p.id AND m.user_id = %s LIMIT 1)
+FROM annotate_project p WHERE p.slug = %s
+"""
+
+_ASSIGNMENT_FOR_MEMBER = f"""
+SELECT {_assignments.columns}, {_items.columns}, {_projects.columns}
+FROM annotate_assignment a
+JOIN annotate_item i ON i.id = a.item_id
+JOIN annotate_project p ON p.id = i.project_id
+WHERE a.id = %s AND a.annotator_id = %s
+"""
+_STILL_A_MEMBER = """
+  AND EXISTS (SELECT 1 FROM annotate_membership m WHERE m.project_id = p.id AND m.user_id = %s)
+"""
+
+
+def project_with_role(*, slug: str, user_id: int) -> tuple[Project, str | None] | None:
+    """The project of this slug and the user's role in it (None: not a member); None when
+    there is no such project."""
+    with _statements() as cursor:
+        cursor.execute(_PROJECT_FOR_MEMBER, [user_id, slug])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return _projects.load(row[:-1]), row[-1]
+
+
+def assignment_with_item(*, pk: int, user_id: int, member: bool) -> Assignment | None:
+    """The user's assignment with its item and project; with `member`, only while the user is
+    still in the project."""
+    sql, params = _ASSIGNMENT_FOR_MEMBER, [pk, user_id]
+    if member:
+        sql, params = sql + _STILL_A_MEMBER, [*params, user_id]
+    with _statements() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    cut, end = len(_assignments.fields), len(_assignments.fields) + len(_items.fields)
+    assignment, item = _assignments.load(row[:cut]), _items.load(row[cut:end])
+    item.project = _projects.load(row[end:])
+    assignment.item = item
+    return assignment

@@ -130,6 +130,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The assignment engine's hot statements bind on the server and are prepared on their first
+    # run in each connection (annotate.assignment_sql); Django's own queries are unaffected. Off
+    # behind a connection pooler in transaction mode that cannot keep prepared statements.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        0 if envbool("DB_PREPARED_STATEMENTS", "1") else None
+    )
 # Test databases are per test run (several runs may share a machine): a file for SQLite, not
 # :memory:, so that a real Celery worker process in the tests sees the test data.
 _TEST_DB = os.getenv("PREFHUB_TEST_DB", f"test_prefhub_{os.getpid()}")
