@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import threading
 
 from django.urls import reverse
 from drf_spectacular.extensions import OpenApiSerializerExtension
@@ -71,6 +71,20 @@ ERROR_SCHEMA = {
         "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "object"}]
     },
 }
+
+
+_shapers = threading.local()
+
+
+def represent(serializer_class, instance) -> dict:
+    """`serializer_class(instance).data` for an answer, without building the serializer's fields
+    again: a serializer deep-copies its fields (a ModelSerializer builds them from the model)
+    for every instance, ~1 ms of the assignment requests. One serializer per class and thread
+    is kept for shaping only; it never validates, so it holds no request's state."""
+    serializer = _shapers.__dict__.get(serializer_class)
+    if serializer is None:
+        serializer = _shapers.__dict__[serializer_class] = serializer_class()
+    return serializer.to_representation(instance)
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -322,19 +336,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
 # Annotations --------------------------------------------------------------------------------
 
 
-class FieldsOnceMixin:
-    """A ModelSerializer builds its fields from the model anew for each instance; the submit
-    response paid ~1 ms for it. Built once per class here, then copied (as declared fields are)."""
-
-    def get_fields(self):
-        built = type(self).__dict__.get("_fields_built")
-        if built is None:
-            built = super().get_fields()
-            type(self)._fields_built = built
-        return copy.deepcopy(built)
-
-
-class AnnotationSerializer(FieldsOnceMixin, serializers.ModelSerializer):
+class AnnotationSerializer(serializers.ModelSerializer):
     item = serializers.IntegerField(source="item_id")
     item_external_id = serializers.CharField(source="item.external_id")
     annotator = serializers.CharField(source="annotator.username", allow_null=True, default=None)
@@ -407,7 +409,7 @@ class AssignmentSerializer(serializers.Serializer):
     def get_responses(self, assignment) -> list[dict]:
         from annotate.assignment import responses_in_display_order
 
-        return ResponseSerializer(responses_in_display_order(assignment), many=True).data
+        return [represent(ResponseSerializer, r) for r in responses_in_display_order(assignment)]
 
 
 class AnnotatorProgressSerializer(serializers.Serializer):

@@ -55,6 +55,7 @@ from .serializers import (
     ProjectSerializer,
     ProjectStatsSerializer,
     ProjectUpdateSerializer,
+    represent,
 )
 
 ERROR_TEXT = {
@@ -453,7 +454,7 @@ def assignment_next(request, slug):
     if assignment is None:
         return Response(status=status.HTTP_204_NO_CONTENT)
     assignment.item.project = project
-    return Response(AssignmentSerializer(assignment).data)
+    return Response(represent(AssignmentSerializer, assignment))
 
 
 @extend_schema(
@@ -481,7 +482,7 @@ def assignment_submit(request, pk):
     except ServiceError as exc:
         raise _refused(exc) from None
     code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return Response(AnnotationSerializer(annotation).data, status=code)
+    return Response(represent(AnnotationSerializer, annotation), status=code)
 
 
 @extend_schema(
