@@ -47,16 +47,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--annotations", type=int, default=1_000_000)
     parser.add_argument("--labels-per-item", type=int, default=1)
+    parser.add_argument(
+        "--row-by-row",
+        action="store_true",
+        help="also time the row-by-row exporter (in_database=False) in the same run",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_child(args.annotations, args.labels_per_item)))
+        print(json.dumps(run_child(args.annotations, args.labels_per_item, args.row_by_row)))
         return
-    result = run_in_child(args.annotations, args.labels_per_item)
+    result = run_in_child(args.annotations, args.labels_per_item, args.row_by_row)
     print_table(result)
 
 
-def run_in_child(annotations: int, per_item: int) -> dict:
+def run_in_child(annotations: int, per_item: int, row_by_row: bool) -> dict:
     base_url = os.getenv("DATABASE_URL", "")
     if not base_url.startswith("postgres"):
         base_url = DEFAULT_PG_URL
@@ -70,9 +75,10 @@ def run_in_child(annotations: int, per_item: int) -> dict:
         "DATABASE_URL": urlunsplit(urlsplit(base_url)._replace(path=f"/{name}")),
     }
     command = [sys.executable, __file__, "--child", "--annotations", str(annotations)]
+    command += ["--labels-per-item", str(per_item)] + (["--row-by-row"] if row_by_row else [])
     try:
         done = subprocess.run(
-            [*command, "--labels-per-item", str(per_item)],
+            command,
             env=env,
             cwd=ROOT,
             capture_output=True,
@@ -105,18 +111,27 @@ def print_table(r: dict) -> None:
         f"{r['annotations_per_s']:,.0f} | {r['rows']:,} | {r['peak_rss_mb']:.0f} | "
         f"{r['rss_growth_mb']:.0f} |"
     )
+    if "rows_export_s" in r:
+        print(
+            f"| row-by-row export (in_database=False) | {r['rows_export_s']:.1f} | "
+            f"{r['annotations'] / r['rows_export_s']:,.0f} | {r['rows']:,} | "
+            f"{r['rows_peak_rss_mb']:.0f} | – |"
+        )
     print(
         f"| raw COPY (SELECT ...) TO STDOUT | {r['copy_s']:.1f} | {r['copy_per_s']:,.0f} | "
         f"{r['annotations']:,} | – | – |"
     )
     print(f"\nratio (export / raw COPY): {r['ratio']:.2f}")
+    print(f"load average before the export: {r['load']:.2f}")
+    if "same_checksum" in r:
+        print(f"same archive checksum both ways: {r['same_checksum']}")
     print(f"rows/s written: {r['rows_per_s']:,.0f}; archive {r['archive_mb']:.0f} MB")
 
 
 # Child --------------------------------------------------------------------------------------
 
 
-def run_child(annotations: int, per_item: int) -> dict:
+def run_child(annotations: int, per_item: int, row_by_row: bool) -> dict:
     import django
 
     sys.path.insert(0, str(ROOT))
@@ -134,6 +149,7 @@ def run_child(annotations: int, per_item: int) -> dict:
     fill(project.pk, items, per_item)
     setup = time.perf_counter() - start
     rss_before = peak_rss_mb()
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         if os.getenv("BENCH_PROFILE"):
@@ -159,7 +175,24 @@ def run_child(annotations: int, per_item: int) -> dict:
     rss = peak_rss_mb()
     copy_seconds = raw_copy(project.pk)
     total = items * per_item
+    extra = {}
+    if row_by_row:
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            slow = build_export(
+                project=project,
+                fmt="pairwise",
+                filters={},
+                split={"test_fraction": 0.1, "seed": 0},
+                out_dir=Path(tmp) / "export",
+                in_database=False,
+            )
+            extra["rows_export_s"] = time.perf_counter() - start
+            extra["rows_peak_rss_mb"] = peak_rss_mb()
+            extra["same_checksum"] = slow.checksum == result.checksum
     return {
+        **extra,
+        "load": load,
         "annotations": total,
         "items": items,
         "labels_per_item": per_item,

@@ -597,10 +597,13 @@ def _export_chunk(exporter, chunk, filters, split, writers, stats, agreements) -
 
 
 def agreement_summary(agreements: list[float]) -> dict | None:
+    """Mean (summed exactly, in millionths: the values have 6 decimals), minimum, how many are
+    unanimous, how many items."""
     if not agreements:
         return None
+    micros = sum(round(a * 1_000_000) for a in agreements)
     return {
-        "mean": round(sum(agreements) / len(agreements), 6),
+        "mean": pairwise_sql.mean_of_micros(micros, len(agreements)),
         "min": round(min(agreements), 6),
         "unanimous": sum(1 for a in agreements if a >= 1.0),
         "items": len(agreements),

@@ -25,6 +25,7 @@ import queue
 import threading
 from collections import Counter
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -37,6 +38,7 @@ from annotate.models import Annotation, Item, Judge
 
 USER_TABLE = Annotation._meta.get_field("annotator").related_model._meta.db_table
 PARSE_BLOCK = 8 << 20  # bytes of whole lines per pyarrow parse
+BUCKET_SIZE = 1000  # items per COPY row
 
 # Per labeled item: the filtered labels' counts by choice and source, annotator and judge id
 # bounds, the strengths of the A and B labels; then the majority's share and mean strength,
@@ -65,6 +67,7 @@ AGGREGATE_SQL = """
         FROM {item} i
         JOIN {annotation} a ON a.item_id = i.id
         WHERE i.project_id = {project} {item_where} AND {label_where}
+            AND i.id >= r.lo AND i.id < r.hi AND a.item_id >= r.lo AND a.item_id < r.hi
         GROUP BY a.item_id
     ) g
 """
@@ -122,9 +125,9 @@ class Query:
             f"FROM {table} WHERE id IN ({ids}))"
         )
 
-    def lines(self, *, chat: bool, margin: bool) -> str:
-        """Every exported item's JSONL line, by item id, after one character: 1 for an item
-        in the test split, 0 for train (the split hash is computed once, in one query)."""
+    def buckets(self, *, chat: bool, margin: bool) -> str:
+        """One row per bucket of item ids (r.lo ≤ id < r.hi; {lows} and {highs} left for
+        export_splits to replace with arrays): its train lines, test lines, and counts."""
         choice_chosen = "(CASE WHEN x.na > x.nb THEN 0 ELSE 1 END)"
         choice_rejected = "(CASE WHEN x.na > x.nb THEN 1 ELSE 0 END)"
         chosen = f"(i.responses->{choice_chosen}->'text')::text"
@@ -178,35 +181,42 @@ class Query:
             ("sources", sources),
         ]
         # One concat() call: a chain of || copies the growing line once per piece.
-        pieces = [f"CASE WHEN {self.test} THEN '1{{' ELSE '0{{' END"]
+        pieces = []
         for k, (name, expr) in enumerate(parts):
-            pieces += [f"""'{"," if k else ""}"{name}":'""", expr]
-        pieces.append("'}'")
-        return (
-            f"SELECT concat({', '.join(pieces)}) "
-            f"FROM ({self.aggregate}) x JOIN {Item._meta.db_table} i ON i.id = x.id "
-            f"WHERE {self.exported()} ORDER BY x.id"
-        )
-
-    def stats(self) -> str:
-        """The card's counts but the split's (those are the rows of each split), in one pass;
-        run without a parallel plan, the agreement sum adds in item order as the row-by-row
-        path does."""
+            pieces += [f"""'{"," if k else "{"}"{name}":'""", expr]
+        pieces.append("E'}\\n'")
         exported = self.exported()
+        item = Item._meta.db_table
+        # Per bucket of items: the train and the test lines, each in one string, and the
+        # card's counts. One row per bucket: COPY sends a message per row, and Python's work
+        # per message is what a row-per-line COPY would spend per line.
         return f"""
-            SELECT count(*), coalesce(sum(x.n), 0),
-                coalesce(sum(x.n_human), 0), coalesce(sum(x.n_imported), 0),
-                coalesce(sum(x.n_judge), 0),
-                coalesce(sum(x.na), 0), coalesce(sum(x.nb), 0), coalesce(sum(x.nt), 0),
-                count(*) FILTER (WHERE NOT {MAJORITY} AND NOT {TIE}),
-                count(*) FILTER (WHERE {TIE}),
-                count(*) FILTER (WHERE {MAJORITY} AND NOT ({exported})),
-                count(*) FILTER (WHERE {exported} AND x.na > x.nb),
-                count(*) FILTER (WHERE {exported} AND x.nb > x.na),
-                sum(x.agreement::float8) FILTER (WHERE {exported}),
-                min(x.agreement::float8) FILTER (WHERE {exported}),
-                count(*) FILTER (WHERE {exported} AND x.agreement >= 1)
-            FROM ({self.aggregate}) x
+            SELECT r.k, b.*
+            FROM unnest({{lows}}::bigint[], {{highs}}::bigint[]) WITH ORDINALITY AS r(lo, hi, k)
+            CROSS JOIN LATERAL (
+                SELECT
+                    string_agg(y.line, '' ORDER BY y.id) FILTER (WHERE NOT y.is_test),
+                    string_agg(y.line, '' ORDER BY y.id) FILTER (WHERE y.is_test),
+                    count(*), coalesce(sum(y.n), 0),
+                    coalesce(sum(y.n_human), 0), coalesce(sum(y.n_imported), 0),
+                    coalesce(sum(y.n_judge), 0),
+                    coalesce(sum(y.na), 0), coalesce(sum(y.nb), 0), coalesce(sum(y.nt), 0),
+                    count(*) FILTER (WHERE NOT y.majority AND NOT y.tie),
+                    count(*) FILTER (WHERE y.tie),
+                    count(*) FILTER (WHERE y.majority AND NOT y.exported),
+                    count(*) FILTER (WHERE y.exported AND y.na > y.nb),
+                    count(*) FILTER (WHERE y.exported AND y.nb > y.na),
+                    coalesce(sum((y.agreement * 1000000)::bigint) FILTER (WHERE y.exported), 0),
+                    min(y.agreement) FILTER (WHERE y.exported),
+                    count(*) FILTER (WHERE y.exported AND y.agreement >= 1)
+                FROM (
+                    SELECT x.*, {MAJORITY} AS majority, {TIE} AS tie, {exported} AS exported,
+                        CASE WHEN {exported} THEN {self.test} END AS is_test,
+                        CASE WHEN {exported} THEN concat({", ".join(pieces)}) END AS line
+                    FROM ({self.aggregate}) x
+                    JOIN {item} i ON i.id = x.id AND i.id >= r.lo AND i.id < r.hi
+                ) y
+            ) b
         """
 
 
@@ -268,38 +278,36 @@ def build_query(project_id: int, filters: dict, split: dict, label_where) -> Que
     )
 
 
-def stats_of(row: tuple, rows: dict[str, int]) -> tuple[Counter, dict | None]:
-    """The stats query's row as the row-by-row path counts (zero counts left out)."""
-    (items, labels, human, imported, judge, na, nb, nt, no_majority, ties, below,
-     chosen_a, chosen_b, agreement_sum, agreement_min, unanimous) = row  # fmt: skip
-    counted = {
-        "sources.human": human,
-        "sources.imported": imported,
-        "sources.judge": judge,
-        "labels.A": na,
-        "labels.B": nb,
-        "labels.tie": nt,
-        "left_out.no_majority": no_majority,
-        "left_out.ties": ties,
-        "left_out.below_min_agreement": below,
-        "items.test": rows["test"],  # one row per exported item
-        "items.train": rows["train"],
-        "chosen.A": chosen_a,
-        "chosen.B": chosen_b,
-    }
-    stats = Counter({key: int(value) for key, value in counted.items() if value})
-    if items:
-        stats["items"], stats["labels"] = int(items), int(labels)
-    exported = chosen_a + chosen_b
+COUNTS = (
+    "items", "labels", "sources.human", "sources.imported", "sources.judge", "labels.A",
+    "labels.B", "labels.tie", "left_out.no_majority", "left_out.ties",
+    "left_out.below_min_agreement", "chosen.A", "chosen.B",
+)  # fmt: skip
+
+
+def stats_of(counts: Counter, agreement_min, rows: dict[str, int]) -> tuple[Counter, dict | None]:
+    """The buckets' summed counts as the row-by-row path counts (zero counts left out)."""
+    stats = Counter({key: int(counts[key]) for key in COUNTS if counts[key]})
+    if not counts["items"]:
+        stats.pop("labels", None)
+    stats.update({f"items.{name}": n for name, n in rows.items() if n})  # a row per item
+    if counts["items"]:
+        stats["items"] = int(counts["items"])
+    exported = int(counts["chosen.A"] + counts["chosen.B"])
     agreement = None
     if exported:
         agreement = {
-            "mean": round(agreement_sum / exported, 6),
-            "min": round(agreement_min, 6),
-            "unanimous": int(unanimous),
-            "items": int(exported),
+            "mean": mean_of_micros(int(counts["agreement_micros"]), exported),
+            "min": round(float(agreement_min), 6),
+            "unanimous": int(counts["unanimous"]),
+            "items": exported,
         }
     return stats, agreement
+
+
+def mean_of_micros(total: int, n: int) -> float:
+    """The mean of n values given in millionths (exact integers), rounded to 6 decimals."""
+    return round(total / n / 1_000_000, 6)
 
 
 class ParquetFromLines(threading.Thread):
@@ -376,30 +384,63 @@ class SplitSink:
         return {"name": self.path.name, "bytes": self.bytes, "sha256": self.digest.hexdigest()}
 
 
-def copy_lines(lines_sql: str, sinks: dict[str, SplitSink], progress=None) -> None:
-    """COPY the marked lines out to their split's sink, in blocks of whole lines; progress()
-    after each block with the lines written so far."""
-    copy_sql = f"COPY ({lines_sql}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
-    by_mark = {ord("0"): sinks["train"], ord("1"): sinks["test"]}
-    parts: dict[int, list] = {mark: [] for mark in by_mark}
-    sizes = dict.fromkeys(by_mark, 0)
+def item_buckets(project_id: int, item_where: str, size: int) -> tuple[list[int], list[int]]:
+    """Bounds [low, high) of consecutive runs of `size` of the project's item ids."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM (SELECT i.id, row_number() OVER (ORDER BY i.id) AS n "
+            f"FROM {Item._meta.db_table} i WHERE i.project_id = %s {item_where}) s "
+            f"WHERE n %% %s = 1 ORDER BY id",
+            [project_id, size],
+        )
+        lows = [row[0] for row in cursor.fetchall()]
+    return lows, [*lows[1:], 2**63 - 1]
+
+
+def copy_buckets(buckets_sql: str, sinks: dict[str, SplitSink], progress=None) -> tuple:
+    """COPY the buckets out: lines to their split's sink in blocks, counts summed.
+    Returns (the counts, the lowest exported agreement)."""
+    copy_sql = (
+        f"COPY ({buckets_sql}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+    )
+    counts: Counter = Counter()
+    names = (*COUNTS[:11], "chosen.A", "chosen.B", "agreement_micros")
+    assert names[:13] == COUNTS
+    lowest, last_k = None, 0
+    pending = {"train": [], "test": []}
+    sizes = dict.fromkeys(pending, 0)
+
+    def flush(name: str) -> None:
+        sinks[name].write(b"".join(pending[name]))
+        pending[name], sizes[name] = [], 0
+
     with (
         connection.cursor() as cursor,
         cursor.connection.cursor() as cur,
         cur.copy(copy_sql) as copy,
     ):
-        for data in copy:  # one COPY row per message: a marked line and its newline
-            mark = data[0]
-            parts[mark].append(data[1:])
-            sizes[mark] += len(data)
-            if sizes[mark] >= PARSE_BLOCK:
-                by_mark[mark].write(b"".join(parts[mark]))
-                parts[mark], sizes[mark] = [], 0
-                if progress:
-                    progress(sum(sink.rows for sink in by_mark.values()))
-    for mark, sink in by_mark.items():
-        if parts[mark]:
-            sink.write(b"".join(parts[mark]))
+        for data in copy:  # one message per bucket
+            k, train, test, *numbers = bytes(data).rstrip(b"\n").split(b"\x02")
+            if int(k) != last_k + 1:
+                raise RuntimeError("buckets out of order")
+            last_k += 1
+            for name, lines in (("train", train), ("test", test)):
+                if lines:  # quoted with \x01 (NULL when the bucket has none)
+                    pending[name].append(lines[1:-1])
+                    sizes[name] += len(lines)
+                    if sizes[name] >= PARSE_BLOCK:
+                        flush(name)
+            *numbers, minimum, unanimous = numbers
+            counts.update(dict(zip(names, map(int, numbers), strict=True)))
+            counts["unanimous"] += int(unanimous)
+            if minimum and (lowest is None or Decimal(minimum.decode()) < lowest):
+                lowest = Decimal(minimum.decode())
+            if progress:
+                progress(sum(sink.rows for sink in sinks.values()))
+    for name in pending:
+        if pending[name]:
+            flush(name)
+    return counts, lowest
 
 
 def export_splits(
@@ -417,27 +458,29 @@ def export_splits(
     """Write train/test JSONL + Parquet of a pairwise export into folder.
 
     Returns (stats as the row-by-row path counts them, the agreement summary or None, rows per
-    split, the JSONL files' infos). progress(rows written) now and then."""
+    split, the JSONL files' infos). progress(rows written) after each bucket."""
     schema = exporter.schema()
     outermost = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
-        if outermost:  # one snapshot for the names, the counts and the lines
+        if outermost:  # one snapshot for the names, the buckets and their lines
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        # No parallel plan: the agreement sum adds in item order, as the row-by-row path does.
-        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         cursor.execute("SET LOCAL jit = off")  # measured: compiling costs more than it saves
         query = build_query(project_id, filters, split, label_where)
-        cursor.execute(query.stats())
-        counts = cursor.fetchone()
+        item_where = "AND i.gold_label IS NULL" if filters["exclude_gold"] else ""
+        lows, highs = item_buckets(project_id, item_where, BUCKET_SIZE)
+        sql_text = (
+            query.buckets(chat=exporter.chat, margin=exporter.margin)
+            .replace("{lows}", "'{" + ",".join(map(str, lows)) + "}'")
+            .replace("{highs}", "'{" + ",".join(map(str, highs)) + "}'")
+        )
         sinks = {
             name: SplitSink(folder, name, schema, row_group, parquet_options)
             for name in ("train", "test")
         }
         try:
-            lines = query.lines(chat=exporter.chat, margin=exporter.margin)
-            copy_lines(lines, sinks, progress)
+            counts, lowest = copy_buckets(sql_text, sinks, progress)
         finally:
             infos = {f"{name}.jsonl": sink.finish() for name, sink in sinks.items()}
     rows = {name: sink.rows for name, sink in sinks.items()}
-    stats, agreement = stats_of(counts, rows)
+    stats, agreement = stats_of(counts, lowest, rows)
     return stats, agreement, rows, infos

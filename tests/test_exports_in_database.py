@@ -154,8 +154,9 @@ def test_chat_prompts_render_as_messages(project, tmp_path, monkeypatch):
     assert rows["text"]["chosen"] == [{"content": "Response 1 to item text.", "role": "assistant"}]
 
 
-def test_many_blocks_and_row_groups_give_the_same_bytes(rich, tmp_path, monkeypatch):
+def test_many_buckets_blocks_and_row_groups_give_the_same_bytes(rich, tmp_path, monkeypatch):
     monkeypatch.setattr(pairwise_sql, "PARSE_BLOCK", 500)  # a few lines per block
+    monkeypatch.setattr(pairwise_sql, "BUCKET_SIZE", 7)  # a few items per COPY row
     monkeypatch.setattr(datasets, "ROW_GROUP_SIZE", 3)
     split = {"test_fraction": 0.4, "seed": 2}
     fast, slow, fast_dir, slow_dir = both_ways(rich, tmp_path, monkeypatch, filters={}, split=split)
