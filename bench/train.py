@@ -1,15 +1,17 @@
 """Reward-model training benchmark: our rewards.train.train against trl.RewardTrainer.
 
-The real hh-rlhf harmless-base test pairs (../shared/data/, see the README there), split into
-the prompt and the two answers exactly as our importer does (annotate.importing's
-split_implicit_prompt), 500 pairs held out (seed 42). Both trainers get the same base model
-(all-MiniLM-L6-v2), hyperparameters, max_length and the same tokens: TRL is given pre-tokenised
+The real hh-rlhf harmless-base test pairs (../shared/data/, see the README there) go the way a
+user's data goes: a child process on a throwaway SQLite database (DATABASE_URL) imports them
+into a pairwise project with TRL's labels kept (item_import_path, keep_labels=True) and builds a
+pairwise DatasetVersion with about 500 test pairs (split seed 42). Both trainers train on its
+train.jsonl and are scored on its test.jsonl, with the same base model (all-MiniLM-L6-v2),
+hyperparameters, max_length and the same tokens: TRL is given pre-tokenised
 `chosen_ids`/`rejected_ids` built by our Encoder (prompt cut from the left, response kept), so
 the comparison is of the training loops, not of the truncation. Each trainer runs in its own
-subprocess (peak RSS = that process's ru_maxrss).
+subprocess without Django (peak RSS = that process's ru_maxrss).
 
-    .venv/bin/python bench/train.py                       # all 1,812 train pairs, 1 epoch, bf16
-    .venv/bin/python bench/train.py --pairs 400 --precision fp32
+    .venv/bin/python bench/train.py                       # all ~1,817 train pairs, 1 epoch, bf16
+    .venv/bin/python bench/train.py --pairs 320 --precision fp32
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import argparse
 import gzip
 import json
 import os
-import random
 import resource
 import subprocess
 import sys
@@ -33,24 +34,77 @@ HELD_OUT = 500
 SEED = 42
 
 
-def prepare(folder: Path, pairs: int | None) -> tuple[Path, Path]:
-    """train.jsonl / test.jsonl in the pairwise export's shape (prompt, chosen, rejected)."""
-    from annotate.importing import split_implicit_prompt
-
-    rows = []
-    with gzip.open(DATA, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            prompt, chosen, rejected = split_implicit_prompt(record["chosen"], record["rejected"])
-            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
-    random.Random(SEED).shuffle(rows)
-    test, train = rows[:HELD_OUT], rows[HELD_OUT:]
+def prepare(folder: Path, pairs: int | None) -> tuple[Path, Path, dict]:
+    """Import the pairs into a pairwise project and export a DatasetVersion, in a child process
+    on a throwaway SQLite database under `folder`; returns (train.jsonl, test.jsonl, the
+    child's report). With `pairs`, train.jsonl keeps the export's first N train rows."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{folder / 'bench.sqlite3'}",
+        "MEDIA_ROOT": str(folder / "media"),
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-not-secret",
+        "LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, __file__, "--export", "--dir", str(folder)]
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"import/export failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    train_path, test_path = Path(report["train"]), Path(report["test"])
     if pairs:
-        train = train[:pairs]
-    for name, part in (("train", train), ("test", test)):
-        with open(folder / f"{name}.jsonl", "w") as out:
-            out.writelines(json.dumps(r) + "\n" for r in part)
-    return folder / "train.jsonl", folder / "test.jsonl"
+        lines = train_path.read_text().splitlines(keepends=True)[:pairs]
+        train_path = folder / f"train_{pairs}.jsonl"
+        train_path.write_text("".join(lines))
+    return train_path, test_path, report
+
+
+def export(folder: Path) -> dict:
+    """Child (DATABASE_URL set by the parent): migrate, import the file with TRL's labels kept,
+    build a pairwise DatasetVersion with about HELD_OUT test pairs."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    django.setup()
+    from django.core.management import call_command
+
+    from annotate.services import item_import_path, project_create
+    from feedback_api.datasets import (
+        dataset_version_build,
+        dataset_version_create,
+        version_file_path,
+    )
+
+    call_command("migrate", verbosity=0)
+    source = folder / "hh-rlhf-harmless-base-test.jsonl"
+    with gzip.open(DATA, "rb") as packed:
+        source.write_bytes(packed.read())
+    project = project_create(name="hh-rlhf harmless-base test", kind="pairwise")
+    started = time.perf_counter()
+    imported = item_import_path(project=project, path=source, keep_labels=True)
+    if not imported.ok or imported.labels != imported.created:
+        raise SystemExit(f"import went wrong: {imported.summary()} {imported.errors[:3]}")
+    import_s = time.perf_counter() - started
+    split = {"test_fraction": round(HELD_OUT / imported.created, 4), "seed": SEED}
+    version = dataset_version_create(
+        project=project, user=None, format="pairwise", split=split, enqueue=False
+    )
+    started = time.perf_counter()
+    version = dataset_version_build(version_id=version.pk)
+    if version.status != version.Status.DONE:
+        raise SystemExit(f"export failed: {version.error}")
+    return {
+        "items": imported.created,
+        "labels": imported.labels,
+        "import_s": round(import_s, 2),
+        "export_s": round(time.perf_counter() - started, 2),
+        "version": version.number,
+        "split": split,
+        "train_rows": version.train_rows,
+        "test_rows": version.test_rows,
+        "train": str(version_file_path(version, "train.jsonl")),
+        "test": str(version_file_path(version, "test.jsonl")),
+    }
 
 
 def run_ours(args) -> dict:
@@ -70,8 +124,8 @@ def run_ours(args) -> dict:
     folder = Path(args.dir)
     result = train(
         config,
-        train_path=folder / "train.jsonl",
-        eval_path=folder / "test.jsonl",
+        train_path=Path(args.train),
+        eval_path=Path(args.test),
         output_dir=folder / "ours",
         resume=False,
     )
@@ -92,7 +146,7 @@ def run_trl(args) -> dict:
     path = default_base_model()
     tokenizer = AutoTokenizer.from_pretrained(path)
     encoder = Encoder(tokenizer, args.max_length)
-    examples = encode_rows(read_rows(folder / "train.jsonl"), "pairwise", encoder)
+    examples = encode_rows(read_rows(args.train), "pairwise", encoder)
     train_set = Dataset.from_dict(
         {
             "chosen_ids": [e.input_ids[0] for e in examples],
@@ -124,7 +178,7 @@ def run_trl(args) -> dict:
     trainer.train()
     seconds = time.perf_counter() - started
     # Held-out accuracy on the same tokens; TRL trained without token types, so none here.
-    test = encode_rows(read_rows(folder / "test.jsonl"), "pairwise", encoder)
+    test = encode_rows(read_rows(args.test), "pairwise", encoder)
     for e in test:
         e.token_type_ids = None
     scores = predict(trainer.model, test, Collator("pairwise", tokenizer.pad_token_id))
@@ -145,39 +199,56 @@ def worker(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, help="Train on the first N of the 1,812 pairs.")
+    parser.add_argument("--pairs", type=int, help="Train on the first N train pairs.")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--only", choices=["ours", "trl"], help="Run one trainer.")
     parser.add_argument("--worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
-    parser.add_argument("--dir", help=argparse.SUPPRESS)
+    parser.add_argument("--export", action="store_true", help=argparse.SUPPRESS)
+    for hidden in ("--dir", "--train", "--test"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
+    if args.export:
+        print(json.dumps(export(Path(args.dir))))
+        return
 
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
-        train_path, _ = prepare(Path(tmp), args.pairs)
+        train_path, test_path, report = prepare(Path(tmp), args.pairs)
+        print(
+            f"imported {report['items']:,} pairs with their labels in {report['import_s']} s; "
+            f"DatasetVersion {report['version']} (test_fraction {report['split']['test_fraction']}"
+            f", seed {SEED}): {report['train_rows']:,} train / {report['test_rows']:,} test rows "
+            f"in {report['export_s']} s"
+        )
         n = len(train_path.read_text().splitlines())
         print(
-            f"{n} train / {HELD_OUT} held-out pairs, {args.epochs} epoch(s), {args.precision}, "
-            f"max_length {args.max_length}, batch 16, lr 1e-4, load {os.getloadavg()[0]:.1f}"
+            f"training on {n} train / {report['test_rows']} test pairs, {args.epochs} epoch(s), "
+            f"{args.precision}, max_length {args.max_length}, batch 16, lr 1e-4, "
+            f"load {os.getloadavg()[0]:.1f}"
         )
         results = {}
         for name in ("ours", "trl") if not args.only else (args.only,):
             command = [sys.executable, __file__, "--worker", name, "--dir", tmp]
+            command += ["--train", str(train_path), "--test", str(test_path)]
             command += ["--epochs", str(args.epochs), "--precision", args.precision]
             command += ["--max-length", str(args.max_length)]
+            load = os.getloadavg()[0]  # the machine is shared: say how busy it was
             done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
             line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
             if not line:
                 sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
-            results[name] = json.loads(line[-1][len("RESULT ") :])
-    print(f"{'trainer':8} {'pairs/s':>8} {'accuracy':>9} {'peak RSS MB':>12} {'wall s':>7}")
+            results[name] = {**json.loads(line[-1][len("RESULT ") :]), "load": load}
+    print(
+        f"{'trainer':8} {'pairs/s':>8} {'accuracy':>9} {'peak RSS MB':>12} {'wall s':>7} "
+        f"{'load before':>11}"
+    )
     for name, r in results.items():
         print(
             f"{name:8} {r['pairs_per_s']:8.2f} {r['accuracy']:9.3f} "
-            f"{r['peak_rss_mb']:12,} {r['wall_s']:7.1f}"
+            f"{r['peak_rss_mb']:12,} {r['wall_s']:7.1f} {r['load']:11.2f}"
         )
     if len(results) == 2:
         ours, trl = results["ours"], results["trl"]

@@ -12,6 +12,8 @@ written every `checkpoint_steps`, the last two kept, half-written ones skipped).
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import math
 import shutil
@@ -93,6 +95,7 @@ def train(
     """
     config.validate()
     output_dir = Path(output_dir)
+    limit_heap_growth()
     train_rows, eval_rows, aspects = _load_rows(config, train_path, eval_path, taxonomy, aspects)
     tokenizer, model = _load_model(config, taxonomy, aspects)
     encoder = Encoder(tokenizer, config.max_length)
@@ -105,8 +108,15 @@ def train(
     collator = Collator(config.objective, tokenizer.pad_token_id)
     # On CPU a batch's forward runs in micro-batches of at most CPU_TOKENS padded tokens:
     # activation memory scales with the tokens in one forward, CPU time hardly at all.
-    budget = None if torch.cuda.is_available() else CPU_TOKENS
-    train_collator = Collator(config.objective, tokenizer.pad_token_id, max_tokens=budget)
+    # Widths padded to a multiple of CPU_PAD: oneDNN compiles and caches kernels per shape, and
+    # length-grouped batches of every width made RSS grow by ~1 GB and slowed bf16 steps.
+    cpu = not torch.cuda.is_available()
+    train_collator = Collator(
+        config.objective,
+        tokenizer.pad_token_id,
+        multiple=CPU_PAD if cpu else 1,
+        max_tokens=CPU_TOKENS if cpu else None,
+    )
 
     checkpoints = output_dir / "checkpoints"
     if not resume and checkpoints.exists():
@@ -229,6 +239,25 @@ def _standardise(examples: list[Example], scale: dict) -> None:
 
 
 CPU_TOKENS = 2048  # padded tokens per forward on CPU (4 pairs of 256 tokens)
+CPU_PAD = 32  # on CPU, sequences are padded to a multiple of this many tokens
+EVAL_TOKENS = 4096  # padded tokens per evaluation forward on CPU (no activations are kept)
+
+
+def token_runs(examples: list[Example], max_tokens: int, multiple: int = 1) -> list[list[Example]]:
+    """Consecutive runs of examples of at most max_tokens padded tokens (at least one each),
+    widths rounded up to `multiple`."""
+    parts: list[list[Example]] = []
+    part: list[Example] = []
+    rows = width = 0
+    for e in examples:
+        length = -(-e.length // multiple) * multiple
+        new_rows, new_width = rows + len(e.input_ids), max(width, length)
+        if part and new_rows * new_width > max_tokens:
+            parts.append(part)
+            part, new_rows, new_width = [], len(e.input_ids), length
+        part.append(e)
+        rows, width = new_rows, new_width
+    return parts + [part]
 
 
 class Collator:
@@ -247,7 +276,9 @@ class Collator:
         self.max_tokens = max_tokens
 
     def __call__(self, examples: list[Example]) -> dict[str, Any]:
-        parts = self._split(examples) if self.max_tokens else [examples]
+        parts = [examples]
+        if self.max_tokens:
+            parts = token_runs(examples, self.max_tokens, self.multiple)
         if len(parts) == 1:
             return self.collate(examples)
         weights = [self._weight(part) for part in parts]
@@ -258,20 +289,6 @@ class Collator:
             batch["loss_weight"] = weight / total if total else len(part) / len(examples)
             batches.append(batch)
         return {"micro_batches": batches}
-
-    def _split(self, examples: list[Example]) -> list[list[Example]]:
-        """Consecutive runs of examples of at most max_tokens padded tokens (at least one)."""
-        parts: list[list[Example]] = []
-        part: list[Example] = []
-        rows = width = 0
-        for e in examples:
-            new_rows, new_width = rows + len(e.input_ids), max(width, e.length)
-            if part and new_rows * new_width > self.max_tokens:
-                parts.append(part)
-                part, new_rows, new_width = [], len(e.input_ids), e.length
-            part.append(e)
-            rows, width = new_rows, new_width
-        return parts + [part]
 
     def _weight(self, examples: list[Example]) -> float:
         if self.objective == "spans":
@@ -427,6 +444,35 @@ def _last_checkpoint(folder: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+# Memory --------------------------------------------------------------------------------------
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+MMAP_BYTES = 256 * 1024
+
+
+@functools.cache
+def _glibc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): the allocator keeps its defaults
+        return None
+
+
+def limit_heap_growth() -> None:
+    """glibc: serve every allocation of 256 KB or more (tensor buffers) with an mmap of its own,
+    so that freeing it returns the pages at once. By default glibc raises that threshold after
+    the first large frees and then keeps the buffers of every batch shape in its heaps: the
+    benchmark's RSS grew by ~1 GB over its bf16 steps (bench/README.md)."""
+    if libc := _glibc():
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_BYTES)
+
+
+def release_memory() -> None:
+    """Return freed heap pages to the OS (glibc's malloc_trim), e.g. after an evaluation."""
+    if libc := _glibc():
+        libc.malloc_trim(0)
+
+
 # Progress, cancel and evaluation -------------------------------------------------------------
 
 
@@ -505,27 +551,30 @@ class ProgressCallback(TrainerCallback):
         self.on_progress(report)
 
 
-@torch.no_grad()
 @torch.inference_mode()
-def predict(model, examples: list[Example], collator: Collator, batch_size: int = 32):
-    """Logits of every example (a list per example: one tensor of its sequences' outputs).
+def predict(model, examples: list[Example], collator: Collator, max_tokens: int | None = None):
+    """Logits of every example (a list per example: one tensor of its sequences' outputs), in
+    forwards of at most max_tokens padded tokens (default EVAL_TOKENS on CPU, 8x on a GPU).
     No autograd graph: evaluation would otherwise keep every layer's activations alive."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    budget = max_tokens or (EVAL_TOKENS if device.type == "cpu" else 8 * EVAL_TOKENS)
     order = sorted(range(len(examples)), key=lambda i: -examples[i].length)
     out: list = [None] * len(examples)
-    for at in range(0, len(order), batch_size):
-        chunk = [examples[i] for i in order[at : at + batch_size]]
-        batch = collator(chunk)
+    at = 0
+    for chunk in token_runs([examples[i] for i in order], budget):
+        batch = collator.collate(chunk)
         inputs = {
             k: v.to(device)
             for k, v in batch.items()
             if k in ("input_ids", "attention_mask", "token_type_ids")
         }
         logits = model(**inputs).logits.float().cpu()
-        _split(logits, chunk, order[at : at + batch_size], out, collator.objective)
+        _split(logits, chunk, order[at : at + len(chunk)], out, collator.objective)
+        at += len(chunk)
     model.train(was_training)
+    release_memory()
     return out
 
 
