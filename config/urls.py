@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from . import health
 
+handler400 = "config.errors.bad_request"
 handler404 = "config.errors.not_found"
 
 urlpatterns = [

@@ -170,3 +170,15 @@ def test_malformed_page_urls_get_the_html_404(client, alice):
     response = client.get("/projects/not%20a%20slug/")
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
+
+
+def test_a_body_over_the_upload_limit_is_a_json_400_and_creates_nothing(setup, settings, project):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    client, _lease = setup
+    items = [{"prompt": "x" * 100, "responses": ["a", "b"]} for _ in range(50)]
+    before = project.items.count()
+    response = client.post("/api/v1/projects/alices-pairs/items/", {"items": items}, format="json")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Request body too large."}
+    assert project.items.count() == before
