@@ -95,7 +95,6 @@ def train(
     """
     config.validate()
     output_dir = Path(output_dir)
-    limit_heap_growth()
     train_rows, eval_rows, aspects = _load_rows(config, train_path, eval_path, taxonomy, aspects)
     tokenizer, model = _load_model(config, taxonomy, aspects)
     encoder = Encoder(tokenizer, config.max_length)
@@ -446,25 +445,13 @@ def _last_checkpoint(folder: Path) -> Path | None:
 
 # Memory --------------------------------------------------------------------------------------
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-MMAP_BYTES = 256 * 1024
-
 
 @functools.cache
 def _glibc():
     try:
         return ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (macOS, musl): the allocator keeps its defaults
+    except OSError:  # not glibc (macOS, musl)
         return None
-
-
-def limit_heap_growth() -> None:
-    """glibc: serve every allocation of 256 KB or more (tensor buffers) with an mmap of its own,
-    so that freeing it returns the pages at once. By default glibc raises that threshold after
-    the first large frees and then keeps the buffers of every batch shape in its heaps: the
-    benchmark's RSS grew by ~1 GB over its bf16 steps (bench/README.md)."""
-    if libc := _glibc():
-        libc.mallopt(M_MMAP_THRESHOLD, MMAP_BYTES)
 
 
 def release_memory() -> None:
