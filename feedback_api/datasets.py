@@ -459,9 +459,7 @@ def build_export(
     result = BuildResult()
     if in_database and fmt == "pairwise" and connection.vendor == "postgresql":
         total = counts["total"]
-        # Rows, not items, as they are written (items left out make no row); all at the end.
-        step = (lambda rows: progress(min(rows, total), total)) if progress else None
-        if progress:
+        if progress:  # at the start and the end only: the COPY holds the connection meanwhile
             progress(0, total)
         stats, agreement, rows, result.files = pairwise_sql.export_splits(
             project_id=project.pk,
@@ -472,7 +470,6 @@ def build_export(
             label_where=lambda alias: _label_where(filters, alias),
             row_group=ROW_GROUP_SIZE,
             parquet_options=PARQUET_OPTIONS,
-            progress=step,
         )
         result.train_rows, result.test_rows = rows["train"], rows["test"]
         if progress:

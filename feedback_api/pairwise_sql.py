@@ -397,7 +397,7 @@ def item_buckets(project_id: int, item_where: str, size: int) -> tuple[list[int]
     return lows, [*lows[1:], 2**63 - 1]
 
 
-def copy_buckets(buckets_sql: str, sinks: dict[str, SplitSink], progress=None) -> tuple:
+def copy_buckets(buckets_sql: str, sinks: dict[str, SplitSink]) -> tuple:
     """COPY the buckets out: lines to their split's sink in blocks, counts summed.
     Returns (the counts, the lowest exported agreement)."""
     copy_sql = (
@@ -435,8 +435,6 @@ def copy_buckets(buckets_sql: str, sinks: dict[str, SplitSink], progress=None) -
             counts["unanimous"] += int(unanimous)
             if minimum and (lowest is None or Decimal(minimum.decode()) < lowest):
                 lowest = Decimal(minimum.decode())
-            if progress:
-                progress(sum(sink.rows for sink in sinks.values()))
     for name in pending:
         if pending[name]:
             flush(name)
@@ -453,12 +451,11 @@ def export_splits(
     label_where,
     row_group: int,
     parquet_options: dict,
-    progress=None,
 ) -> tuple[Counter, dict | None, dict[str, int], dict[str, dict]]:
     """Write train/test JSONL + Parquet of a pairwise export into folder.
 
     Returns (stats as the row-by-row path counts them, the agreement summary or None, rows per
-    split, the JSONL files' infos). progress(rows written) after each bucket."""
+    split, the JSONL files' infos)."""
     schema = exporter.schema()
     outermost = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
@@ -478,7 +475,9 @@ def export_splits(
             for name in ("train", "test")
         }
         try:
-            counts, lowest = copy_buckets(sql_text, sinks, progress)
+            # No progress() during the COPY: it holds the connection, and a progress report
+            # writes through the same connection (it would wait for the COPY forever).
+            counts, lowest = copy_buckets(sql_text, sinks)
         finally:
             infos = {f"{name}.jsonl": sink.finish() for name, sink in sinks.items()}
     rows = {name: sink.rows for name, sink in sinks.items()}
