@@ -2,18 +2,22 @@
 JSONL line; Python only moves bytes.
 
 The row-by-row path (datasets.labeled_items → PairwiseExporter.rows → SplitWriter) costs
-~50 µs of Python per row. Here one query per split groups the filtered labels by item (a merge
-join of two index scans), takes the majority, and builds the line as text in the exporter's
-exact form (orjson with sorted keys: no spaces, the same string escapes, floats as Python
-prints them). `COPY (...) TO STDOUT` in CSV mode with a quote and a delimiter that JSON never
-holds unescaped sends the lines as they are. Python writes them to the JSONL file and its
-sha256, and a second thread parses them with pyarrow's JSON reader (C++, without the GIL) into
-Parquet row groups, while the database works on the next lines: the two cores work at once.
+~50 µs of Python per row. Here one `COPY (...) TO STDOUT` sends one row per bucket of
+BUCKET_SIZE items (a LATERAL over exact item-id bounds): the bucket's train lines and test lines
+as two strings, and the dataset card's counts for the bucket. Per bucket the filtered labels are
+grouped by item (a merge join of two index scans), the majority taken, the split hash computed,
+and each line built by one concat() in the exporter's exact form (orjson with sorted keys: no
+spaces, the same string escapes, floats as Python prints them). CSV mode with a quote and a
+delimiter that JSON never holds unescaped sends the strings as they are. Python writes each
+block to its JSONL file and sha256, and a thread per split parses it with pyarrow's JSON reader
+(C++, without the GIL) into Parquet row groups while the database works on the next buckets.
 
 The row-by-row path stays the reference: on the same data both give the same bytes (files,
-card, archive), which tests/test_exports.py checks on PostgreSQL. A float is rounded to 6
+card, archive), which tests/test_exports_in_database.py checks. A float is rounded to 6
 decimals half-up here and half-even on the binary value there; they differ only when the 7th
 decimal of a share of labels is exactly 5 (an item with 128 or more labels), never in practice.
+Progress is reported before and after the COPY only: the COPY holds the connection that a
+progress report writes through.
 """
 
 from __future__ import annotations
