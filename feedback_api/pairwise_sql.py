@@ -292,11 +292,7 @@ COUNTS = (
 def stats_of(counts: Counter, agreement_min, rows: dict[str, int]) -> tuple[Counter, dict | None]:
     """The buckets' summed counts as the row-by-row path counts (zero counts left out)."""
     stats = Counter({key: int(counts[key]) for key in COUNTS if counts[key]})
-    if not counts["items"]:
-        stats.pop("labels", None)
     stats.update({f"items.{name}": n for name, n in rows.items() if n})  # a row per item
-    if counts["items"]:
-        stats["items"] = int(counts["items"])
     exported = int(counts["chosen.A"] + counts["chosen.B"])
     agreement = None
     if exported:
@@ -408,8 +404,7 @@ def copy_buckets(buckets_sql: str, sinks: dict[str, SplitSink]) -> tuple:
         f"COPY ({buckets_sql}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
     )
     counts: Counter = Counter()
-    names = (*COUNTS[:11], "chosen.A", "chosen.B", "agreement_micros")
-    assert names[:13] == COUNTS
+    names = (*COUNTS, "agreement_micros")  # the bucket query's columns after the lines
     lowest, last_k = None, 0
     pending = {"train": [], "test": []}
     sizes = dict.fromkeys(pending, 0)
