@@ -12,6 +12,11 @@ subprocess without Django (peak RSS = that process's ru_maxrss).
 
     .venv/bin/python bench/train.py                       # all ~1,817 train pairs, 1 epoch, bf16
     .venv/bin/python bench/train.py --pairs 320 --precision fp32
+
+On a machine without this project's web stack (a lent GPU box), export once here with
+`--save-dataset DIR` and train there with `--dataset DIR` (its train.jsonl and test.jsonl);
+`--base-model PATH` points both trainers at another copy of the weights. On CUDA each trainer
+also reports the GPU and its peak allocated GPU memory.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import gzip
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,12 +57,28 @@ def prepare(folder: Path, pairs: int | None) -> tuple[Path, Path, dict]:
     if done.returncode:
         sys.exit(f"import/export failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    train_path, test_path = Path(report["train"]), Path(report["test"])
-    if pairs:
-        lines = train_path.read_text().splitlines(keepends=True)[:pairs]
-        train_path = folder / f"train_{pairs}.jsonl"
-        train_path.write_text("".join(lines))
-    return train_path, test_path, report
+    train_path = first_rows(folder, Path(report["train"]), pairs)
+    return train_path, Path(report["test"]), report
+
+
+def prepared(folder: Path, dataset: Path, pairs: int | None) -> tuple[Path, Path]:
+    """An earlier export (`--save-dataset`): its train.jsonl (the first N rows with `pairs`)
+    and test.jsonl."""
+    train_path, test_path = dataset / "train.jsonl", dataset / "test.jsonl"
+    for path in (train_path, test_path):
+        if not path.is_file():
+            sys.exit(f"{path} is missing: --dataset takes a folder made by --save-dataset")
+    return first_rows(folder, train_path, pairs), test_path
+
+
+def first_rows(folder: Path, train_path: Path, pairs: int | None) -> Path:
+    """`train_path`, or with `pairs` a copy of its first N rows under `folder`."""
+    if not pairs:
+        return train_path
+    lines = train_path.read_text().splitlines(keepends=True)[:pairs]
+    path = folder / f"train_{pairs}.jsonl"
+    path.write_text("".join(lines))
+    return path
 
 
 def export(folder: Path) -> dict:
@@ -112,6 +134,7 @@ def run_ours(args) -> dict:
     from rewards.train import train
 
     config = TrainConfig(
+        base_model=args.base_model or "",
         epochs=args.epochs,
         learning_rate=1e-4,
         batch_size=16,
@@ -143,7 +166,7 @@ def run_trl(args) -> dict:
     from rewards.train import Collator, predict
 
     folder = Path(args.dir)
-    path = default_base_model()
+    path = args.base_model or default_base_model()
     tokenizer = AutoTokenizer.from_pretrained(path)
     encoder = Encoder(tokenizer, args.max_length)
     examples = encode_rows(read_rows(args.train), "pairwise", encoder)
@@ -194,6 +217,9 @@ def worker(args) -> None:
     result = run_ours(args) if args.worker == "ours" else run_trl(args)
     result["wall_s"] = round(time.perf_counter() - started, 1)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if torch.cuda.is_available():
+        result["gpu"] = torch.cuda.get_device_name()
+        result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -204,6 +230,19 @@ def main() -> None:
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--only", choices=["ours", "trl"], help="Run one trainer.")
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        help="Train on this exported DatasetVersion's train.jsonl/test.jsonl (no import).",
+    )
+    parser.add_argument(
+        "--save-dataset",
+        type=Path,
+        help="Export, copy train.jsonl/test.jsonl into this folder and stop (for --dataset).",
+    )
+    parser.add_argument(
+        "--base-model", help="Weights for both trainers (default: packaged MiniLM)."
+    )
     parser.add_argument("--worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--export", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--dir", "--train", "--test"):
@@ -216,16 +255,26 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
-        train_path, test_path, report = prepare(Path(tmp), args.pairs)
-        print(
-            f"imported {report['items']:,} pairs with their labels in {report['import_s']} s; "
-            f"DatasetVersion {report['version']} (test_fraction {report['split']['test_fraction']}"
-            f", seed {SEED}): {report['train_rows']:,} train / {report['test_rows']:,} test rows "
-            f"in {report['export_s']} s"
-        )
+        if args.dataset:
+            train_path, test_path = prepared(Path(tmp), args.dataset, args.pairs)
+        else:
+            train_path, test_path, report = prepare(Path(tmp), args.pairs)
+            print(
+                f"imported {report['items']:,} pairs with their labels in {report['import_s']} s;"
+                f" DatasetVersion {report['version']} (test_fraction "
+                f"{report['split']['test_fraction']}, seed {SEED}): {report['train_rows']:,} "
+                f"train / {report['test_rows']:,} test rows in {report['export_s']} s"
+            )
+            if args.save_dataset:
+                args.save_dataset.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(report["train"], args.save_dataset / "train.jsonl")
+                shutil.copyfile(report["test"], args.save_dataset / "test.jsonl")
+                print(f"saved train.jsonl and test.jsonl in {args.save_dataset}")
+                return
         n = len(train_path.read_text().splitlines())
+        held_out = len(test_path.read_text().splitlines())
         print(
-            f"training on {n} train / {report['test_rows']} test pairs, {args.epochs} epoch(s), "
+            f"training on {n} train / {held_out} test pairs, {args.epochs} epoch(s), "
             f"{args.precision}, max_length {args.max_length}, batch 16, lr 1e-4, "
             f"load {os.getloadavg()[0]:.1f}"
         )
@@ -235,20 +284,24 @@ def main() -> None:
             command += ["--train", str(train_path), "--test", str(test_path)]
             command += ["--epochs", str(args.epochs), "--precision", args.precision]
             command += ["--max-length", str(args.max_length)]
+            if args.base_model:
+                command += ["--base-model", args.base_model]
             load = os.getloadavg()[0]  # the machine is shared: say how busy it was
             done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
             line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
             if not line:
                 sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
             results[name] = {**json.loads(line[-1][len("RESULT ") :]), "load": load}
+    gpu = any("gpu" in r for r in results.values())
     print(
         f"{'trainer':8} {'pairs/s':>8} {'accuracy':>9} {'peak RSS MB':>12} {'wall s':>7} "
-        f"{'load before':>11}"
+        f"{'load before':>11}" + (f" {'peak GPU MB':>11}  GPU" if gpu else "")
     )
     for name, r in results.items():
         print(
             f"{name:8} {r['pairs_per_s']:8.2f} {r['accuracy']:9.3f} "
             f"{r['peak_rss_mb']:12,} {r['wall_s']:7.1f} {r['load']:11.2f}"
+            + (f" {r.get('peak_gpu_mb', 0):11,}  {r.get('gpu', '-')}" if gpu else "")
         )
     if len(results) == 2:
         ours, trl = results["ours"], results["trl"]
@@ -256,6 +309,7 @@ def main() -> None:
             f"ratio ours/trl: {ours['pairs_per_s'] / trl['pairs_per_s']:.2f}x pairs/s, "
             f"accuracy {ours['accuracy'] - trl['accuracy']:+.3f}, "
             f"peak RSS {ours['peak_rss_mb'] / trl['peak_rss_mb']:.2f}x"
+            + (f", peak GPU memory {ours['peak_gpu_mb'] / trl['peak_gpu_mb']:.2f}x" if gpu else "")
         )
 
 
