@@ -109,11 +109,12 @@ def train(
     # activation memory scales with the tokens in one forward, CPU time hardly at all.
     # Widths padded to a multiple of CPU_PAD: oneDNN compiles and caches kernels per shape, and
     # length-grouped batches of every width made RSS grow by ~1 GB and slowed bf16 steps.
+    # On a GPU, of GPU_PAD: bf16 attention on unaligned widths ran 5x slower (H200).
     cpu = not torch.cuda.is_available()
     train_collator = Collator(
         config.objective,
         tokenizer.pad_token_id,
-        multiple=CPU_PAD if cpu else 1,
+        multiple=CPU_PAD if cpu else GPU_PAD,
         max_tokens=CPU_TOKENS if cpu else None,
     )
 
@@ -239,6 +240,7 @@ def _standardise(examples: list[Example], scale: dict) -> None:
 
 CPU_TOKENS = 2048  # padded tokens per forward on CPU (4 pairs of 256 tokens)
 CPU_PAD = 32  # on CPU, sequences are padded to a multiple of this many tokens
+GPU_PAD = 64  # on a GPU, likewise (pairs/s in bf16 on an H200: 89 unpadded, 302 at 8, 467 at 64)
 EVAL_TOKENS = 4096  # padded tokens per evaluation forward on CPU (no activations are kept)
 
 
