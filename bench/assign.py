@@ -44,8 +44,13 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--overlap", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=["gthread:3x1"],
+        metavar="SPEC",
+        help="gunicorn set-ups run one after the other on the same data: sync:W or gthread:WxT",
+    )
     parser.add_argument("--clients", type=int, default=1, help="client processes")
     parser.add_argument("--port", type=int, default=0, help="default: a free one")
     parser.add_argument(
@@ -54,6 +59,9 @@ def main() -> None:
         metavar="CYCLES",
         help="instead of the load: CPU and queries per request, in-process, over CYCLES cycles",
     )
+    parser.add_argument(
+        "--profile", metavar="FILE", help="with --cost: cProfile the cycles, stats into FILE"
+    )
     parser.add_argument("--setup-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--cost-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -61,7 +69,7 @@ def main() -> None:
         print(json.dumps(setup(args.setup_child, max(args.annotators), args.overlap)))
         return
     if args.cost_child is not None:
-        print(json.dumps(measure_cost(args.cost_child, args.cost)))
+        print(json.dumps(measure_cost(args.cost_child, args.cost, args.profile)))
         return
     base = os.environ.get("DATABASE_URL", "")
     base = base if base.startswith("postgres") else DEFAULT_URL
@@ -81,33 +89,40 @@ def bench_size(base: str, items: int, args) -> list[dict]:
     env = server_env(url)
     try:
         tokens = create_database(base, name, env, items, args)
-        port = args.port or free_port()
-        server = start_gunicorn(env, port, args)
-        try:
-            rows = []
-            for count in args.annotators:
-                # Other work on the machine shares the CPUs: say how busy it was before the run.
-                load = os.getloadavg()[0]
-                before = server_cpu(server.pid, url)
-                row = run_load(port, tokens[:count], args.seconds, args.clients)
-                after = server_cpu(server.pid, url)
-                requests = len(row["all_ms"])
-                row["cpu_ms"] = {
-                    side: (after[side] - before.get(side, 0.0)) * 1000 / max(requests, 1)
-                    for side in after
-                } | {"client": row.pop("client_cpu") * 1000 / max(requests, 1)}
-                row.pop("all_ms")
-                row["load"] = load
-                row |= check_db(url, row.pop("submitted_ids"), args.overlap)
-                rows.append({"items": items, "annotators": count, **row})
-                print(format_row(rows[-1]), flush=True)
-                release_leases(url)
-            return rows
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+        rows = []
+        for spec in args.servers:
+            rows += bench_server(env, url, tokens, items, spec, args)
+        return rows
     finally:
         pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def bench_server(env: dict, url: str, tokens: list[str], items: int, spec: str, args) -> list[dict]:
+    port = args.port or free_port()
+    server = start_gunicorn(env, port, spec)
+    try:
+        rows = []
+        for count in args.annotators:
+            # Other work on the machine shares the CPUs: say how busy it was before the run.
+            load = os.getloadavg()[0]
+            before = server_cpu(server.pid, url)
+            row = run_load(port, tokens[:count], args.seconds, args.clients)
+            after = server_cpu(server.pid, url)
+            requests = len(row["all_ms"])
+            row["cpu_ms"] = {
+                side: (after[side] - before.get(side, 0.0)) * 1000 / max(requests, 1)
+                for side in after
+            } | {"client": row.pop("client_cpu") * 1000 / max(requests, 1)}
+            row.pop("all_ms")
+            row["load"] = load
+            row |= check_db(url, row.pop("submitted_ids"), args.overlap)
+            rows.append({"items": items, "annotators": count, "server": spec, **row})
+            print(format_row(rows[-1]), flush=True)
+            release_leases(url)
+        return rows
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def cost_size(base: str, items: int, args) -> None:
@@ -117,6 +132,7 @@ def cost_size(base: str, items: int, args) -> None:
     try:
         tokens = create_database(base, name, env, items, args)
         child = [PYTHON, __file__, "--cost-child", tokens[0], "--cost", str(args.cost)]
+        child += ["--profile", str(Path(args.profile).resolve())] if args.profile else []
         out = subprocess.run(child, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
         cost = json.loads(out.stdout.strip().splitlines()[-1])
         print(
@@ -150,7 +166,7 @@ def create_database(base: str, name: str, env: dict, items: int, args) -> list[s
 # Cost per request (runs in a child process with DATABASE_URL set) -------------------------------
 
 
-def measure_cost(token: str, cycles: int) -> dict:
+def measure_cost(token: str, cycles: int, profile: str | None = None) -> dict:
     """Next → submit through Django's test client with token auth, one annotator, in-process:
     queries per request, this process's CPU and its PostgreSQL backend's CPU per request."""
     sys.path.insert(0, str(ROOT))
@@ -190,8 +206,17 @@ def measure_cost(token: str, cycles: int) -> dict:
         time.process_time(),
         time.perf_counter(),
     )
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     for _ in range(cycles):
         cycle()
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(profile)
     requests = 2 * cycles
     return {
         "next_queries": next_queries,
@@ -285,9 +310,12 @@ def copy_items(connection, project_id: int, count: int, batch: int = 20_000) -> 
 # Load -----------------------------------------------------------------------------------------
 
 
-def start_gunicorn(env: dict, port: int, args) -> subprocess.Popen:
-    command = [GUNICORN, "config.wsgi", "-w", str(args.workers), "--threads", str(args.threads)]
-    command += ["-k", "gthread"]
+def start_gunicorn(env: dict, port: int, spec: str) -> subprocess.Popen:
+    """gunicorn as SPEC says: `sync:W` (W processes, a connection per request: the server closes
+    it after the answer) or `gthread:WxT` (W processes x T threads, keep-alive connections)."""
+    kind, _, size = spec.partition(":")
+    workers, _, threads = size.partition("x")
+    command = [GUNICORN, "config.wsgi", "-k", kind, "-w", workers, "--threads", threads or "1"]
     command += ["-b", f"127.0.0.1:{port}", "--log-level", "warning", "--keep-alive", "30"]
     server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
     deadline = time.monotonic() + 60
@@ -320,20 +348,22 @@ def run_load(port: int, tokens: list[str], seconds: float, processes: int) -> di
         "client_cpu": sum(part["cpu"] for part in parts),
         "all_ms": next_ms + submit_ms,
         "empty": sum(part["empty"] for part in parts),
+        "connects": sum(part.get("connects", 0) for part in parts),
         "submitted_ids": submitted,
     }
 
 
 def client_process(job: tuple[int, list[str], float]) -> dict:
-    """One process's annotators: asyncio coroutines on raw keep-alive sockets, so that the
-    client spends little of the CPU that the server shares with it."""
+    """One process's annotators: asyncio coroutines on raw sockets, so that the client spends
+    little of the CPU that the server shares with it. A connection is kept alive until the server
+    answers `Connection: close`; the next request then connects again (inside its timing)."""
     import asyncio
 
     port, tokens, seconds = job
     result = {"next_ms": [], "submit_ms": [], "submitted_ids": [], "errors": 0, "empty": 0}
 
     async def annotator(token: str, n: int, start: float, stop: float) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        conn = Connection(port)
         head = f"Host: 127.0.0.1\r\nAuthorization: Token {token}\r\n"
         next_request = (
             f"POST /api/v1/projects/{SLUG}/assignments/next/ HTTP/1.1\r\n{head}"
@@ -341,7 +371,7 @@ def client_process(job: tuple[int, list[str], float]) -> dict:
         ).encode()
         await asyncio.sleep(max(0.0, start - time.monotonic()))
         while time.monotonic() < stop:
-            code, body, ms = await call(reader, writer, next_request)
+            code, body, ms = await conn.call(next_request)
             result["next_ms"].append(ms)
             if code == 204:
                 result["empty"] += 1
@@ -359,7 +389,7 @@ def client_process(job: tuple[int, list[str], float]) -> dict:
                 f"POST /api/v1/assignments/{pk}/submit/ HTTP/1.1\r\n{head}"
                 f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
             ).encode() + payload
-            code, _, ms = await call(reader, writer, submit_request)
+            code, _, ms = await conn.call(submit_request)
             result["submit_ms"].append(ms)
             if code in (200, 201):
                 result["submitted_ids"].append(pk)
@@ -368,7 +398,8 @@ def client_process(job: tuple[int, list[str], float]) -> dict:
                 if code == 0:
                     break
             n += 1
-        writer.close()
+        conn.close()
+        result["connects"] = result.get("connects", 0) + conn.connects
 
     async def everyone() -> None:
         start = time.monotonic() + 0.5
@@ -380,24 +411,44 @@ def client_process(job: tuple[int, list[str], float]) -> dict:
     return result | {"cpu": time.process_time() - cpu}
 
 
-async def call(reader, writer, request: bytes) -> tuple[int, bytes, float]:
-    """One HTTP/1.1 request on a keep-alive connection: (status, body, milliseconds); status 0
-    when the connection failed (the caller counts an error and stops)."""
-    import asyncio
+class Connection:
+    """One annotator's HTTP/1.1 connection, opened when needed."""
 
-    started = time.perf_counter()
-    try:
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        code = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        body = await reader.readexactly(length) if length else b""
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-        code, body = 0, b""
-    return code, body, (time.perf_counter() - started) * 1000
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader = self.writer = None
+        self.connects = 0
+
+    async def call(self, request: bytes) -> tuple[int, bytes, float]:
+        """One request: (status, body, milliseconds, connecting included); status 0 when the
+        connection failed (the caller counts an error and stops)."""
+        import asyncio
+
+        started = time.perf_counter()
+        try:
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+                self.connects += 1
+            self.writer.write(request)
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            code = int(head[9:12])
+            length, close = 0, False
+            for line in head.lower().split(b"\r\n"):
+                if line.startswith(b"content-length:"):
+                    length = int(line[15:])
+                elif line.startswith(b"connection:"):
+                    close = b"close" in line
+            body = await self.reader.readexactly(length) if length else b""
+            if close:
+                self.close()
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            code, body = 0, b""
+        return code, body, (time.perf_counter() - started) * 1000
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
 
 
 def percentiles(values: list[float]) -> tuple[float, float, float]:
@@ -481,25 +532,27 @@ def free_port() -> int:
 def format_row(row: dict) -> str:
     n, s, cpu = row["next"], row["submit"], row["cpu_ms"]
     return (
-        f"{row['items']:>9,} | {row['annotators']:>10} | {row['submits_per_s']:>9.1f} | "
+        f"{row['items']:>9,} | {row['annotators']:>10} | {row['server']:>11} | "
+        f"{row['submits_per_s']:>9.1f} | "
         f"{n[0]:>6.1f} {n[1]:>6.1f} {n[2]:>6.1f} | {s[0]:>6.1f} {s[1]:>6.1f} {s[2]:>6.1f} | "
         f"{row['errors']:>6} | {row['duplicate_leases']:>10} | {row['counter_drift']:>5} | "
         f"{row['lost']:>4} | {row['load']:>4.2f} | {cpu['gunicorn']:>4.1f} {cpu['postgres']:>4.1f} "
-        f"{cpu['client']:>4.1f}"
+        f"{cpu['client']:>4.1f} | {row['connects']:>8}"
     )
 
 
 HEADER = (
-    "    items | annotators | submits/s | next p50/p95/p99 ms | submit p50/p95/p99 ms | errors "
-    "| dup leases | drift | lost | load | CPU ms/req: gunicorn PG client"
+    "    items | annotators |  gunicorn   | submits/s | next p50/p95/p99 ms | "
+    "submit p50/p95/p99 ms | errors | dup leases | drift | lost | load | "
+    "CPU ms/req: gunicorn PG client | connects"
 )
 
 
 def print_table(rows: list[dict], args) -> None:
     print()
     print(
-        f"{args.seconds:g} s per run, overlap {args.overlap}, gunicorn {args.workers} workers x "
-        f"{args.threads} threads (gthread), {args.clients} client processes, {os.cpu_count()} CPUs"
+        f"{args.seconds:g} s per run, overlap {args.overlap}, {args.clients} client processes, "
+        f"{os.cpu_count()} CPUs"
     )
     print(HEADER)
     print("-" * len(HEADER))
