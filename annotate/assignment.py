@@ -31,6 +31,7 @@ import math
 import random
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
@@ -46,6 +47,8 @@ MAX_TIME_SPENT_MS = 2**31 - 1
 PROGRESS_CACHE_SECONDS = 10
 RECLAIM_BATCH = 500
 RECLAIM_EVERY = timedelta(seconds=5)
+# Kinds whose display order is shuffled in Python when an item is leased.
+SHUFFLED = (Kind.LISTWISE, Kind.RATINGS)
 
 _random = random.Random()
 # The `now` of this process's last reclaim (a race between threads costs one extra reclaim).
@@ -94,24 +97,30 @@ def assignment_next(
 def _next_in_one_statement(project: Project, annotator, now: datetime) -> Assignment | None:
     """PostgreSQL: the same decision as the ORM path, one statement per candidate kind."""
     swapped = project.kind == Kind.PAIRWISE and _random.random() < 0.5
-    expires = now + timedelta(minutes=project.lease_minutes)
+    lease = partial(
+        assignment_sql.lease,
+        project_id=project.pk,
+        annotator_id=annotator.pk,
+        overlap=project.overlap,
+        swapped=swapped,
+        now=now,
+        expires=now + timedelta(minutes=project.lease_minutes),
+    )
+    golds = (True, False) if _gold_turn(project, annotator) else (False,)
+    if golds == (False,) and project.kind not in SHUFFLED and not connection.in_atomic_block:
+        # The usual case, nothing to decide between statements: BEGIN, lock, lease and COMMIT
+        # sent together.
+        row = lease(gold=False, commit=True)
+        return None if row is None else _assignment_from_row(row, project, annotator)
     with transaction.atomic():
-        for gold in (True, False) if _gold_turn(project, annotator) else (False,):
-            row = assignment_sql.lease(
-                project_id=project.pk,
-                annotator_id=annotator.pk,
-                gold=gold,
-                overlap=project.overlap,
-                swapped=swapped,
-                now=now,
-                expires=expires,
-            )
+        for gold in golds:
+            row = lease(gold=gold)
             if row is not None:
                 break
         else:
             return None
         assignment = _assignment_from_row(row, project, annotator)
-        if row[5] and project.kind in (Kind.LISTWISE, Kind.RATINGS):
+        if row[5] and project.kind in SHUFFLED:
             # A shuffled order is drawn here, as on the ORM path (tests fix `_random`).
             assignment.order, _ = _display_order(project.kind, assignment.item.responses)
             assignment.save(update_fields=["order"])
@@ -239,7 +248,7 @@ def _display_order(kind: str, responses: list[dict]) -> tuple[list[str], bool]:
     if kind == Kind.PAIRWISE:
         swapped = _random.random() < 0.5
         return (ids[::-1] if swapped else ids), swapped
-    if kind in (Kind.LISTWISE, Kind.RATINGS):
+    if kind in SHUFFLED:
         _random.shuffle(ids)
     return ids, False
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from django.db import connection
-from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper, debug_transaction
 
 from .models import Assignment, Item, Project
 
@@ -126,6 +126,11 @@ SELECT id FROM stored
 """
 
 
+_LOCK_MEMBERSHIP = (
+    "SELECT FROM annotate_membership WHERE project_id = %s AND user_id = %s FOR NO KEY UPDATE"
+)
+
+
 def lease(
     *,
     project_id: int,
@@ -135,11 +140,15 @@ def lease(
     swapped: bool,
     now: datetime,
     expires: datetime,
+    commit: bool = False,
 ) -> tuple | None:
     """Lock the annotator's membership, then run the lease statement; its row or None.
 
-    Runs inside the caller's transaction. The lock is its own statement: the lease statement
-    then starts after whoever held it committed, and sees their lease (a double click gets one).
+    The lock is its own statement: the lease statement then starts after whoever held it
+    committed, and sees their lease (a double click gets one). Both are sent in one pipeline
+    (one round trip). Runs inside the caller's transaction; with `commit` (autocommit mode, no
+    transaction open) in its own: BEGIN and COMMIT go in the same pipeline, so that the lease
+    is taken and committed in a single round trip.
     """
     params = {
         "project": project_id,
@@ -150,14 +159,35 @@ def lease(
         "now": now,
         "expires": expires,
     }
-    with _statements() as cursor:
-        cursor.execute(
-            "SELECT FROM annotate_membership WHERE project_id = %s AND user_id = %s "
-            "FOR NO KEY UPDATE",
-            [project_id, annotator_id],
-        )
-        cursor.execute(LEASE_GOLD if gold else LEASE_REGULAR, params)
+    statement = LEASE_GOLD if gold else LEASE_REGULAR
+    if commit and not connection.get_autocommit():
+        raise RuntimeError("lease(commit=True) runs in autocommit mode only")
+    from psycopg.pq import TransactionStatus
+
+    # Two cursors: the lease cursor's result must not be replaced by the COMMIT's.
+    with _statements() as cursor, _statements() as control:
+        try:
+            with connection.wrap_database_errors, connection.connection.pipeline():
+                if commit:
+                    _transaction_control(control, "BEGIN")
+                control.execute(_LOCK_MEMBERSHIP, [project_id, annotator_id])
+                cursor.execute(statement, params)
+                if commit:
+                    _transaction_control(control, "COMMIT")
+        except BaseException:
+            # A failed statement skipped the rest of the pipeline, COMMIT included.
+            status = connection.connection.info.transaction_status
+            if commit and status != TransactionStatus.IDLE:
+                _transaction_control(control, "ROLLBACK")
+            raise
         return cursor.fetchone()
+
+
+def _transaction_control(cursor, sql: str) -> None:
+    """BEGIN, COMMIT or ROLLBACK sent on a `_statements` cursor: not prepared, logged as Django
+    logs its own."""
+    with debug_transaction(connection, sql), connection.wrap_database_errors:
+        cursor.cursor.execute(sql, prepare=False)
 
 
 def submit(
