@@ -442,9 +442,9 @@ def build_export(
 ) -> BuildResult:
     """Write train/test JSONL + Parquet, README.md and the zip archive into out_dir.
 
-    A pairwise export on PostgreSQL is rendered by the database (pairwise_sql.py) unless
-    `in_database` is false; everything else goes row by row through the exporter. Both give the
-    same bytes."""
+    A pairwise export on PostgreSQL outside a transaction is rendered by the database
+    (pairwise_sql.py) unless `in_database` is false; everything else goes row by row through
+    the exporter. Both give the same bytes."""
     filters, split = clean_filters(filters), clean_split(split)
     counts = labeled_items_queryset(project, filters).aggregate(
         total=Count("pk"), chat=Count("pk", filter=Q(prompt__0__role__isnull=False))
@@ -457,9 +457,9 @@ def build_export(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     result = BuildResult()
-    if in_database and fmt == "pairwise" and connection.vendor == "postgresql":
+    if in_database and _in_database(fmt):
         total = counts["total"]
-        if progress:  # at the start and the end only: the COPY holds the connection meanwhile
+        if progress:
             progress(0, total)
         stats, agreement, rows, result.files = pairwise_sql.export_splits(
             project_id=project.pk,
@@ -470,6 +470,9 @@ def build_export(
             label_where=lambda alias: _label_where(filters, alias),
             row_group=ROW_GROUP_SIZE,
             parquet_options=PARQUET_OPTIONS,
+            progress=progress,
+            total=total,
+            parts=settings.EXPORT_DB_CONNECTIONS,
         )
         result.train_rows, result.test_rows = rows["train"], rows["test"]
         if progress:
@@ -494,6 +497,14 @@ def build_export(
     shutil.rmtree(out_dir, ignore_errors=True)
     partial.rename(out_dir)
     return result
+
+
+def _in_database(fmt: str) -> bool:
+    """Whether the database renders this export: pairwise on PostgreSQL, outside a transaction
+    (its readers are connections of their own and see only committed rows)."""
+    return (
+        fmt == "pairwise" and connection.vendor == "postgresql" and not connection.in_atomic_block
+    )
 
 
 def _export_rows(project, exporter, filters, split, folder, progress, chunk_size, total):

@@ -1,48 +1,54 @@
 """The pairwise export on PostgreSQL: the database aggregates each item's labels and renders its
-JSONL line; Python only moves bytes.
+JSONL line and its Parquet columns; Python only moves Arrow buffers.
 
 The row-by-row path (datasets.labeled_items → PairwiseExporter.rows → SplitWriter) costs
-~50 µs of Python per row. Here one `COPY (...) TO STDOUT` sends one row per bucket of
-BUCKET_SIZE items (a LATERAL over exact item-id bounds): the bucket's train lines and test lines
-as two strings, and the dataset card's counts for the bucket. Per bucket the filtered labels are
-grouped by item (a merge join of two index scans), the majority taken, the split hash computed,
-and each line built by one concat() in the exporter's exact form (orjson with sorted keys: no
-spaces, the same string escapes, floats as Python prints them). CSV mode with a quote and a
-delimiter that JSON never holds unescaped sends the strings as they are. Python writes each
-block to its JSONL file and sha256, and a thread per split parses it with pyarrow's JSON reader
-(C++, without the GIL) into Parquet row groups while the database works on the next buckets.
+~50 µs of Python per row. Here the items are cut into buckets of BUCKET_SIZE ids (exact bounds)
+and the buckets into runs, one per reader: a connection of its own (ADBC: PostgreSQL's binary
+COPY decoded into Arrow record batches in C++) in the exporter's snapshot, so the runs are read
+on several database cores at once. Per bucket (a LATERAL join) the filtered labels are grouped
+by item (a merge join of two index scans), the majority taken, the split hash computed, and for
+each exported item its line built by one concat() in the exporter's exact form (orjson with
+sorted keys: no spaces, the same string escapes, floats as Python prints them) next to its
+Parquet columns; every labeled item also sends the card's counts. A thread per reader splits
+each batch into train and test: the lines are the string column's data buffer, written as it is
+(with their sha256), and the columns go to Parquet row groups. The first run writes the final
+files; later runs wait on disk (lines, and the columns as an Arrow stream) and are appended in
+order, so the files are the same whatever the number of readers.
 
-The row-by-row path stays the reference: on the same data both give the same bytes (files,
-card, archive), which tests/test_exports_in_database.py checks. A float is rounded to 6
-decimals half-up here and half-even on the binary value there; they differ only when the 7th
-decimal of a share of labels is exactly 5 (an item with 128 or more labels), never in practice.
-Progress is reported before and after the COPY only: the COPY holds the connection that a
-progress report writes through.
+The readers see committed rows only, so datasets uses this outside transactions. The row-by-row
+path stays the reference: on the same data both give the same bytes (files, card, archive),
+which tests/test_exports_in_database.py checks. A float is rounded to 6 decimals half-up here
+and half-even on the binary value there; they differ only when the 7th decimal of a share of
+labels is exactly 5 (an item with 128 or more labels), never in practice.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import queue
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.json as pa_json
+import pyarrow.compute as pc
+import pyarrow.ipc  # noqa: F401 (pa.ipc)
 import pyarrow.parquet as pq
 from django.db import connection, transaction
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from psycopg.pq import Conninfo
 
 from annotate.models import Annotation, Item, Judge
 
+from .exporters.base import MESSAGE
+
 USER_TABLE = Annotation._meta.get_field("annotator").related_model._meta.db_table
-PARSE_BLOCK = 8 << 20  # bytes of whole lines per pyarrow parse
-BUCKET_SIZE = 1000  # items per COPY row
+BUCKET_SIZE = 1000  # items per LATERAL join (a merge join of that many items and labels)
+COPY_BLOCK = 8 << 20  # bytes per read when a later part's lines are appended
+PROGRESS_SECONDS = 1.0
+BATCH_BYTES = 4 << 20  # Arrow bytes per batch a reader hands over
 
 # Per labeled item: the filtered labels' counts by choice and source, annotator and judge id
 # bounds, the strengths of the A and B labels; then the majority's share and mean strength,
@@ -129,13 +135,32 @@ class Query:
             f"FROM {table} WHERE id IN ({ids}))"
         )
 
-    def buckets(self, *, chat: bool, margin: bool) -> str:
-        """One row per bucket of item ids (r.lo ≤ id < r.hi; {lows} and {highs} left for
-        export_splits to replace with arrays): its train lines, test lines, and counts."""
+    def _name_list(
+        self, names: str, low: str, high: str, table: str, column: str, label_column: str
+    ) -> str:
+        """The names behind item x's labels as a text[] (sorted by code point), for Parquet."""
+        ids = (
+            f"SELECT a2.{label_column} FROM {Annotation._meta.db_table} a2 "
+            f"WHERE a2.item_id = x.id AND {self.label_where_inner}"
+        )
+        many = (
+            f'ARRAY(SELECT {column} FROM {table} WHERE id IN ({ids}) ORDER BY {column} COLLATE "C")'
+        )
+        return (
+            f"(CASE WHEN {low} IS NULL THEN '{{}}'::text[] "
+            f"WHEN {low} = {high} THEN ARRAY[{names} ->> ({low})::text] ELSE {many} END)"
+        )
+
+    def rows(self, *, chat: bool, margin: bool) -> str:
+        """One row per labeled item of the buckets of item ids (r.lo ≤ id < r.hi; {lows} and
+        {highs} left for the caller to fill with arrays), in id order: the card's counts, and
+        for an exported item its JSONL line (`line`) and its Parquet columns (`p_*`)."""
         choice_chosen = "(CASE WHEN x.na > x.nb THEN 0 ELSE 1 END)"
         choice_rejected = "(CASE WHEN x.na > x.nb THEN 1 ELSE 0 END)"
         chosen = f"(i.responses->{choice_chosen}->'text')::text"
         rejected = f"(i.responses->{choice_rejected}->'text')::text"
+        p_chosen = f"i.responses->{choice_chosen}->>'text'"
+        p_rejected = f"i.responses->{choice_rejected}->>'text'"
         if chat:
             messages = (
                 "(SELECT coalesce(string_agg('{\"content\":' || (m->'content')::text || "
@@ -150,8 +175,18 @@ class Query:
                 message_list(chosen, "assistant"),
                 message_list(rejected, "assistant"),
             )
+            element = (
+                "(CASE WHEN jsonb_typeof(i.prompt) = 'string' THEN ARRAY[{single}] "
+                "ELSE ARRAY(SELECT m->>'{key}' FROM jsonb_array_elements(i.prompt) "
+                "WITH ORDINALITY AS e(m, k) ORDER BY k) END)"
+            )
+            p_prompt = [
+                ("p_prompt_role", element.format(single="'user'", key="role")),
+                ("p_prompt_content", element.format(single="i.prompt #>> '{}'", key="content")),
+            ]
         else:
             prompt = "i.prompt::text"
+            p_prompt = [("p_prompt", "i.prompt #>> '{}'")]
         annotators = names_text(
             self.usernames, "x.u1", "x.u2", self._names(USER_TABLE, "username", "annotator_id")
         )
@@ -189,38 +224,79 @@ class Query:
         for k, (name, expr) in enumerate(parts):
             pieces += [f"""'{"," if k else "{"}"{name}":'""", expr]
         pieces.append("E'}\\n'")
+        columns = [
+            *p_prompt,
+            ("p_chosen", p_chosen),
+            ("p_rejected", p_rejected),
+            ("p_chosen_id", f"i.responses->{choice_chosen}->>'id'"),
+            ("p_rejected_id", f"i.responses->{choice_rejected}->>'id'"),
+            *(
+                [
+                    (
+                        "p_margin",
+                        (
+                            "CASE WHEN x.na > x.nb AND x.cnt_a = 1 THEN x.sum_a::float8 "
+                            "WHEN x.nb > x.na AND x.cnt_b = 1 THEN x.sum_b::float8 "
+                            "ELSE x.margin::float8 END"
+                        ),
+                    )
+                ]
+                if margin
+                else []
+            ),
+            ("p_external_id", "i.external_id"),
+            ("p_n_labels", "x.n::int4"),
+            (
+                "p_agreement",
+                "CASE WHEN x.n = x.na OR x.n = x.nb THEN 1.0::float8 ELSE x.agreement::float8 END",
+            ),
+            (
+                "p_sources",
+                (
+                    "array_remove(ARRAY[CASE WHEN x.n_human > 0 THEN 'human' END, "
+                    "CASE WHEN x.n_imported > 0 THEN 'imported' END, "
+                    "CASE WHEN x.n_judge > 0 THEN 'judge' END], NULL)"
+                ),
+            ),
+            (
+                "p_annotators",
+                self._name_list(
+                    self.usernames, "x.u1", "x.u2", USER_TABLE, "username", "annotator_id"
+                ),
+            ),
+            (
+                "p_judges",
+                self._name_list(
+                    self.judge_names, "x.j1", "x.j2", Judge._meta.db_table, "name", "judge_id"
+                ),
+            ),
+        ]
         exported = self.exported()
         item = Item._meta.db_table
-        # Per bucket of items: the train and the test lines, each in one string, and the
-        # card's counts. One row per bucket: COPY sends a message per row, and Python's work
-        # per message is what a row-per-line COPY would spend per line.
+        outputs = "".join(
+            f"CASE WHEN {exported} THEN {expr} END AS {name}, " for name, expr in columns
+        )
+        # Per bucket of items, a merge join of the labels and the items (one LATERAL per
+        # bucket keeps each join small and ordered); rows come out in item id order.
         return f"""
-            SELECT r.k, b.*
+            SELECT y.id, y.is_test, y.line,
+                y.n, y.n_human, y.n_imported, y.n_judge, y.na, y.nb, y.nt,
+                NOT y.majority AND NOT y.tie AS no_majority, y.tie,
+                y.majority AND NOT y.exported AS below_min,
+                y.exported AND y.na > y.nb AS chosen_a, y.exported AND y.nb > y.na AS chosen_b,
+                CASE WHEN y.exported THEN (y.agreement * 1000000)::bigint END AS agreement_micros,
+                CASE WHEN y.exported THEN y.agreement END::float8 AS exported_agreement,
+                y.exported AND y.agreement >= 1 AS unanimous,
+                {", ".join(f"y.{name}" for name, _ in columns)}
             FROM unnest({{lows}}::bigint[], {{highs}}::bigint[]) WITH ORDINALITY AS r(lo, hi, k)
             CROSS JOIN LATERAL (
-                SELECT
-                    string_agg(y.line, '' ORDER BY y.id) FILTER (WHERE NOT y.is_test),
-                    string_agg(y.line, '' ORDER BY y.id) FILTER (WHERE y.is_test),
-                    count(*), coalesce(sum(y.n), 0),
-                    coalesce(sum(y.n_human), 0), coalesce(sum(y.n_imported), 0),
-                    coalesce(sum(y.n_judge), 0),
-                    coalesce(sum(y.na), 0), coalesce(sum(y.nb), 0), coalesce(sum(y.nt), 0),
-                    count(*) FILTER (WHERE NOT y.majority AND NOT y.tie),
-                    count(*) FILTER (WHERE y.tie),
-                    count(*) FILTER (WHERE y.majority AND NOT y.exported),
-                    count(*) FILTER (WHERE y.exported AND y.na > y.nb),
-                    count(*) FILTER (WHERE y.exported AND y.nb > y.na),
-                    coalesce(sum((y.agreement * 1000000)::bigint) FILTER (WHERE y.exported), 0),
-                    min(y.agreement) FILTER (WHERE y.exported),
-                    count(*) FILTER (WHERE y.exported AND y.agreement >= 1)
-                FROM (
-                    SELECT x.*, {MAJORITY} AS majority, {TIE} AS tie, {exported} AS exported,
-                        CASE WHEN {exported} THEN {self.test} END AS is_test,
-                        CASE WHEN {exported} THEN concat({", ".join(pieces)}) END AS line
-                    FROM ({self.aggregate}) x
-                    JOIN {item} i ON i.id = x.id AND i.id >= r.lo AND i.id < r.hi
-                ) y
-            ) b
+                SELECT x.*, {MAJORITY} AS majority, {TIE} AS tie, {exported} AS exported,
+                    {outputs}
+                    CASE WHEN {exported} THEN {self.test} END AS is_test,
+                    CASE WHEN {exported} THEN concat({", ".join(pieces)}) END AS line
+                FROM ({self.aggregate}) x
+                JOIN {item} i ON i.id = x.id AND i.id >= r.lo AND i.id < r.hi
+            ) y
         """
 
 
@@ -310,78 +386,96 @@ def mean_of_micros(total: int, n: int) -> float:
     return round(total / n / 1_000_000, 6)
 
 
-class ParquetFromLines(threading.Thread):
-    """JSONL blocks (whole lines) → Parquet row groups of exactly `row_group` rows, in a thread:
-    pyarrow parses and encodes without the GIL while the main thread reads the next lines."""
+class RowGroups:
+    """A Parquet file written in row groups of exactly `size` rows from tables of any length
+    (the row-by-row path's row groups, so that both give the same bytes)."""
 
-    def __init__(self, path: Path, schema: pa.Schema, row_group: int, options: dict):
-        super().__init__(daemon=True)
-        self.schema, self.row_group = schema, row_group
+    def __init__(self, path: Path, schema: pa.Schema, size: int, options: dict):
+        self.schema, self.size = schema, size
         self.writer = pq.ParquetWriter(path, schema, **options)
-        self.parse = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
-        self.blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
-        self.error: BaseException | None = None
+        self.pending: list[pa.Table] = []
+        self.rows = 0
 
-    def feed(self, block: bytes) -> None:
-        if self.error is not None:
-            raise self.error
-        self.blocks.put(block)
+    def write(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        self.pending.append(table)
+        self.rows += table.num_rows
+        if self.rows >= self.size:
+            table = pa.concat_tables(self.pending)
+            whole = self.rows - self.rows % self.size
+            for start in range(0, whole, self.size):
+                self.writer.write_table(table.slice(start, self.size).combine_chunks())
+            self.pending, self.rows = [table.slice(whole)], self.rows - whole
 
-    def finish(self) -> None:
-        self.blocks.put(None)
-        self.join()
-        if self.error is not None:
-            raise self.error
-
-    def run(self) -> None:
-        pending: list[pa.Table] = []
-        rows = 0
-        try:
-            while (block := self.blocks.get()) is not None:
-                table = pa_json.read_json(io.BytesIO(block), parse_options=self.parse)
-                pending.append(table.select(self.schema.names))
-                rows += table.num_rows
-                if rows >= self.row_group:
-                    table = pa.concat_tables(pending)
-                    whole = rows - rows % self.row_group
-                    for start in range(0, whole, self.row_group):
-                        self._write(table.slice(start, self.row_group))
-                    pending, rows = [table.slice(whole)], rows - whole
-            if rows:
-                self._write(pa.concat_tables(pending))
-        except BaseException as exc:  # handed to the main thread by feed()/finish()
-            self.error = exc
-            while self.blocks.get() is not None:  # let the producer finish
-                pass
-        finally:
-            self.writer.close()
-
-    def _write(self, table: pa.Table) -> None:
-        self.writer.write_table(table.combine_chunks().cast(self.schema))
+    def close(self) -> None:
+        if self.rows:
+            self.writer.write_table(pa.concat_tables(self.pending).combine_chunks())
+        self.writer.close()
 
 
-class SplitSink:
-    """One split's files: JSONL lines to the file and its sha256, and to Parquet."""
+class SplitFiles:
+    """One split's final files: the JSONL (and its sha256) and the Parquet."""
 
     def __init__(self, folder: Path, name: str, schema: pa.Schema, row_group: int, options):
         self.path = folder / f"{name}.jsonl"
         self.file = open(self.path, "wb")  # noqa: SIM115 (closed by finish)
         self.digest, self.bytes, self.rows = hashlib.sha256(), 0, 0
-        self.parquet = ParquetFromLines(folder / f"{name}.parquet", schema, row_group, options)
-        self.parquet.start()
+        self.parquet = RowGroups(folder / f"{name}.parquet", schema, row_group, options)
 
-    def write(self, block: bytes) -> None:
-        """Whole lines, each with its newline."""
-        self.file.write(block)
-        self.digest.update(block)
-        self.bytes += len(block)
-        self.rows += block.count(b"\n")
-        self.parquet.feed(block)
+    def write(self, lines, table: pa.Table) -> None:
+        """Whole JSONL lines (a buffer) and the same rows as a table."""
+        self.file.write(lines)
+        self.digest.update(lines)
+        self.bytes += len(lines)
+        self.rows += table.num_rows
+        self.parquet.write(table)
+
+    def append(self, side: SideFiles) -> None:
+        """A later part's rows, after this part's."""
+        with open(side.lines_path, "rb") as lines:
+            while block := lines.read(COPY_BLOCK):
+                self.file.write(block)
+                self.digest.update(block)
+                self.bytes += len(block)
+        self.rows += side.rows
+        with pa.OSFile(str(side.tables_path)) as source, pa.ipc.open_stream(source) as tables:
+            for batch in tables:  # read a batch at a time
+                self.parquet.write(pa.Table.from_batches([batch]))
+        side.remove()
 
     def finish(self) -> dict:
         self.file.close()
-        self.parquet.finish()
+        self.parquet.close()
         return {"name": self.path.name, "bytes": self.bytes, "sha256": self.digest.hexdigest()}
+
+
+class SideFiles:
+    """A later part's rows of one split, kept on disk until the parts before it are written:
+    its JSONL lines, and its Parquet columns as an Arrow stream."""
+
+    def __init__(self, folder: Path, name: str, part: int, schema: pa.Schema):
+        self.lines_path = folder / f".part{part}.{name}.jsonl"
+        self.tables_path = folder / f".part{part}.{name}.arrows"
+        self.lines = open(self.lines_path, "wb")  # noqa: SIM115 (closed by close)
+        self.tables = pa.ipc.new_stream(self.tables_path, schema)
+        self.rows = 0
+        self.closed = False
+
+    def write(self, lines, table: pa.Table) -> None:
+        self.lines.write(lines)
+        self.tables.write_table(table)
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.lines.close()
+            self.tables.close()
+
+    def remove(self) -> None:
+        self.lines_path.unlink(missing_ok=True)
+        self.tables_path.unlink(missing_ok=True)
 
 
 def item_buckets(project_id: int, item_where: str, size: int) -> tuple[list[int], list[int]]:
@@ -397,47 +491,130 @@ def item_buckets(project_id: int, item_where: str, size: int) -> tuple[list[int]
     return lows, [*lows[1:], 2**63 - 1]
 
 
-def copy_buckets(buckets_sql: str, sinks: dict[str, SplitSink]) -> tuple:
-    """COPY the buckets out: lines to their split's sink in blocks, counts summed.
-    Returns (the counts, the lowest exported agreement)."""
-    copy_sql = (
-        f"COPY ({buckets_sql}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+def _total(column) -> int:
+    return pc.sum(column).as_py() or 0
+
+
+def _lines(column) -> pa.Buffer:
+    """The bytes of a string array without nulls: its lines, one after the other."""
+    if not len(column):
+        return pa.py_buffer(b"")
+    width = 8 if pa.types.is_large_string(column.type) else 4
+    offsets, data = column.buffers()[1:]
+    first, last = (
+        int.from_bytes(memoryview(offsets)[width * k : width * (k + 1)], "little")
+        for k in (column.offset, column.offset + len(column))
     )
-    counts: Counter = Counter()
-    names = (*COUNTS, "agreement_micros")  # the bucket query's columns after the lines
-    lowest, last_k = None, 0
-    pending = {"train": [], "test": []}
-    sizes = dict.fromkeys(pending, 0)
+    return data.slice(first, last - first)
 
-    def flush(name: str) -> None:
-        sinks[name].write(b"".join(pending[name]))
-        pending[name], sizes[name] = [], 0
 
-    with (
-        connection.cursor() as cursor,
-        cursor.connection.cursor() as cur,
-        cur.copy(copy_sql) as copy,
-    ):
-        for data in copy:  # one message per bucket
-            k, train, test, *numbers = bytes(data).rstrip(b"\n").split(b"\x02")
-            if int(k) != last_k + 1:
-                raise RuntimeError("buckets out of order")
-            last_k += 1
-            for name, lines in (("train", train), ("test", test)):
-                if lines:  # quoted with \x01 (NULL when the bucket has none)
-                    pending[name].append(lines[1:-1])
-                    sizes[name] += len(lines)
-                    if sizes[name] >= PARSE_BLOCK:
-                        flush(name)
-            *numbers, minimum, unanimous = numbers
-            counts.update(dict(zip(names, map(int, numbers), strict=True)))
-            counts["unanimous"] += int(unanimous)
-            if minimum and (lowest is None or Decimal(minimum.decode()) < lowest):
-                lowest = Decimal(minimum.decode())
-    for name in pending:
-        if pending[name]:
-            flush(name)
-    return counts, lowest
+class Part(threading.Thread):
+    """Reads one run of buckets over its own connection (in the exporter's snapshot) and
+    writes each split's rows to its sink; sums the card's counts."""
+
+    def __init__(self, reader, sql_text: str, sinks: dict, schema: pa.Schema, chat: bool):
+        super().__init__(daemon=True)
+        self.reader, self.sql_text, self.sinks = reader, sql_text, sinks
+        self.schema, self.chat = schema, chat
+        self.counts: Counter = Counter()
+        self.lowest: float | None = None
+        self.done = 0  # labeled items read
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            last = 0
+            cursor = self.reader.cursor()
+            cursor.adbc_statement.set_options(
+                **{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)}
+            )
+            try:
+                cursor.execute(self.sql_text)
+                for batch in cursor.fetch_record_batch():
+                    ids = batch.column("id")
+                    if len(ids):
+                        ordered = len(ids) == 1 or pc.all(pc.greater(ids[1:], ids[:-1])).as_py()
+                        if ids[0].as_py() <= last or not ordered:
+                            raise RuntimeError("the export's rows came out of id order")
+                        last = ids[-1].as_py()
+                    self._batch(batch)
+                    self.done += batch.num_rows
+            finally:
+                cursor.close()
+        except BaseException as exc:  # re-raised by the main thread
+            self.error = exc
+
+    def _batch(self, batch: pa.RecordBatch) -> None:
+        self.counts["items"] += batch.num_rows
+        for key, column in COUNT_COLUMNS.items():
+            self.counts[key] += _total(batch.column(column))
+        lowest = pc.min(batch.column("exported_agreement")).as_py()
+        if lowest is not None and (self.lowest is None or lowest < self.lowest):
+            self.lowest = lowest
+        is_test = batch.column("is_test")  # null where the item gives no row
+        for name, mask in (("train", pc.invert(is_test)), ("test", is_test)):
+            rows = batch.filter(mask)
+            if rows.num_rows:
+                self.sinks[name].write(_lines(rows.column("line")), self._table(rows))
+
+    def _table(self, rows: pa.RecordBatch) -> pa.Table:
+        """The split's Parquet columns, in the schema's order and types."""
+        n = rows.num_rows
+        columns = {}
+        if self.chat:
+            roles, contents = rows.column("p_prompt_role"), rows.column("p_prompt_content")
+            columns["prompt"] = pa.ListArray.from_arrays(
+                roles.offsets,
+                pa.StructArray.from_arrays([roles.values, contents.values], fields=list(MESSAGE)),
+            )
+            single = pa.array(range(n + 1), pa.int32())
+            for name in ("chosen", "rejected"):
+                columns[name] = pa.ListArray.from_arrays(
+                    single,
+                    pa.StructArray.from_arrays(
+                        [pa.repeat("assistant", n), rows.column(f"p_{name}")], fields=list(MESSAGE)
+                    ),
+                )
+        for field in self.schema:
+            if field.name not in columns:
+                columns[field.name] = rows.column(f"p_{field.name}")
+        return pa.Table.from_arrays(
+            [columns[f.name].cast(f.type) for f in self.schema], schema=self.schema
+        )
+
+
+# Card counts: the key in COUNTS → the column of the rows query summed for it.
+COUNT_COLUMNS = {
+    "labels": "n", "sources.human": "n_human", "sources.imported": "n_imported",
+    "sources.judge": "n_judge", "labels.A": "na", "labels.B": "nb", "labels.tie": "nt",
+    "left_out.no_majority": "no_majority", "left_out.ties": "tie",
+    "left_out.below_min_agreement": "below_min", "chosen.A": "chosen_a", "chosen.B": "chosen_b",
+    "agreement_micros": "agreement_micros", "unanimous": "unanimous",
+}  # fmt: skip
+
+
+def conninfo() -> str:
+    """libpq connection string of Django's default database (for the readers)."""
+    known = {o.keyword.decode() for o in Conninfo.get_defaults()}
+    params = connection.get_connection_params()
+    return make_conninfo(**{k: v for k, v in params.items() if k in known and v is not None})
+
+
+def open_reader(dsn: str, snapshot: str):
+    """An ADBC connection (Arrow straight from PostgreSQL's binary COPY, in C++) in a
+    repeatable-read transaction on `snapshot`."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    reader = adbc.connect(dsn)
+    try:
+        with reader.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            cursor.execute("SET LOCAL jit = off")  # measured: compiling costs more than it saves
+    except BaseException:
+        reader.close()
+        raise
+    return reader
 
 
 def export_splits(
@@ -450,35 +627,80 @@ def export_splits(
     label_where,
     row_group: int,
     parquet_options: dict,
+    progress=None,
+    total: int = 0,
+    parts: int = 2,
 ) -> tuple[Counter, dict | None, dict[str, int], dict[str, dict]]:
-    """Write train/test JSONL + Parquet of a pairwise export into folder.
+    """Write train/test JSONL + Parquet of a pairwise export into folder, reading the rows over
+    `parts` connections at once (each a run of the buckets, in one snapshot). Needs committed
+    data: the readers are connections of their own (datasets calls this outside transactions).
 
     Returns (stats as the row-by-row path counts them, the agreement summary or None, rows per
     split, the JSONL files' infos)."""
     schema = exporter.schema()
-    outermost = not connection.in_atomic_block
-    with transaction.atomic(), connection.cursor() as cursor:
-        if outermost:  # one snapshot for the names, the buckets and their lines
+    item_where = "AND i.gold_label IS NULL" if filters["exclude_gold"] else ""
+    readers = []
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # One snapshot for the names, the buckets and every reader's rows.
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        cursor.execute("SET LOCAL jit = off")  # measured: compiling costs more than it saves
-        query = build_query(project_id, filters, split, label_where)
-        item_where = "AND i.gold_label IS NULL" if filters["exclude_gold"] else ""
-        lows, highs = item_buckets(project_id, item_where, BUCKET_SIZE)
-        sql_text = (
-            query.buckets(chat=exporter.chat, margin=exporter.margin)
-            .replace("{lows}", "'{" + ",".join(map(str, lows)) + "}'")
-            .replace("{highs}", "'{" + ",".join(map(str, highs)) + "}'")
-        )
-        sinks = {
-            name: SplitSink(folder, name, schema, row_group, parquet_options)
+            query = build_query(project_id, filters, split, label_where)
+            lows, highs = item_buckets(project_id, item_where, BUCKET_SIZE)
+            cursor.execute("SELECT pg_export_snapshot()")
+            snapshot = cursor.fetchone()[0]
+            dsn = conninfo()
+            runs = [
+                (lows[k * len(lows) // parts : (k + 1) * len(lows) // parts],
+                 highs[k * len(lows) // parts : (k + 1) * len(lows) // parts])
+                for k in range(parts)
+            ]  # fmt: skip
+            runs = [run for run in runs if run[0]] or [([], [])]
+            for _ in runs:
+                readers.append(open_reader(dsn, snapshot))
+        # The readers hold the snapshot now; this connection is free for progress reports.
+        rows_sql = query.rows(chat=exporter.chat, margin=exporter.margin)
+        finals = {
+            name: SplitFiles(folder, name, schema, row_group, parquet_options)
             for name in ("train", "test")
         }
+        sides = [
+            {name: SideFiles(folder, name, k, schema) for name in ("train", "test")}
+            for k in range(1, len(runs))
+        ]
+        threads = []
+        for k, ((run_lows, run_highs), reader) in enumerate(zip(runs, readers, strict=True)):
+            sql_text = rows_sql.replace(
+                "{lows}", "'{" + ",".join(map(str, run_lows)) + "}'"
+            ).replace("{highs}", "'{" + ",".join(map(str, run_highs)) + "}'")
+            sinks = finals if k == 0 else sides[k - 1]
+            threads.append(Part(reader, sql_text, sinks, schema, exporter.chat))
         try:
-            # No progress() during the COPY: it holds the connection, and a progress report
-            # writes through the same connection (it would wait for the COPY forever).
-            counts, lowest = copy_buckets(sql_text, sinks)
+            for thread in threads:
+                thread.start()
+            while alive := [thread for thread in threads if thread.is_alive()]:
+                alive[0].join(PROGRESS_SECONDS)
+                if progress:
+                    progress(sum(thread.done for thread in threads), total)
+            for thread in threads:
+                if thread.error is not None:
+                    raise thread.error
+            for side in sides:
+                for name, files in side.items():
+                    files.close()
+                    finals[name].append(files)
         finally:
-            infos = {f"{name}.jsonl": sink.finish() for name, sink in sinks.items()}
-    rows = {name: sink.rows for name, sink in sinks.items()}
+            infos = {f"{name}.jsonl": files.finish() for name, files in finals.items()}
+            for side in sides:
+                for files in side.values():
+                    files.close()
+                    files.remove()
+    finally:
+        for reader in readers:
+            reader.close()
+    counts: Counter = Counter()
+    for thread in threads:
+        counts.update(thread.counts)
+    lowest = min((t.lowest for t in threads if t.lowest is not None), default=None)
+    rows = {name: files.rows for name, files in finals.items()}
     stats, agreement = stats_of(counts, lowest, rows)
     return stats, agreement, rows, infos

@@ -8,7 +8,7 @@ import datetime as dt
 import json
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotate.models import Annotation, Judge
@@ -17,9 +17,13 @@ from feedback_api.models import DATA_FILES
 
 from .factories import AnnotationFactory, ItemFactory, UserFactory
 
-pytestmark = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="the in-database export runs on PostgreSQL"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="the in-database export runs on PostgreSQL"
+    ),
+    # Its readers are connections of their own: the rows must be committed.
+    pytest.mark.django_db(transaction=True),
+]
 
 AWKWARD = (
     'Quote " backslash \\ tab \t newline \n bell \x07 unit \x1f del \x7f é 中文 🙂 \u2028 e\u0301'
@@ -155,8 +159,7 @@ def test_chat_prompts_render_as_messages(project, tmp_path, monkeypatch):
 
 
 def test_many_buckets_blocks_and_row_groups_give_the_same_bytes(rich, tmp_path, monkeypatch):
-    monkeypatch.setattr(pairwise_sql, "PARSE_BLOCK", 500)  # a few lines per block
-    monkeypatch.setattr(pairwise_sql, "BUCKET_SIZE", 7)  # a few items per COPY row
+    monkeypatch.setattr(pairwise_sql, "BUCKET_SIZE", 7)  # a few items per LATERAL join
     monkeypatch.setattr(datasets, "ROW_GROUP_SIZE", 3)
     split = {"test_fraction": 0.4, "seed": 2}
     fast, slow, fast_dir, slow_dir = both_ways(rich, tmp_path, monkeypatch, filters={}, split=split)
@@ -193,3 +196,84 @@ def test_split_threshold_agrees_with_the_split_hash():
         threshold = pairwise_sql.test_threshold(fraction)
         assert (threshold - 1) / 2**64 < fraction or threshold == 0
         assert threshold / 2**64 >= fraction
+
+
+@pytest.mark.parametrize("readers", [1, 3, 50])
+def test_any_number_of_readers_gives_the_same_bytes(rich, tmp_path, monkeypatch, settings, readers):
+    """Runs of buckets read at once, the later ones appended in order: the same files whether
+    one reader reads everything or there are more readers than buckets."""
+    settings.EXPORT_DB_CONNECTIONS = readers
+    monkeypatch.setattr(pairwise_sql, "BUCKET_SIZE", 4)
+    monkeypatch.setattr(datasets, "ROW_GROUP_SIZE", 5)
+    split = {"test_fraction": 0.25, "seed": 3}
+    fast, slow, fast_dir, slow_dir = both_ways(rich, tmp_path, monkeypatch, filters={}, split=split)
+    for name in DATA_FILES:
+        assert (fast_dir / name).read_bytes() == (slow_dir / name).read_bytes(), name
+    assert fast.checksum == slow.checksum
+    assert sorted(p.name for p in fast_dir.iterdir()) == sorted(
+        [*DATA_FILES, "README.md", "dataset.zip"]
+    )
+
+
+def test_progress_is_reported_while_the_readers_run(rich, tmp_path, monkeypatch):
+    monkeypatch.setattr(pairwise_sql, "PROGRESS_SECONDS", 0.001)
+    monkeypatch.setattr(pairwise_sql, "BUCKET_SIZE", 2)
+    calls = []
+    result = datasets.build_export(
+        project=rich,
+        fmt="pairwise",
+        filters={},
+        split={"test_fraction": 0.1, "seed": 0},
+        out_dir=tmp_path / "out",
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert calls[0] == (0, 40) and calls[-1] == (40, 40)
+    assert len(calls) > 2  # reports between the first and the last
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+    assert result.stats["items"] == 40
+
+
+def test_inside_a_transaction_the_export_goes_row_by_row(rich, tmp_path, monkeypatch):
+    """Uncommitted rows are invisible to the readers' connections: inside a transaction the
+    row-by-row path exports them, with the same bytes as the readers give once committed."""
+    split = {"test_fraction": 0.3, "seed": 5}
+    outside = datasets.build_export(
+        project=rich, fmt="pairwise", filters={}, split=split, out_dir=tmp_path / "outside"
+    )
+    called = []
+    monkeypatch.setattr(pairwise_sql, "export_splits", lambda **kw: called.append(1))
+    with transaction.atomic():
+        inside = datasets.build_export(
+            project=rich, fmt="pairwise", filters={}, split=split, out_dir=tmp_path / "inside"
+        )
+    assert called == []
+    assert inside.checksum == outside.checksum
+
+
+def test_a_failing_reader_fails_the_export_and_leaves_no_files(
+    rich, tmp_path, monkeypatch, settings
+):
+    settings.EXPORT_DB_CONNECTIONS = 2
+    monkeypatch.setattr(pairwise_sql, "BUCKET_SIZE", 5)
+    real = pairwise_sql.Part._batch
+    seen = []
+
+    def broken(self, batch):
+        seen.append(1)
+        if len(seen) == 2:
+            raise OSError("No space left on device")
+        return real(self, batch)
+
+    monkeypatch.setattr(pairwise_sql.Part, "_batch", broken)
+    monkeypatch.setattr(pairwise_sql, "BATCH_BYTES", 1)  # a batch per few rows
+    with pytest.raises(OSError, match="No space left"):
+        datasets.build_export(
+            project=rich,
+            fmt="pairwise",
+            filters={},
+            split={"test_fraction": 0.1, "seed": 0},
+            out_dir=tmp_path / "out",
+        )
+    assert not (tmp_path / "out").exists()
+    partial = tmp_path / "out.partial"
+    assert not [p.name for p in partial.iterdir() if p.name.startswith(".part")]
