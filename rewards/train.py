@@ -125,12 +125,13 @@ def train(
     progress = ProgressCallback(
         config, eval_set, collator, on_progress, should_stop, scale=scale, taxonomy=taxonomy
     )
+    callbacks = [progress, ReleaseMemoryCallback(CPU_RELEASE_STEPS)] if cpu else [progress]
     trainer = RewardModelTrainer(
         model=model,
         args=_training_args(config, checkpoints),
         train_dataset=train_set,
         data_collator=train_collator,
-        callbacks=[progress],
+        callbacks=callbacks,
         objective=config.objective,
         margin_scale=config.margin_scale,
     )
@@ -242,6 +243,7 @@ CPU_TOKENS = 2048  # padded tokens per forward on CPU (4 pairs of 256 tokens)
 CPU_PAD = 32  # on CPU, sequences are padded to a multiple of this many tokens
 GPU_PAD = 64  # on a GPU, likewise (pairs/s in bf16 on an H200: 89 unpadded, 302 at 8, 467 at 64)
 EVAL_TOKENS = 4096  # padded tokens per evaluation forward on CPU (no activations are kept)
+CPU_RELEASE_STEPS = 4  # on CPU, freed heap pages go back to the OS every this many steps
 
 
 def token_runs(examples: list[Example], max_tokens: int, multiple: int = 1) -> list[list[Example]]:
@@ -462,6 +464,22 @@ def release_memory() -> None:
         libc.malloc_trim(0)
 
 
+class ReleaseMemoryCallback(TrainerCallback):
+    """release_memory() every `every` optimizer steps (after the gradients are freed).
+
+    Each step's activations have other sizes than the last's, so glibc finds no exact fit
+    among the freed buffers and its heap keeps growing with free, still resident pages (bf16,
+    320 pairs: 350 MB free in a 636 MB heap after 20 steps, peak RSS up ~140 MB over them).
+    Trimming costs a page fault per page the next step touches again, hence not every step."""
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step % self.every == 0:
+            release_memory()
+
+
 # Progress, cancel and evaluation -------------------------------------------------------------
 
 
@@ -547,6 +565,7 @@ def predict(model, examples: list[Example], collator: Collator, max_tokens: int 
     No autograd graph: evaluation would otherwise keep every layer's activations alive."""
     was_training = model.training
     model.eval()
+    release_memory()  # what training left free in the heap: evaluation is often the peak
     device = next(model.parameters()).device
     budget = max_tokens or (EVAL_TOKENS if device.type == "cpu" else 8 * EVAL_TOKENS)
     order = sorted(range(len(examples)), key=lambda i: -examples[i].length)
