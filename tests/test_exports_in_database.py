@@ -277,3 +277,31 @@ def test_a_failing_reader_fails_the_export_and_leaves_no_files(
     assert not (tmp_path / "out").exists()
     partial = tmp_path / "out.partial"
     assert not [p.name for p in partial.iterdir() if p.name.startswith(".part")]
+
+
+def test_readers_connect_with_django_s_settings(monkeypatch):
+    """The readers' libpq string carries Django's connection parameters (OPTIONS such as
+    sslmode and a password too), without Django's own keys."""
+    params = {
+        "dbname": "prefhub",
+        "user": "me",
+        "password": "p w'd",
+        "host": "db.example",
+        "port": 6432,
+        "sslmode": "require",
+        "cursor_factory": object,
+        "prepare_threshold": 0,
+        "client_encoding": "UTF8",
+    }
+    monkeypatch.setattr(connection, "get_connection_params", lambda: params)
+    from psycopg.conninfo import conninfo_to_dict
+
+    assert conninfo_to_dict(pairwise_sql.conninfo()) == {
+        "dbname": "prefhub",
+        "user": "me",
+        "password": "p w'd",
+        "host": "db.example",
+        "port": "6432",
+        "sslmode": "require",
+        "client_encoding": "UTF8",
+    }
