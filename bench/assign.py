@@ -5,12 +5,13 @@
 
 For each item count: a fresh PostgreSQL database `bench_assign_<pid>_<items>` next to
 DATABASE_URL's (default postgres://postgres@127.0.0.1:5432/test), migrated; pairwise items COPYed
-in; annotator users with API tokens; gunicorn (gthread, 3 workers x 1 thread by default: on two
-cores that served the most requests, the other waiting on their keep-alive sockets; DEBUG=0,
-persistent DB connections). For each annotator count, that many simulated annotators (asyncio
-coroutines in --clients processes, one keep-alive socket each) loop POST next → POST submit for
-a fixed time, with no think time. The table also gives CPU per request of gunicorn, of the
-database's backends and of the client (all three share the machine's cores).
+in; annotator users with API tokens; gunicorn as config/gunicorn.py runs it by default (4 sync
+workers: one request per connection, so each request goes to the next free worker; --servers
+compares others, e.g. gthread:3x1 with keep-alive connections; DEBUG=0, persistent DB
+connections). For each annotator count, that many simulated annotators (asyncio coroutines in
+--clients processes, one socket each, reconnecting when the server closes it) loop POST next →
+POST submit for a fixed time, with no think time. The table also gives CPU per request of
+gunicorn, of the database's backends and of the client (all three share the machine's cores).
 Then the database is checked: duplicate leases (an item with more human labels + live leases
 than the overlap) and lost submissions (a 2xx submit without its stored annotation) must be 0.
 The database is dropped at the end. Not part of CI: it prints a table, it asserts nothing.
@@ -47,7 +48,7 @@ def main() -> None:
     parser.add_argument(
         "--servers",
         nargs="+",
-        default=["gthread:3x1"],
+        default=["sync:4"],
         metavar="SPEC",
         help="gunicorn set-ups run one after the other on the same data: sync:W or gthread:WxT",
     )
