@@ -212,3 +212,16 @@ def test_kendall_tau_and_spearman():
     assert spearman([1, 2, 2, 3], [3, 2, 2, 1]) == pytest.approx(-1.0)
     f1 = token_f1([0, 1, 1, 2], [0, 1, 0, 2], ["ok", "a", "b"])
     assert f1 == {"a": pytest.approx(2 / 3), "b": 1.0, "macro": pytest.approx(5 / 6)}
+
+
+def test_release_memory_callback_trims_every_n_steps(monkeypatch):
+    from types import SimpleNamespace
+
+    from rewards import train
+
+    calls = []
+    monkeypatch.setattr(train, "release_memory", lambda: calls.append(1))
+    callback = train.ReleaseMemoryCallback(4)
+    for step in range(1, 10):
+        callback.on_step_end(None, SimpleNamespace(global_step=step), None)
+    assert len(calls) == 2  # steps 4 and 8
