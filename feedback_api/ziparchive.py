@@ -1,0 +1,144 @@
+"""A deterministic Zip64 writer whose deflated members are compressed on several threads.
+
+Python's zipfile deflates a member on one core (~0.9 s for the 590 MB JSONL of a 1M-row export,
+the longest step after the export itself). Here a member is cut into CHUNK-sized pieces, each
+deflated by its own compressor on a thread pool (zlib releases the GIL) and ended with a sync
+flush, which byte-aligns it; the pieces one after the other, closed by an empty final block,
+are one valid deflate stream (pigz's scheme). The CRC-32 runs over the pieces in order in the
+calling thread meanwhile. The output depends only on the files and CHUNK: fixed order, dates
+(1980-01-01), permissions (0644), Zip64 records always (like zipfile's force_zip64). Any zip
+reader reads it; tests/test_ziparchive.py checks it with zipfile, member by member.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+CHUNK = 4 << 20  # bytes deflated per task
+THREADS = 2
+LEVEL = 1  # the JSONL is most of an export's bytes: level 1 is ~3x faster than the default
+FINAL_BLOCK = b"\x03\x00"  # an empty fixed-Huffman block with the final bit
+DOS_DATE, DOS_TIME = (0 << 9) | (1 << 5) | 1, 0  # 1980-01-01 00:00:00
+VERSION = 45  # Zip64
+MADE_BY = (3 << 8) | VERSION  # Unix, so that the permissions below are read
+EXTERNAL_ATTR = 0o100644 << 16  # a regular file, rw-r--r--
+FULL = 0xFFFFFFFF
+
+
+@dataclass
+class _Entry:
+    name: bytes
+    method: int
+    crc: int
+    size: int
+    compressed: int
+    offset: int
+
+
+def write_zip(target: Path, members: list[tuple[str, Path, bool]]) -> None:
+    """Write `target` with each (name in the archive, file, deflate?) in order."""
+    entries = []
+    with open(target, "wb") as out, ThreadPoolExecutor(THREADS) as pool:
+        for name, path, deflate in members:
+            entries.append(_member(out, pool, name.encode(), path, deflate))
+        _central_directory(out, entries)
+
+
+def _deflate(chunk: bytes) -> bytes:
+    compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
+    return compressor.compress(chunk) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+def _member(out, pool, name: bytes, path: Path, deflate: bool) -> _Entry:
+    offset = out.tell()
+    entry = _Entry(name, 8 if deflate else 0, 0, 0, 0, offset)
+    out.write(_local_header(entry))  # sizes and CRC filled in below
+    start = out.tell()
+    with open(path, "rb") as source:
+        chunks = iter(lambda: source.read(CHUNK), b"")
+        if deflate:
+            pending: deque = deque()
+            for chunk in chunks:
+                pending.append(pool.submit(_deflate, chunk))
+                entry.crc = zlib.crc32(chunk, entry.crc)
+                entry.size += len(chunk)
+                while len(pending) > THREADS * 2:  # bounded memory: a few chunks in flight
+                    out.write(pending.popleft().result())
+            while pending:
+                out.write(pending.popleft().result())
+            out.write(FINAL_BLOCK)
+        else:
+            for chunk in chunks:
+                entry.crc = zlib.crc32(chunk, entry.crc)
+                entry.size += len(chunk)
+                out.write(chunk)
+    end = out.tell()
+    entry.compressed = end - start
+    out.seek(offset)
+    out.write(_local_header(entry))
+    out.seek(end)
+    return entry
+
+
+def _local_header(entry: _Entry) -> bytes:
+    extra = struct.pack("<HHQQ", 1, 16, entry.size, entry.compressed)
+    head = struct.pack(
+        "<IHHHHHIIIHH",
+        0x04034B50,
+        VERSION,
+        0,
+        entry.method,
+        DOS_TIME,
+        DOS_DATE,
+        entry.crc,
+        FULL,
+        FULL,
+        len(entry.name),
+        len(extra),
+    )
+    return head + entry.name + extra
+
+
+def _central_directory(out, entries: list[_Entry]) -> None:
+    start = out.tell()
+    for entry in entries:
+        extra = struct.pack("<HHQQQ", 1, 24, entry.size, entry.compressed, entry.offset)
+        out.write(
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                MADE_BY,
+                VERSION,
+                0,
+                entry.method,
+                DOS_TIME,
+                DOS_DATE,
+                entry.crc,
+                FULL,
+                FULL,
+                len(entry.name),
+                len(extra),
+                0,
+                0,
+                0,
+                EXTERNAL_ATTR,
+                FULL,
+            )
+            + entry.name
+            + extra
+        )
+    end = out.tell()
+    count, size = len(entries), end - start
+    # Zip64 end of central directory record, its locator, then the classic record.
+    out.write(
+        struct.pack(
+            "<IQHHIIQQQQ", 0x06064B50, 44, MADE_BY, VERSION, 0, 0, count, count, size, start
+        )
+    )
+    out.write(struct.pack("<IIQI", 0x07064B50, 0, end, 1))
+    out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, FULL, FULL, 0))
