@@ -82,6 +82,11 @@ AGGREGATE_SQL = """
     ) g
 """
 MAJORITY = "((x.na > x.nb AND x.na > x.nt) OR (x.nb > x.na AND x.nb > x.nt))"
+# The agreement in millionths, round(share, 6) * 10**6 in integers (half up, as numeric's round
+# for a positive share): numeric arithmetic and numeric -> float8 per row cost ~5% of the
+# query. The float is the same double: micros / 10**6 is correctly rounded, as is the numeric's
+# conversion.
+MICROS = "((greatest(y.na, y.nb, y.nt) * 2000000 + y.n) / (2 * y.n))"
 TIE = "(x.nt > x.na AND x.nt > x.nb)"
 
 
@@ -284,8 +289,8 @@ class Query:
                 NOT y.majority AND NOT y.tie AS no_majority, y.tie,
                 y.majority AND NOT y.exported AS below_min,
                 y.exported AND y.na > y.nb AS chosen_a, y.exported AND y.nb > y.na AS chosen_b,
-                CASE WHEN y.exported THEN (y.agreement * 1000000)::bigint END AS agreement_micros,
-                CASE WHEN y.exported THEN y.agreement END::float8 AS exported_agreement,
+                CASE WHEN y.exported THEN {MICROS} END AS agreement_micros,
+                CASE WHEN y.exported THEN {MICROS}::float8 / 1000000 END AS exported_agreement,
                 y.exported AND y.agreement >= 1 AS unanimous,
                 {", ".join(f"y.{name}" for name, _ in columns)}
             FROM unnest({{lows}}::bigint[], {{highs}}::bigint[]) WITH ORDINALITY AS r(lo, hi, k)
