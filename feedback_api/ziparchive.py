@@ -59,24 +59,21 @@ def _member(out, pool, name: bytes, path: Path, deflate: bool) -> _Entry:
     entry = _Entry(name, 8 if deflate else 0, 0, 0, 0, offset)
     out.write(_local_header(entry))  # sizes and CRC filled in below
     start = out.tell()
+    pending: deque = deque()  # deflated chunks in flight, in order
     with open(path, "rb") as source:
-        chunks = iter(lambda: source.read(CHUNK), b"")
-        if deflate:
-            pending: deque = deque()
-            for chunk in chunks:
-                pending.append(pool.submit(_deflate, chunk))
-                entry.crc = zlib.crc32(chunk, entry.crc)
-                entry.size += len(chunk)
-                while len(pending) > THREADS * 2:  # bounded memory: a few chunks in flight
-                    out.write(pending.popleft().result())
-            while pending:
-                out.write(pending.popleft().result())
-            out.write(FINAL_BLOCK)
-        else:
-            for chunk in chunks:
-                entry.crc = zlib.crc32(chunk, entry.crc)
-                entry.size += len(chunk)
+        for chunk in iter(lambda: source.read(CHUNK), b""):
+            entry.crc = zlib.crc32(chunk, entry.crc)
+            entry.size += len(chunk)
+            if not deflate:
                 out.write(chunk)
+                continue
+            pending.append(pool.submit(_deflate, chunk))
+            while len(pending) > THREADS * 2:  # bounded memory: a few chunks in flight
+                out.write(pending.popleft().result())
+    while pending:
+        out.write(pending.popleft().result())
+    if deflate:
+        out.write(FINAL_BLOCK)
     end = out.tell()
     entry.compressed = end - start
     out.seek(offset)
@@ -85,11 +82,11 @@ def _member(out, pool, name: bytes, path: Path, deflate: bool) -> _Entry:
     return entry
 
 
-def _local_header(entry: _Entry) -> bytes:
-    extra = struct.pack("<HHQQ", 1, 16, entry.size, entry.compressed)
-    head = struct.pack(
-        "<IHHHHHIIIHH",
-        0x04034B50,
+def _fields(entry: _Entry, extra: bytes) -> bytes:
+    """What the local header and the central directory record both say of a member, from
+    "version needed" to "extra field length" (sizes in the Zip64 extra field)."""
+    return struct.pack(
+        "<HHHHHIIIHH",
         VERSION,
         0,
         entry.method,
@@ -101,37 +98,21 @@ def _local_header(entry: _Entry) -> bytes:
         len(entry.name),
         len(extra),
     )
-    return head + entry.name + extra
+
+
+def _local_header(entry: _Entry) -> bytes:
+    extra = struct.pack("<HHQQ", 1, 16, entry.size, entry.compressed)
+    return struct.pack("<I", 0x04034B50) + _fields(entry, extra) + entry.name + extra
 
 
 def _central_directory(out, entries: list[_Entry]) -> None:
     start = out.tell()
     for entry in entries:
         extra = struct.pack("<HHQQQ", 1, 24, entry.size, entry.compressed, entry.offset)
-        out.write(
-            struct.pack(
-                "<IHHHHHHIIIHHHHHII",
-                0x02014B50,
-                MADE_BY,
-                VERSION,
-                0,
-                entry.method,
-                DOS_TIME,
-                DOS_DATE,
-                entry.crc,
-                FULL,
-                FULL,
-                len(entry.name),
-                len(extra),
-                0,
-                0,
-                0,
-                EXTERNAL_ATTR,
-                FULL,
-            )
-            + entry.name
-            + extra
-        )
+        # comment length, disk, internal and external attributes, local header offset
+        tail = struct.pack("<HHHII", 0, 0, 0, EXTERNAL_ATTR, FULL)
+        head = struct.pack("<IH", 0x02014B50, MADE_BY)
+        out.write(head + _fields(entry, extra) + tail + entry.name + extra)
     end = out.tell()
     count, size = len(entries), end - start
     # Zip64 end of central directory record, its locator, then the classic record.
