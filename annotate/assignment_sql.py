@@ -20,6 +20,7 @@ from datetime import datetime
 
 from django.db import connection
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper, debug_transaction
+from psycopg.pq import TransactionStatus
 
 from .models import Assignment, Item, Project
 
@@ -162,8 +163,6 @@ def lease(
     statement = LEASE_GOLD if gold else LEASE_REGULAR
     if commit and not connection.get_autocommit():
         raise RuntimeError("lease(commit=True) runs in autocommit mode only")
-    from psycopg.pq import TransactionStatus
-
     # Two cursors: the lease cursor's result must not be replaced by the COMMIT's.
     with _statements() as cursor, _statements() as control:
         try:

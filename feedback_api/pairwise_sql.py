@@ -430,19 +430,20 @@ class SplitFiles:
 
     def write(self, lines, table: pa.Table) -> None:
         """Whole JSONL lines (a buffer) and the same rows as a table."""
-        self.file.write(lines)
-        self.digest.update(lines)
-        self.bytes += len(lines)
+        self._write_lines(lines)
         self.rows += table.num_rows
         self.parquet.write(table)
+
+    def _write_lines(self, data) -> None:
+        self.file.write(data)
+        self.digest.update(data)
+        self.bytes += len(data)
 
     def append(self, side: SideFiles) -> None:
         """A later part's rows, after this part's."""
         with open(side.lines_path, "rb") as lines:
             while block := lines.read(COPY_BLOCK):
-                self.file.write(block)
-                self.digest.update(block)
-                self.bytes += len(block)
+                self._write_lines(block)
         self.rows += side.rows
         with pa.OSFile(str(side.tables_path)) as source, pa.ipc.open_stream(source) as tables:
             for batch in tables:  # read a batch at a time
