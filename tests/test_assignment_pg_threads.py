@@ -3,14 +3,16 @@ lose no submission. (SQLite serialises writes; there the plain tests say all the
 
 import threading
 from collections import Counter
+from functools import partial
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from annotate import assignment as engine
 from annotate.models import Annotation, Assignment, Item, Role
 
 from .factories import ItemFactory, MembershipFactory, ProjectFactory, UserFactory
+from .threads import at_once
 
 pytestmark = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="row locks and SKIP LOCKED are PostgreSQL's"
@@ -28,32 +30,18 @@ def test_parallel_annotators_never_over_assign(transactional_db):
     users = [UserFactory(username=f"worker{i}") for i in range(THREADS)]
     for user in users:
         MembershipFactory(project=project, user=user, role=Role.ANNOTATOR)
-    start = threading.Barrier(THREADS)
     submitted: list[tuple[int, int, int]] = []  # (assignment, annotation, item)
-    failures: list[BaseException] = []
     lock = threading.Lock()
 
     def annotate(user) -> None:
-        try:
-            start.wait()
-            while (lease := engine.assignment_next(project=project, annotator=user)) is not None:
-                annotation = engine.annotation_submit(
-                    assignment=lease, label=LABEL, time_spent_ms=1, annotator=user
-                )
-                with lock:
-                    submitted.append((lease.pk, annotation.pk, lease.item_id))
-        except BaseException as exc:  # reported by the main thread
-            failures.append(exc)
-        finally:
-            connections.close_all()
+        while (lease := engine.assignment_next(project=project, annotator=user)) is not None:
+            annotation = engine.annotation_submit(
+                assignment=lease, label=LABEL, time_spent_ms=1, annotator=user
+            )
+            with lock:
+                submitted.append((lease.pk, annotation.pk, lease.item_id))
 
-    threads = [threading.Thread(target=annotate, args=(user,)) for user in users]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads)
-    assert not failures, failures
+    at_once([partial(annotate, user) for user in users], timeout=120)
 
     # Every item got exactly `overlap` labels: none more, and the pool was emptied.
     per_item = Counter(item_id for _, _, item_id in submitted)
@@ -79,26 +67,11 @@ def test_parallel_double_submits_store_one_annotation(transactional_db):
     user = UserFactory(username="clicker")
     MembershipFactory(project=project, user=user, role=Role.ANNOTATOR)
     lease = engine.assignment_next(project=project, annotator=user)
-    start = threading.Barrier(8)
-    results, failures = [], []
 
-    def click() -> None:
-        try:
-            start.wait()
-            results.append(
-                engine.annotation_submit_or_get(assignment=lease, label=LABEL, time_spent_ms=1)
-            )
-        except BaseException as exc:
-            failures.append(exc)
-        finally:
-            connections.close_all()
+    def click():
+        return engine.annotation_submit_or_get(assignment=lease, label=LABEL, time_spent_ms=1)
 
-    threads = [threading.Thread(target=click) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not failures, failures
+    results = at_once([click] * 8)
     assert sum(created for _, created in results) == 1
     assert len({annotation.pk for annotation, _ in results}) == 1
     assert Annotation.objects.count() == 1

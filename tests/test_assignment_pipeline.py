@@ -2,13 +2,12 @@
 and COMMIT in one pipeline (annotate.assignment_sql.lease with commit). These tests run outside
 a test transaction (transactional_db), where that path is taken."""
 
-import threading
 from datetime import timedelta
 
 import psycopg
 import pytest
 from django.conf import settings
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from psycopg.pq import TransactionStatus
@@ -18,6 +17,7 @@ from annotate import assignment_sql
 from annotate.models import Assignment, Kind, Role
 
 from .factories import ItemFactory, MembershipFactory, ProjectFactory, UserFactory
+from .threads import at_once
 
 pytestmark = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="pipeline mode is PostgreSQL's"
@@ -28,6 +28,20 @@ def _annotator(project, name: str = "annotator"):
     user = UserFactory(username=name)
     MembershipFactory(project=project, user=user, role=Role.ANNOTATOR)
     return user
+
+
+def _lease_committed(project, user, now, expires):
+    """assignment_sql.lease of a regular item with commit=True, as assignment_next sends it."""
+    return assignment_sql.lease(
+        project_id=project.pk,
+        annotator_id=user.pk,
+        gold=False,
+        overlap=1,
+        swapped=False,
+        now=now,
+        expires=expires,
+        commit=True,
+    )
 
 
 def _other_connection():
@@ -79,24 +93,11 @@ def test_parallel_next_of_one_annotator_gives_one_lease(transactional_db):
     project = ProjectFactory(kind=Kind.PAIRWISE, gold_rate=0)
     ItemFactory.create_batch(5, project=project)
     user = _annotator(project)
-    start = threading.Barrier(8)
-    leases, failures = [], []
 
-    def click() -> None:
-        try:
-            start.wait()
-            leases.append(engine.assignment_next(project=project, annotator=user).pk)
-        except BaseException as exc:  # reported by the main thread
-            failures.append(exc)
-        finally:
-            connections.close_all()
+    def click() -> int:
+        return engine.assignment_next(project=project, annotator=user).pk
 
-    threads = [threading.Thread(target=click) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not failures, failures
+    leases = at_once([click] * 8)
     assert len(leases) == 8 and len(set(leases)) == 1
     assert Assignment.objects.count() == 1
 
@@ -107,16 +108,7 @@ def test_failed_pipelined_lease_rolls_back_and_the_connection_still_works(transa
     user = _annotator(project)
     now = timezone.now()
     with pytest.raises(DatabaseError):
-        assignment_sql.lease(
-            project_id=project.pk,
-            annotator_id=user.pk,
-            gold=False,
-            overlap=1,
-            swapped=False,
-            now=now,
-            expires="not a time",
-            commit=True,
-        )
+        _lease_committed(project, user, now, expires="not a time")
     assert connection.connection.info.transaction_status == TransactionStatus.IDLE
     assert not Assignment.objects.exists()
     # The membership lock went with the rollback: another session can take it at once.
@@ -134,13 +126,4 @@ def test_commit_needs_autocommit(transactional_db):
     user = _annotator(project)
     now = timezone.now()
     with pytest.raises(RuntimeError), transaction.atomic():
-        assignment_sql.lease(
-            project_id=project.pk,
-            annotator_id=user.pk,
-            gold=False,
-            overlap=1,
-            swapped=False,
-            now=now,
-            expires=now,
-            commit=True,
-        )
+        _lease_committed(project, user, now, expires=now)

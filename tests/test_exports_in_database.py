@@ -92,6 +92,11 @@ def both_ways(project, tmp_path, monkeypatch, **kwargs):
     return results[True], results[False], tmp_path / "db-True", tmp_path / "db-False"
 
 
+def assert_same_files(fast_dir, slow_dir):
+    for name in DATA_FILES:
+        assert (fast_dir / name).read_bytes() == (slow_dir / name).read_bytes(), name
+
+
 FILTERS = [
     {},
     {"source": "human"},
@@ -109,8 +114,7 @@ def test_same_bytes_as_the_row_by_row_export(rich, tmp_path, monkeypatch, filter
     fast, slow, fast_dir, slow_dir = both_ways(
         rich, tmp_path, monkeypatch, filters=filters, split=split
     )
-    for name in DATA_FILES:
-        assert (fast_dir / name).read_bytes() == (slow_dir / name).read_bytes(), name
+    assert_same_files(fast_dir, slow_dir)
     assert fast.stats == slow.stats
     assert fast.card == slow.card
     assert fast.files == slow.files
@@ -148,8 +152,7 @@ def test_chat_prompts_render_as_messages(project, tmp_path, monkeypatch):
     _fast, _slow, fast_dir, slow_dir = both_ways(
         project, tmp_path, monkeypatch, filters={}, split=split
     )
-    for name in DATA_FILES:
-        assert (fast_dir / name).read_bytes() == (slow_dir / name).read_bytes(), name
+    assert_same_files(fast_dir, slow_dir)
     lines = (fast_dir / "train.jsonl").read_text().split("\n")[:-1]
     lines += (fast_dir / "test.jsonl").read_text().split("\n")[:-1]
     rows = {r["external_id"]: r for r in map(json.loads, lines)}
@@ -163,8 +166,7 @@ def test_many_buckets_blocks_and_row_groups_give_the_same_bytes(rich, tmp_path, 
     monkeypatch.setattr(datasets, "ROW_GROUP_SIZE", 3)
     split = {"test_fraction": 0.4, "seed": 2}
     fast, slow, fast_dir, slow_dir = both_ways(rich, tmp_path, monkeypatch, filters={}, split=split)
-    for name in DATA_FILES:
-        assert (fast_dir / name).read_bytes() == (slow_dir / name).read_bytes(), name
+    assert_same_files(fast_dir, slow_dir)
     assert fast.checksum == slow.checksum
 
 
@@ -207,8 +209,7 @@ def test_any_number_of_readers_gives_the_same_bytes(rich, tmp_path, monkeypatch,
     monkeypatch.setattr(datasets, "ROW_GROUP_SIZE", 5)
     split = {"test_fraction": 0.25, "seed": 3}
     fast, slow, fast_dir, slow_dir = both_ways(rich, tmp_path, monkeypatch, filters={}, split=split)
-    for name in DATA_FILES:
-        assert (fast_dir / name).read_bytes() == (slow_dir / name).read_bytes(), name
+    assert_same_files(fast_dir, slow_dir)
     assert fast.checksum == slow.checksum
     assert sorted(p.name for p in fast_dir.iterdir()) == sorted(
         [*DATA_FILES, "README.md", "dataset.zip"]
