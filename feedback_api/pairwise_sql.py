@@ -25,7 +25,6 @@ labels is exactly 5 (an item with 128 or more labels), never in practice.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from psycopg.pq import Conninfo
 
 from annotate.models import Annotation, Item, Judge
 
-from .exporters.base import MESSAGE
+from .pairwise_render import Renderer
 
 USER_TABLE = Annotation._meta.get_field("annotator").related_model._meta.db_table
 BUCKET_SIZE = 1000  # items per LATERAL join (a merge join of that many items and labels)
@@ -51,60 +50,43 @@ PROGRESS_SECONDS = 1.0
 BATCH_BYTES = 4 << 20  # Arrow bytes per batch a reader hands over
 
 # Per labeled item: the filtered labels' counts by choice and source, annotator and judge id
-# bounds, the strengths of the A and B labels; then the majority's share and mean strength,
-# rounded to 6 decimals as numerics (printed by float_text). Items' JSON is joined afterwards:
-# carried through the aggregate it would be copied per group.
+# bounds, the strengths of the A and B labels. Items' JSON is joined afterwards: carried
+# through the aggregate it would be copied per group.
 AGGREGATE_SQL = """
-    SELECT g.*,
-        round(greatest(g.na, g.nb, g.nt)::numeric / g.n, 6) AS agreement,
-        round(CASE WHEN g.na > g.nb THEN g.sum_a::numeric / nullif(g.cnt_a, 0)
-                   ELSE g.sum_b::numeric / nullif(g.cnt_b, 0) END, 6) AS margin
-    FROM (
-        SELECT a.item_id AS id,
-            count(*) AS n,
-            count(*) FILTER (WHERE a.label->>'choice' = 'A') AS na,
-            count(*) FILTER (WHERE a.label->>'choice' = 'B') AS nb,
-            count(*) FILTER (WHERE a.label->>'choice' = 'tie') AS nt,
-            count(*) FILTER (WHERE a.source = 'human') AS n_human,
-            count(*) FILTER (WHERE a.source = 'imported') AS n_imported,
-            count(*) FILTER (WHERE a.source = 'judge') AS n_judge,
-            min(a.annotator_id) AS u1, max(a.annotator_id) AS u2,
-            min(a.judge_id) AS j1, max(a.judge_id) AS j2,
-            sum((a.label->>'strength')::int) FILTER (WHERE a.label->>'choice' = 'A') AS sum_a,
-            count(a.label->>'strength') FILTER (WHERE a.label->>'choice' = 'A') AS cnt_a,
-            sum((a.label->>'strength')::int) FILTER (WHERE a.label->>'choice' = 'B') AS sum_b,
-            count(a.label->>'strength') FILTER (WHERE a.label->>'choice' = 'B') AS cnt_b
-        FROM {item} i
-        JOIN {annotation} a ON a.item_id = i.id
-        WHERE i.project_id = {project} {item_where} AND {label_where}
-            AND i.id >= r.lo AND i.id < r.hi AND a.item_id >= r.lo AND a.item_id < r.hi
-        GROUP BY a.item_id
-    ) g
+    SELECT a.item_id AS id,
+        count(*) AS n,
+        count(*) FILTER (WHERE a.label->>'choice' = 'A') AS na,
+        count(*) FILTER (WHERE a.label->>'choice' = 'B') AS nb,
+        count(*) FILTER (WHERE a.label->>'choice' = 'tie') AS nt,
+        count(*) FILTER (WHERE a.source = 'human') AS n_human,
+        count(*) FILTER (WHERE a.source = 'imported') AS n_imported,
+        count(*) FILTER (WHERE a.source = 'judge') AS n_judge,
+        min(a.annotator_id) AS u1, max(a.annotator_id) AS u2,
+        min(a.judge_id) AS j1, max(a.judge_id) AS j2,
+        sum((a.label->>'strength')::int) FILTER (WHERE a.label->>'choice' = 'A') AS sum_a,
+        count(a.label->>'strength') FILTER (WHERE a.label->>'choice' = 'A') AS cnt_a,
+        sum((a.label->>'strength')::int) FILTER (WHERE a.label->>'choice' = 'B') AS sum_b,
+        count(a.label->>'strength') FILTER (WHERE a.label->>'choice' = 'B') AS cnt_b
+    FROM {item} i
+    JOIN {annotation} a ON a.item_id = i.id
+    WHERE i.project_id = {project} {item_where} AND {label_where}
+        AND i.id >= r.lo AND i.id < r.hi AND a.item_id >= r.lo AND a.item_id < r.hi
+    GROUP BY a.item_id
 """
 MAJORITY = "((x.na > x.nb AND x.na > x.nt) OR (x.nb > x.na AND x.nb > x.nt))"
-# The agreement in millionths, round(share, 6) * 10**6 in integers (half up, as numeric's round
-# for a positive share): numeric arithmetic and numeric -> float8 per row cost ~5% of the
-# query. The float is the same double: micros / 10**6 is correctly rounded, as is the numeric's
-# conversion.
-MICROS = "((greatest(y.na, y.nb, y.nt) * 2000000 + y.n) / (2 * y.n))"
-TIE = "(x.nt > x.na AND x.nt > x.nb)"
+# The majority's share in millionths, round(share, 6) * 10**6 in integers (half up): the same
+# number pairwise_render computes from the counts.
+MICROS = "((greatest(x.na, x.nb, x.nt) * 2000000 + x.n) / (2 * x.n))"
 
 
-def float_text(expr: str) -> str:
-    """A numeric with at most 6 decimals as Python (and orjson) print the float: 1.0, 0.5."""
-    text = f"trim_scale({expr})::text"
-    return f"(CASE WHEN strpos({text}, '.') = 0 THEN {text} || '.0' ELSE {text} END)"
-
-
-def names_text(names: str, low: str, high: str, many: str) -> str:
-    """A JSON array of the names behind one id (low = high: looked up in `names`, a jsonb
-    literal {id: name}, far cheaper per row than a subquery) or several (`many`, a sorted
-    subquery)."""
-    return (
-        f"(CASE WHEN {low} IS NULL THEN '[]' "
-        f"WHEN {low} = {high} THEN '[' || ({names} -> ({low})::text)::text || ']' "
-        f"ELSE '[' || {many} || ']' END)"
-    )
+def min_micros(min_agreement: float) -> int:
+    """The smallest share in millionths m with m / 10**6 >= min_agreement (as floats)."""
+    if min_agreement <= 0:
+        return 0
+    m = max(int(min_agreement * 1_000_000) - 2, 0)
+    while m / 1_000_000 < min_agreement:
+        m += 1
+    return m
 
 
 def message_list(content: str, role: str) -> str:
@@ -116,191 +98,90 @@ class Query:
     """The SQL of one pairwise export (literals inlined: COPY takes no parameters)."""
 
     aggregate: str  # AGGREGATE_SQL for this project and filters
-    test: str  # whether an item is in the test split, on alias i
     label_where_inner: str  # label filters on alias a2, for the several-names subqueries
-    min_agreement: float
-    usernames: str = "'{}'::jsonb"  # {id: username} of the labels' annotators
-    judge_names: str = "'{}'::jsonb"  # {id: name} of the labels' judges
+    min_micros: int  # an item gives a row when its majority's share reaches this
+    usernames: dict[int, str]  # the labels' annotators by id
+    judge_names: dict[int, str]  # the labels' judges by id
 
     def exported(self) -> str:
         """Whether item x gives a row: a majority for A or B, agreement at the minimum."""
-        if self.min_agreement <= 0:
+        if self.min_micros <= 0:
             return MAJORITY
-        return f"{MAJORITY} AND x.agreement::float8 >= {self.min_agreement!r}::float8"
+        return f"{MAJORITY} AND {MICROS} >= {int(self.min_micros)}"
 
-    def _names(self, table: str, column: str, label_column: str) -> str:
-        """The names of the users or judges behind item x's filtered labels, as JSON strings
-        joined by commas, sorted as Python sorts them (by code point)."""
+    def _several(self, table: str, column: str, low: str, high: str, label_column: str) -> str:
+        """The names behind item x's labels when there are several (sorted by code point, as
+        Python sorts them), as a text[]; null for one name or none."""
         ids = (
             f"SELECT a2.{label_column} FROM {Annotation._meta.db_table} a2 "
-            f"WHERE a2.item_id = x.id AND {self.label_where_inner}"
+            f"WHERE a2.item_id = y.id AND {self.label_where_inner}"
         )
         return (
-            f"(SELECT string_agg(to_json({column})::text, ',' ORDER BY {column} COLLATE \"C\") "
-            f"FROM {table} WHERE id IN ({ids}))"
-        )
-
-    def _name_list(
-        self, names: str, low: str, high: str, table: str, column: str, label_column: str
-    ) -> str:
-        """The names behind item x's labels as a text[] (sorted by code point), for Parquet."""
-        ids = (
-            f"SELECT a2.{label_column} FROM {Annotation._meta.db_table} a2 "
-            f"WHERE a2.item_id = x.id AND {self.label_where_inner}"
-        )
-        many = (
-            f'ARRAY(SELECT {column} FROM {table} WHERE id IN ({ids}) ORDER BY {column} COLLATE "C")'
-        )
-        return (
-            f"(CASE WHEN {low} IS NULL THEN '{{}}'::text[] "
-            f"WHEN {low} = {high} THEN ARRAY[{names} ->> ({low})::text] ELSE {many} END)"
+            f"CASE WHEN {low} <> {high} THEN ARRAY(SELECT {column} FROM {table} "
+            f'WHERE id IN ({ids}) ORDER BY {column} COLLATE "C") END'
         )
 
     def rows(self, *, chat: bool, margin: bool) -> str:
         """One row per labeled item of the buckets of item ids (r.lo ≤ id < r.hi; {lows} and
-        {highs} left for the caller to fill with arrays), in id order: the card's counts, and
-        for an exported item its JSONL line (`line`) and its Parquet columns (`p_*`)."""
-        choice_chosen = "(CASE WHEN x.na > x.nb THEN 0 ELSE 1 END)"
-        choice_rejected = "(CASE WHEN x.na > x.nb THEN 1 ELSE 0 END)"
-        chosen = f"(i.responses->{choice_chosen}->'text')::text"
-        rejected = f"(i.responses->{choice_rejected}->'text')::text"
-        p_chosen = f"i.responses->{choice_chosen}->>'text'"
-        p_rejected = f"i.responses->{choice_rejected}->>'text'"
+        {highs} left for the caller to fill with arrays), in id order: its label counts, and
+        for an exported item its strings as they are (pairwise_render turns them into the
+        line and the Parquet columns)."""
+        chosen = "(CASE WHEN y.na > y.nb THEN 0 ELSE 1 END)"
+        rejected = "(CASE WHEN y.na > y.nb THEN 1 ELSE 0 END)"
         if chat:
             messages = (
                 "(SELECT coalesce(string_agg('{\"content\":' || (m->'content')::text || "
                 "',\"role\":' || (m->'role')::text || '}', ',' ORDER BY k), '') "
-                "FROM jsonb_array_elements(i.prompt) WITH ORDINALITY AS e(m, k))"
-            )
-            prompt = (
-                f"(CASE WHEN jsonb_typeof(i.prompt) = 'string' "
-                f"THEN {message_list('i.prompt::text', 'user')} ELSE '[' || {messages} || ']' END)"
-            )
-            chosen, rejected = (
-                message_list(chosen, "assistant"),
-                message_list(rejected, "assistant"),
+                "FROM jsonb_array_elements(y.prompt) WITH ORDINALITY AS e(m, k))"
             )
             element = (
-                "(CASE WHEN jsonb_typeof(i.prompt) = 'string' THEN ARRAY[{single}] "
-                "ELSE ARRAY(SELECT m->>'{key}' FROM jsonb_array_elements(i.prompt) "
+                "(CASE WHEN jsonb_typeof(y.prompt) = 'string' THEN ARRAY[{single}] "
+                "ELSE ARRAY(SELECT m->>'{key}' FROM jsonb_array_elements(y.prompt) "
                 "WITH ORDINALITY AS e(m, k) ORDER BY k) END)"
             )
-            p_prompt = [
-                ("p_prompt_role", element.format(single="'user'", key="role")),
-                ("p_prompt_content", element.format(single="i.prompt #>> '{}'", key="content")),
+            prompt = [
+                (
+                    "prompt_json",
+                    f"(CASE WHEN jsonb_typeof(y.prompt) = 'string' "
+                    f"THEN {message_list('y.prompt::text', 'user')} "
+                    f"ELSE '[' || {messages} || ']' END)",
+                ),
+                ("prompt_roles", element.format(single="'user'", key="role")),
+                ("prompt_contents", element.format(single="y.prompt #>> '{}'", key="content")),
             ]
         else:
-            prompt = "i.prompt::text"
-            p_prompt = [("p_prompt", "i.prompt #>> '{}'")]
-        annotators = names_text(
-            self.usernames, "x.u1", "x.u2", self._names(USER_TABLE, "username", "annotator_id")
-        )
-        judges = names_text(
-            self.judge_names, "x.j1", "x.j2", self._names(Judge._meta.db_table, "name", "judge_id")
-        )
-        agreement = float_text("x.agreement")
-        margin_text = (
-            "CASE WHEN x.na > x.nb AND x.cnt_a = 1 THEN x.sum_a || '.0' "
-            "WHEN x.nb > x.na AND x.cnt_b = 1 THEN x.sum_b || '.0' "
-            f"ELSE coalesce({float_text('x.margin')}, 'null') END"
-        )
-        sources = (
-            "'[' || concat_ws(',', CASE WHEN x.n_human > 0 THEN '\"human\"' END, "
-            "CASE WHEN x.n_imported > 0 THEN '\"imported\"' END, "
-            "CASE WHEN x.n_judge > 0 THEN '\"judge\"' END) || ']'"
-        )
-        parts = [
-            # Fast paths: a unanimous item, a majority with one strength.
-            ("agreement", f"CASE WHEN x.n = x.na OR x.n = x.nb THEN '1.0' ELSE {agreement} END"),
-            ("annotators", annotators),
-            ("chosen", chosen),
-            ("chosen_id", f"(i.responses->{choice_chosen}->'id')::text"),
-            ("external_id", "to_json(i.external_id)::text"),
-            ("judges", judges),
-            *([("margin", margin_text)] if margin else []),
-            ("n_labels", "x.n::text"),
-            ("prompt", prompt),
-            ("rejected", rejected),
-            ("rejected_id", f"(i.responses->{choice_rejected}->'id')::text"),
-            ("sources", sources),
+            prompt = [("prompt", "y.prompt #>> '{}'")]
+        strengths = [
+            ("strength_sum", "CASE WHEN y.na > y.nb THEN y.sum_a ELSE y.sum_b END"),
+            ("strength_count", "CASE WHEN y.na > y.nb THEN y.cnt_a ELSE y.cnt_b END"),
         ]
-        # One concat() call: a chain of || copies the growing line once per piece.
-        pieces = []
-        for k, (name, expr) in enumerate(parts):
-            pieces += [f"""'{"," if k else "{"}"{name}":'""", expr]
-        pieces.append("E'}\\n'")
         columns = [
-            *p_prompt,
-            ("p_chosen", p_chosen),
-            ("p_rejected", p_rejected),
-            ("p_chosen_id", f"i.responses->{choice_chosen}->>'id'"),
-            ("p_rejected_id", f"i.responses->{choice_rejected}->>'id'"),
-            *(
-                [
-                    (
-                        "p_margin",
-                        (
-                            "CASE WHEN x.na > x.nb AND x.cnt_a = 1 THEN x.sum_a::float8 "
-                            "WHEN x.nb > x.na AND x.cnt_b = 1 THEN x.sum_b::float8 "
-                            "ELSE x.margin::float8 END"
-                        ),
-                    )
-                ]
-                if margin
-                else []
-            ),
-            ("p_external_id", "i.external_id"),
-            ("p_n_labels", "x.n::int4"),
-            (
-                "p_agreement",
-                "CASE WHEN x.n = x.na OR x.n = x.nb THEN 1.0::float8 ELSE x.agreement::float8 END",
-            ),
-            (
-                "p_sources",
-                (
-                    "array_remove(ARRAY[CASE WHEN x.n_human > 0 THEN 'human' END, "
-                    "CASE WHEN x.n_imported > 0 THEN 'imported' END, "
-                    "CASE WHEN x.n_judge > 0 THEN 'judge' END], NULL)"
-                ),
-            ),
-            (
-                "p_annotators",
-                self._name_list(
-                    self.usernames, "x.u1", "x.u2", USER_TABLE, "username", "annotator_id"
-                ),
-            ),
-            (
-                "p_judges",
-                self._name_list(
-                    self.judge_names, "x.j1", "x.j2", Judge._meta.db_table, "name", "judge_id"
-                ),
-            ),
+            ("external_id", "y.external_id"),
+            *prompt,
+            ("chosen", f"y.responses->{chosen}->>'text'"),
+            ("rejected", f"y.responses->{rejected}->>'text'"),
+            ("chosen_id", f"y.responses->{chosen}->>'id'"),
+            ("rejected_id", f"y.responses->{rejected}->>'id'"),
+            *(strengths if margin else []),
+            ("annotators", self._several(USER_TABLE, "username", "y.u1", "y.u2", "annotator_id")),
+            ("judges", self._several(Judge._meta.db_table, "name", "y.j1", "y.j2", "judge_id")),
         ]
-        exported = self.exported()
-        item = Item._meta.db_table
-        outputs = "".join(
-            f"CASE WHEN {exported} THEN {expr} END AS {name}, " for name, expr in columns
+        outputs = ",\n".join(
+            f"CASE WHEN y.exported THEN {expr} END AS {name}" for name, expr in columns
         )
+        item = Item._meta.db_table
         # Per bucket of items, a merge join of the labels and the items (one LATERAL per
-        # bucket keeps each join small and ordered); rows come out in item id order.
+        # bucket keeps each join small and ordered); rows come out in item id order. OFFSET 0
+        # keeps y a subquery, so that `exported` is computed once per row.
         return f"""
-            SELECT y.id, y.is_test, y.line,
-                y.n, y.n_human, y.n_imported, y.n_judge, y.na, y.nb, y.nt,
-                NOT y.majority AND NOT y.tie AS no_majority, y.tie,
-                y.majority AND NOT y.exported AS below_min,
-                y.exported AND y.na > y.nb AS chosen_a, y.exported AND y.nb > y.na AS chosen_b,
-                CASE WHEN y.exported THEN {MICROS} END AS agreement_micros,
-                CASE WHEN y.exported THEN {MICROS}::float8 / 1000000 END AS exported_agreement,
-                y.exported AND y.agreement >= 1 AS unanimous,
-                {", ".join(f"y.{name}" for name, _ in columns)}
+            SELECT y.id, y.n, y.na, y.nb, y.nt, y.n_human, y.n_imported, y.n_judge, y.u1, y.j1,
+                {outputs}
             FROM unnest({{lows}}::bigint[], {{highs}}::bigint[]) WITH ORDINALITY AS r(lo, hi, k)
             CROSS JOIN LATERAL (
-                SELECT x.*, {MAJORITY} AS majority, {TIE} AS tie, {exported} AS exported,
-                    {outputs}
-                    CASE WHEN {exported} THEN {self.test} END AS is_test,
-                    CASE WHEN {exported} THEN concat({", ".join(pieces)}) END AS line
+                SELECT x.*, i.external_id, i.prompt, i.responses, {self.exported()} AS exported
                 FROM ({self.aggregate}) x
                 JOIN {item} i ON i.id = x.id AND i.id >= r.lo AND i.id < r.hi
+                OFFSET 0
             ) y
         """
 
@@ -318,24 +199,15 @@ def test_threshold(fraction: float) -> int:
     return low
 
 
-def build_query(project_id: int, filters: dict, split: dict, label_where) -> Query:
+def build_query(project_id: int, filters: dict, label_where) -> Query:
     """label_where(alias) → (SQL with %s, params): datasets' label filters. Reads the names of
     the labels' annotators and judges."""
-
-    def literal(value) -> str:
-        return sql.Literal(value).as_string(connection.connection)
 
     def inline(alias: str) -> str:
         where, params = label_where(alias)
         composed = sql.SQL(where.replace("%s", "{}")).format(*map(sql.Literal, params))
         return composed.as_string(connection.connection)
 
-    threshold = test_threshold(split["test_fraction"])
-    seed = literal(f"{split['seed']}:")
-    test = (
-        f"substring(sha256(convert_to({seed} || i.external_id, 'UTF8')) FROM 1 FOR 8) "
-        f"< '\\x{threshold:016x}'::bytea"
-    )
     item_where = "AND i.gold_label IS NULL" if filters["exclude_gold"] else ""
     tables = {"item": Item._meta.db_table, "annotation": Annotation._meta.db_table}
     aggregate = AGGREGATE_SQL.format(
@@ -352,13 +224,11 @@ def build_query(project_id: int, filters: dict, split: dict, label_where) -> Que
                 f"FROM {tables['item']} i JOIN {tables['annotation']} a ON a.item_id = i.id "
                 f"WHERE i.project_id = {int(project_id)} {item_where} AND {inline('a')})"
             )
-            found = {str(pk): name for pk, name in cursor.fetchall()}
-        names[key] = f"{literal(json.dumps(found, ensure_ascii=False))}::jsonb"
+            names[key] = dict(cursor.fetchall())
     return Query(
         aggregate=aggregate,
-        test=test,
         label_where_inner=inline("a2"),
-        min_agreement=float(filters["min_agreement"]),
+        min_micros=min_micros(float(filters["min_agreement"])),
         **names,
     )
 
@@ -501,10 +371,6 @@ def item_buckets(project_id: int, item_where: str, size: int) -> tuple[list[int]
     return lows, [*lows[1:], 2**63 - 1]
 
 
-def _total(column) -> int:
-    return pc.sum(column).as_py() or 0
-
-
 def _lines(column) -> pa.Buffer:
     """The bytes of a string array without nulls: its lines, one after the other."""
     if not len(column):
@@ -519,15 +385,14 @@ def _lines(column) -> pa.Buffer:
 
 
 class Part(threading.Thread):
-    """Reads one run of buckets over its own connection (in the exporter's snapshot) and
-    writes each split's rows to its sink; sums the card's counts."""
+    """Reads one run of buckets over its own connection (in the exporter's snapshot), renders
+    each batch and writes each split's rows to its sink; sums the card's counts."""
 
-    def __init__(self, reader, sql_text: str, sinks: dict, schema: pa.Schema, chat: bool):
+    def __init__(self, reader, sql_text: str, sinks: dict, renderer: Renderer):
         super().__init__(daemon=True)
-        self.reader, self.sql_text, self.sinks = reader, sql_text, sinks
-        self.schema, self.chat = schema, chat
+        self.reader, self.sql_text, self.sinks, self.renderer = reader, sql_text, sinks, renderer
         self.counts: Counter = Counter()
-        self.lowest: float | None = None
+        self.lowest: int | None = None  # the exported rows' lowest agreement in millionths
         self.done = 0  # labeled items read
         self.error: BaseException | None = None
 
@@ -555,52 +420,17 @@ class Part(threading.Thread):
             self.error = exc
 
     def _batch(self, batch: pa.RecordBatch) -> None:
-        self.counts["items"] += batch.num_rows
-        for key, column in COUNT_COLUMNS.items():
-            self.counts[key] += _total(batch.column(column))
-        lowest = pc.min(batch.column("exported_agreement")).as_py()
-        if lowest is not None and (self.lowest is None or lowest < self.lowest):
-            self.lowest = lowest
-        is_test = batch.column("is_test")  # null where the item gives no row
+        exported, lowest = self.renderer.counts(batch, self.counts)
+        if lowest is None:
+            return
+        self.lowest = lowest if self.lowest is None else min(self.lowest, lowest)
+        batch = batch.filter(pa.array(exported))
+        lines, table = self.renderer.rows(batch)
+        is_test = self.renderer.in_test(batch.column("external_id"))
         for name, mask in (("train", pc.invert(is_test)), ("test", is_test)):
-            rows = batch.filter(mask)
+            rows = table.filter(mask)
             if rows.num_rows:
-                self.sinks[name].write(_lines(rows.column("line")), self._table(rows))
-
-    def _table(self, rows: pa.RecordBatch) -> pa.Table:
-        """The split's Parquet columns, in the schema's order and types."""
-        n = rows.num_rows
-        columns = {}
-        if self.chat:
-            roles, contents = rows.column("p_prompt_role"), rows.column("p_prompt_content")
-            columns["prompt"] = pa.ListArray.from_arrays(
-                roles.offsets,
-                pa.StructArray.from_arrays([roles.values, contents.values], fields=list(MESSAGE)),
-            )
-            single = pa.array(range(n + 1), pa.int32())
-            for name in ("chosen", "rejected"):
-                columns[name] = pa.ListArray.from_arrays(
-                    single,
-                    pa.StructArray.from_arrays(
-                        [pa.repeat("assistant", n), rows.column(f"p_{name}")], fields=list(MESSAGE)
-                    ),
-                )
-        for field in self.schema:
-            if field.name not in columns:
-                columns[field.name] = rows.column(f"p_{field.name}")
-        return pa.Table.from_arrays(
-            [columns[f.name].cast(f.type) for f in self.schema], schema=self.schema
-        )
-
-
-# Card counts: the key in COUNTS → the column of the rows query summed for it.
-COUNT_COLUMNS = {
-    "labels": "n", "sources.human": "n_human", "sources.imported": "n_imported",
-    "sources.judge": "n_judge", "labels.A": "na", "labels.B": "nb", "labels.tie": "nt",
-    "left_out.no_majority": "no_majority", "left_out.ties": "tie",
-    "left_out.below_min_agreement": "below_min", "chosen.A": "chosen_a", "chosen.B": "chosen_b",
-    "agreement_micros": "agreement_micros", "unanimous": "unanimous",
-}  # fmt: skip
+                self.sinks[name].write(_lines(lines.filter(mask)), rows)
 
 
 def conninfo() -> str:
@@ -655,7 +485,7 @@ def export_splits(
             # One snapshot for the names, the buckets and every reader's rows.
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cursor.execute("SET LOCAL jit = off")
-            query = build_query(project_id, filters, split, label_where)
+            query = build_query(project_id, filters, label_where)
             lows, highs = item_buckets(project_id, item_where, BUCKET_SIZE)
             cursor.execute("SELECT pg_export_snapshot()")
             snapshot = cursor.fetchone()[0]
@@ -670,6 +500,15 @@ def export_splits(
                 readers.append(open_reader(dsn, snapshot))
         # The readers hold the snapshot now; this connection is free for progress reports.
         rows_sql = query.rows(chat=exporter.chat, margin=exporter.margin)
+        renderer = Renderer(
+            schema=schema,
+            chat=exporter.chat,
+            margin=exporter.margin,
+            seed=split["seed"],
+            threshold=test_threshold(split["test_fraction"]),
+            names={"users": query.usernames, "judges": query.judge_names},
+            min_micros=query.min_micros,
+        )
         finals = {
             name: SplitFiles(folder, name, schema, row_group, parquet_options)
             for name in ("train", "test")
@@ -684,7 +523,7 @@ def export_splits(
                 "{lows}", "'{" + ",".join(map(str, run_lows)) + "}'"
             ).replace("{highs}", "'{" + ",".join(map(str, run_highs)) + "}'")
             sinks = finals if k == 0 else sides[k - 1]
-            threads.append(Part(reader, sql_text, sinks, schema, exporter.chat))
+            threads.append(Part(reader, sql_text, sinks, renderer))
         try:
             for thread in threads:
                 thread.start()
@@ -712,6 +551,7 @@ def export_splits(
     for thread in threads:
         counts.update(thread.counts)
     lowest = min((t.lowest for t in threads if t.lowest is not None), default=None)
+    lowest = None if lowest is None else lowest / 1_000_000
     rows = {name: files.rows for name, files in finals.items()}
     stats, agreement = stats_of(counts, lowest, rows)
     return stats, agreement, rows, infos
