@@ -31,24 +31,31 @@ ESCAPE_EXTRA[:32] = 5
 ESCAPE_EXTRA[list(b'"\\\b\t\n\f\r')] = 1
 
 
-def json_tokens(strings: pa.Array) -> pa.StringArray:
-    """Each string as orjson writes it (a JSON string token), followed by a comma."""
-    strings = strings.cast(pa.string())
+def json_pieces(strings: pa.Array) -> list:
+    """Pieces of a line that give each string as orjson writes it (a JSON string token),
+    followed by a comma: the strings between quotes when none needs escaping."""
+    tokens = escaped_tokens(strings.cast(pa.string()))
+    return ['"', strings, '",'] if tokens is None else [tokens]
+
+
+def escaped_tokens(strings: pa.StringArray) -> pa.StringArray | None:
+    """Each string's JSON token and a comma; None when no string needs escaping."""
     n = len(strings)
-    plain = pc.binary_join_element_wise('"', strings, '",', "")
-    if not n:
-        return plain
-    offsets = np.frombuffer(strings.buffers()[1], np.int32)[strings.offset : strings.offset + n + 1]
     data = strings.buffers()[2]
-    if data is None or offsets[-1] == offsets[0]:
-        return plain
-    extra = ESCAPE_EXTRA[np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]]]
-    hits = np.flatnonzero(extra)
+    if not n or data is None:
+        return None
+    offsets = np.frombuffer(strings.buffers()[1], np.int32)[strings.offset : strings.offset + n + 1]
+    text = np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]]
+    special = text < 32
+    special |= text == ord('"')
+    special |= text == ord("\\")
+    hits = np.flatnonzero(special)
     if not hits.size:
-        return plain
+        return None
+    extra = ESCAPE_EXTRA[text[hits]]
     rows = np.searchsorted(offsets, hits + offsets[0], side="right") - 1
     flagged = np.unique(rows)
-    added = np.bincount(rows, weights=extra[hits], minlength=n).astype(np.int64)[flagged]
+    added = np.bincount(rows, weights=extra, minlength=n).astype(np.int64)[flagged]
     # orjson.dumps([s1, ..., sk, ""]) is [t1,t2,...,tk,""]: token i and its comma start at
     # 1 + the lengths before it (bytes + escapes + two quotes + the comma).
     sizes = offsets[flagged + 1] - offsets[flagged] + added + 3
@@ -63,7 +70,13 @@ def json_tokens(strings: pa.Array) -> pa.StringArray:
     )
     mask = np.zeros(n, bool)
     mask[flagged] = True
+    plain = pc.binary_join_element_wise('"', strings, '",', "")
     return pc.replace_with_mask(plain, pa.array(mask), escaped)
+
+
+def joined(*pieces) -> pa.StringArray:
+    """Pieces (arrays or strings) concatenated row by row."""
+    return pc.binary_join_element_wise(*pieces, "")
 
 
 def decimal_text(micros: np.ndarray) -> pa.StringArray:
@@ -72,7 +85,7 @@ def decimal_text(micros: np.ndarray) -> pa.StringArray:
     fraction = pa.array(micros % MILLION + MILLION).cast(pa.string())  # "1" + six digits
     digits = pc.utf8_rtrim(pc.utf8_slice_codeunits(fraction, 1), "0")
     digits = pc.if_else(pc.equal(digits, ""), "0", digits)
-    return pc.binary_join_element_wise(units, ".", digits, "")
+    return joined(units, ".", digits)
 
 
 def half_up_micros(total: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -100,12 +113,10 @@ class Names:
         if several.null_count == len(several):
             return json, lists
         many = several.is_valid()
-        tokens = json_tokens(several.values)
-        joined = pc.binary_join(
-            pa.ListArray.from_arrays(several.offsets, tokens, mask=several.is_null()), ""
-        )
-        many_json = pc.binary_join_element_wise(
-            "[", pc.utf8_slice_codeunits(joined, 0, -1), "]", ""
+        tokens = joined(*json_pieces(several.values))
+        token_lists = pa.ListArray.from_arrays(several.offsets, tokens, mask=several.is_null())
+        many_json = joined(
+            "[", pc.utf8_slice_codeunits(pc.binary_join(token_lists, ""), 0, -1), "]"
         )
         return (
             pc.if_else(many, many_json, json),
@@ -163,15 +174,13 @@ class Renderer:
         counts["unanimous"] += int((shares >= MILLION).sum())
         return exported, int(shares.min()) if shares.size else None
 
-    def in_test(self, external_ids: pa.Array) -> pa.BooleanArray:
+    def in_test(self, external_ids: pa.Array) -> np.ndarray:
         """datasets.in_test_split for each id: the hash's first 8 bytes below the threshold."""
         if self.threshold == 0 or self.threshold >= 2**64:
-            return pa.array(np.full(len(external_ids), self.threshold > 0))
+            return np.full(len(external_ids), self.threshold > 0)
         limit, prefix, sha256 = self.threshold.to_bytes(8, "big"), self.prefix, hashlib.sha256
-        return pa.array(
-            [sha256(prefix + e.encode()).digest()[:8] < limit for e in external_ids.to_pylist()],
-            pa.bool_(),
-        )
+        ids = external_ids.cast(pa.binary()).to_pylist()  # UTF-8 bytes, no str round trip
+        return np.array([sha256(prefix + e).digest()[:8] < limit for e in ids], bool)
 
     def rows(self, batch: pa.RecordBatch) -> tuple[pa.Array, pa.Table]:
         """The exported rows' JSONL lines and Parquet table (batch: exported rows only)."""
@@ -188,15 +197,14 @@ class Renderer:
             + 4 * (col("n_judge").to_numpy() > 0)
         )
         sources = SOURCES_JSON.take(pa.array(code))
-        chosen, rejected = json_tokens(col("chosen")), json_tokens(col("rejected"))
+        chosen, rejected = json_pieces(col("chosen")), json_pieces(col("rejected"))
         if self.chat:
-            prompt = pc.binary_join_element_wise(col("prompt_json"), ",", "")
+            prompt = [col("prompt_json"), ","]
             chosen, rejected = (
-                pc.binary_join_element_wise('[{"content":', text, '"role":"assistant"}],', "")
-                for text in (chosen, rejected)
+                ['[{"content":', *pieces, '"role":"assistant"}],'] for pieces in (chosen, rejected)
             )
         else:
-            prompt = json_tokens(col("prompt"))
+            prompt = json_pieces(col("prompt"))
         margin_piece, margin_value = [], None
         if self.margin:
             strength_sum = col("strength_sum").to_numpy(zero_copy_only=False)
@@ -206,19 +214,17 @@ class Renderer:
             margin_micros[has] = half_up_micros(
                 strength_sum[has].astype(np.int64), strength_count[has].astype(np.int64)
             )
-            mask = pa.array(~has)
-            margin_text = pc.if_else(mask, "null", decimal_text(margin_micros))
+            margin_text = pc.if_else(pa.array(~has), "null", decimal_text(margin_micros))
             margin_piece = ['"margin":', margin_text, ","]
             margin_value = pa.array(margin_micros / MILLION, pa.float64(), mask=~has)
-        lines = pc.binary_join_element_wise(
-            '{"agreement":', agreement, ',"annotators":', annotators, ',"chosen":', chosen,
-            '"chosen_id":', json_tokens(col("chosen_id")),
-            '"external_id":', json_tokens(col("external_id")),
+        lines = joined(
+            '{"agreement":', agreement, ',"annotators":', annotators, ',"chosen":', *chosen,
+            '"chosen_id":', *json_pieces(col("chosen_id")),
+            '"external_id":', *json_pieces(col("external_id")),
             '"judges":', judges, ",", *margin_piece,
-            '"n_labels":', col("n").cast(pa.string()), ',"prompt":', prompt,
-            '"rejected":', rejected, '"rejected_id":', json_tokens(col("rejected_id")),
+            '"n_labels":', col("n").cast(pa.string()), ',"prompt":', *prompt,
+            '"rejected":', *rejected, '"rejected_id":', *json_pieces(col("rejected_id")),
             '"sources":', sources, "}\n",
-            "",
         )  # fmt: skip
         columns = {
             "chosen_id": col("chosen_id"),

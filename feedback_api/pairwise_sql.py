@@ -45,7 +45,7 @@ from .pairwise_render import Renderer
 
 USER_TABLE = Annotation._meta.get_field("annotator").related_model._meta.db_table
 BUCKET_SIZE = 1000  # items per LATERAL join (a merge join of that many items and labels)
-COPY_BLOCK = 8 << 20  # bytes per read when a later part's lines are appended
+CHUNK_BUCKETS = 16  # buckets per query; the readers take the chunks in turn
 PROGRESS_SECONDS = 1.0
 BATCH_BYTES = 4 << 20  # Arrow bytes per batch a reader hands over
 
@@ -300,58 +300,16 @@ class SplitFiles:
 
     def write(self, lines, table: pa.Table) -> None:
         """Whole JSONL lines (a buffer) and the same rows as a table."""
-        self._write_lines(lines)
+        self.file.write(lines)
+        self.digest.update(lines)
+        self.bytes += len(lines)
         self.rows += table.num_rows
         self.parquet.write(table)
-
-    def _write_lines(self, data) -> None:
-        self.file.write(data)
-        self.digest.update(data)
-        self.bytes += len(data)
-
-    def append(self, side: SideFiles) -> None:
-        """A later part's rows, after this part's."""
-        with open(side.lines_path, "rb") as lines:
-            while block := lines.read(COPY_BLOCK):
-                self._write_lines(block)
-        self.rows += side.rows
-        with pa.OSFile(str(side.tables_path)) as source, pa.ipc.open_stream(source) as tables:
-            for batch in tables:  # read a batch at a time
-                self.parquet.write(pa.Table.from_batches([batch]))
-        side.remove()
 
     def finish(self) -> dict:
         self.file.close()
         self.parquet.close()
         return {"name": self.path.name, "bytes": self.bytes, "sha256": self.digest.hexdigest()}
-
-
-class SideFiles:
-    """A later part's rows of one split, kept on disk until the parts before it are written:
-    its JSONL lines, and its Parquet columns as an Arrow stream."""
-
-    def __init__(self, folder: Path, name: str, part: int, schema: pa.Schema):
-        self.lines_path = folder / f".part{part}.{name}.jsonl"
-        self.tables_path = folder / f".part{part}.{name}.arrows"
-        self.lines = open(self.lines_path, "wb")  # noqa: SIM115 (closed by close)
-        self.tables = pa.ipc.new_stream(self.tables_path, schema)
-        self.rows = 0
-        self.closed = False
-
-    def write(self, lines, table: pa.Table) -> None:
-        self.lines.write(lines)
-        self.tables.write_table(table)
-        self.rows += table.num_rows
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.lines.close()
-            self.tables.close()
-
-    def remove(self) -> None:
-        self.lines_path.unlink(missing_ok=True)
-        self.tables_path.unlink(missing_ok=True)
 
 
 def item_buckets(project_id: int, item_where: str, size: int) -> tuple[list[int], list[int]]:
@@ -384,15 +342,56 @@ def _lines(column) -> pa.Buffer:
     return data.slice(first, last - first)
 
 
-class Part(threading.Thread):
-    """Reads one run of buckets over its own connection (in the exporter's snapshot), renders
-    each batch and writes each split's rows to its sink; sums the card's counts."""
+class Chunks:
+    """Rendered chunks handed from the readers to the writer in order; a reader starts a chunk
+    only within `window` chunks of the one the writer waits for (bounded memory)."""
 
-    def __init__(self, reader, sql_text: str, sinks: dict, renderer: Renderer):
+    def __init__(self, window: int):
+        self.window = window
+        self.ready: dict[int, list] = {}
+        self.next = 0  # the chunk the writer waits for
+        self.stopped = False
+        self.changed = threading.Condition()
+
+    def turn(self, index: int) -> bool:
+        """Waits until chunk `index` may be read; False once the export stopped."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.stopped or index < self.next + self.window)
+            return not self.stopped
+
+    def put(self, index: int, outputs: list) -> None:
+        with self.changed:
+            self.ready[index] = outputs
+            self.changed.notify_all()
+
+    def take(self, timeout: float) -> list | None:
+        """The next chunk's outputs; None after `timeout` seconds or once stopped."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.stopped or self.next in self.ready, timeout)
+            if self.stopped or self.next not in self.ready:
+                return None
+            outputs = self.ready.pop(self.next)
+            self.next += 1
+            self.changed.notify_all()
+            return outputs
+
+    def stop(self) -> None:
+        with self.changed:
+            self.stopped = True
+            self.changed.notify_all()
+
+
+class Part(threading.Thread):
+    """Reads its chunks of buckets over its own connection (in the exporter's snapshot),
+    renders each batch into (split, lines, table) outputs and hands each chunk's outputs over;
+    sums the card's counts."""
+
+    def __init__(self, reader, chunks: list[tuple[int, str]], queue: Chunks, renderer: Renderer):
         super().__init__(daemon=True)
-        self.reader, self.sql_text, self.sinks, self.renderer = reader, sql_text, sinks, renderer
+        self.reader, self.chunks, self.queue, self.renderer = reader, chunks, queue, renderer
         self.counts: Counter = Counter()
         self.lowest: int | None = None  # the exported rows' lowest agreement in millionths
+        self.outputs: list[tuple[str, pa.Buffer, pa.Table]] = []
         self.done = 0  # labeled items read
         self.error: BaseException | None = None
 
@@ -404,33 +403,45 @@ class Part(threading.Thread):
                 **{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)}
             )
             try:
-                cursor.execute(self.sql_text)
-                for batch in cursor.fetch_record_batch():
-                    ids = batch.column("id")
-                    if len(ids):
-                        ordered = len(ids) == 1 or pc.all(pc.greater(ids[1:], ids[:-1])).as_py()
-                        if ids[0].as_py() <= last or not ordered:
-                            raise RuntimeError("the export's rows came out of id order")
-                        last = ids[-1].as_py()
-                    self._batch(batch)
-                    self.done += batch.num_rows
+                for index, sql_text in self.chunks:
+                    if not self.queue.turn(index):
+                        return
+                    self.outputs = []
+                    cursor.execute(sql_text)
+                    for batch in cursor.fetch_record_batch():
+                        last = _check_order(batch.column("id"), last)
+                        self._batch(batch)
+                        self.done += batch.num_rows
+                    self.queue.put(index, self.outputs)
             finally:
                 cursor.close()
         except BaseException as exc:  # re-raised by the main thread
             self.error = exc
+            self.queue.stop()
 
     def _batch(self, batch: pa.RecordBatch) -> None:
         exported, lowest = self.renderer.counts(batch, self.counts)
         if lowest is None:
             return
         self.lowest = lowest if self.lowest is None else min(self.lowest, lowest)
-        batch = batch.filter(pa.array(exported))
-        lines, table = self.renderer.rows(batch)
+        if not exported.all():
+            batch = batch.filter(pa.array(exported))
         is_test = self.renderer.in_test(batch.column("external_id"))
-        for name, mask in (("train", pc.invert(is_test)), ("test", is_test)):
-            rows = table.filter(mask)
-            if rows.num_rows:
-                self.sinks[name].write(_lines(lines.filter(mask)), rows)
+        for name, mask in (("train", ~is_test), ("test", is_test)):
+            if mask.any():
+                rows = batch if mask.all() else batch.filter(pa.array(mask))
+                lines, table = self.renderer.rows(rows)
+                self.outputs.append((name, _lines(lines), table))
+
+
+def _check_order(ids: pa.Array, last: int) -> int:
+    """The last id of a batch whose ids rise from above `last`."""
+    if not len(ids):
+        return last
+    ordered = len(ids) == 1 or pc.all(pc.greater(ids[1:], ids[:-1])).as_py()
+    if ids[0].as_py() <= last or not ordered:
+        raise RuntimeError("the export's rows came out of id order")
+    return ids[-1].as_py()
 
 
 def conninfo() -> str:
@@ -479,7 +490,7 @@ def export_splits(
     split, the JSONL files' infos)."""
     schema = exporter.schema()
     item_where = "AND i.gold_label IS NULL" if filters["exclude_gold"] else ""
-    readers = []
+    readers, threads = [], []
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             # One snapshot for the names, the buckets and every reader's rows.
@@ -490,13 +501,8 @@ def export_splits(
             cursor.execute("SELECT pg_export_snapshot()")
             snapshot = cursor.fetchone()[0]
             dsn = conninfo()
-            runs = [
-                (lows[k * len(lows) // parts : (k + 1) * len(lows) // parts],
-                 highs[k * len(lows) // parts : (k + 1) * len(lows) // parts])
-                for k in range(parts)
-            ]  # fmt: skip
-            runs = [run for run in runs if run[0]] or [([], [])]
-            for _ in runs:
+            chunks = range(0, len(lows), CHUNK_BUCKETS)
+            for _ in range(min(parts, len(chunks))):
                 readers.append(open_reader(dsn, snapshot))
         # The readers hold the snapshot now; this connection is free for progress reports.
         rows_sql = query.rows(chat=exporter.chat, margin=exporter.margin)
@@ -509,41 +515,44 @@ def export_splits(
             names={"users": query.usernames, "judges": query.judge_names},
             min_micros=query.min_micros,
         )
+        chunk_sql = [
+            rows_sql.replace("{lows}", _array(lows[k : k + CHUNK_BUCKETS])).replace(
+                "{highs}", _array(highs[k : k + CHUNK_BUCKETS])
+            )
+            for k in chunks
+        ]
+        queue = Chunks(window=2 * len(readers))
+        threads = [
+            Part(reader, list(enumerate(chunk_sql))[k :: len(readers)], queue, renderer)
+            for k, reader in enumerate(readers)
+        ]
         finals = {
             name: SplitFiles(folder, name, schema, row_group, parquet_options)
             for name in ("train", "test")
         }
-        sides = [
-            {name: SideFiles(folder, name, k, schema) for name in ("train", "test")}
-            for k in range(1, len(runs))
-        ]
-        threads = []
-        for k, ((run_lows, run_highs), reader) in enumerate(zip(runs, readers, strict=True)):
-            sql_text = rows_sql.replace(
-                "{lows}", "'{" + ",".join(map(str, run_lows)) + "}'"
-            ).replace("{highs}", "'{" + ",".join(map(str, run_highs)) + "}'")
-            sinks = finals if k == 0 else sides[k - 1]
-            threads.append(Part(reader, sql_text, sinks, renderer))
         try:
             for thread in threads:
                 thread.start()
-            while alive := [thread for thread in threads if thread.is_alive()]:
-                alive[0].join(PROGRESS_SECONDS)
+            written = 0
+            while written < len(chunk_sql):
+                outputs = queue.take(PROGRESS_SECONDS)
                 if progress:
                     progress(sum(thread.done for thread in threads), total)
-            for thread in threads:
-                if thread.error is not None:
-                    raise thread.error
-            for side in sides:
-                for name, files in side.items():
-                    files.close()
-                    finals[name].append(files)
+                if outputs is None:
+                    if queue.stopped:
+                        break
+                    continue
+                for name, lines, table in outputs:
+                    finals[name].write(lines, table)
+                written += 1
         finally:
+            queue.stop()
+            for thread in threads:
+                thread.join()
             infos = {f"{name}.jsonl": files.finish() for name, files in finals.items()}
-            for side in sides:
-                for files in side.values():
-                    files.close()
-                    files.remove()
+        for thread in threads:
+            if thread.error is not None:
+                raise thread.error
     finally:
         for reader in readers:
             reader.close()
@@ -555,3 +564,8 @@ def export_splits(
     rows = {name: files.rows for name, files in finals.items()}
     stats, agreement = stats_of(counts, lowest, rows)
     return stats, agreement, rows, infos
+
+
+def _array(values: list[int]) -> str:
+    """A bigint[] literal."""
+    return "'{" + ",".join(map(str, values)) + "}'"
