@@ -80,12 +80,11 @@ def joined(*pieces) -> pa.StringArray:
 
 
 def decimal_text(micros: np.ndarray) -> pa.StringArray:
-    """Non-negative millionths as Python prints the float micros / 10**6: 1.0, 0.5, 0.666667."""
-    units = pa.array(micros // MILLION).cast(pa.string())
-    fraction = pa.array(micros % MILLION + MILLION).cast(pa.string())  # "1" + six digits
-    digits = pc.utf8_rtrim(pc.utf8_slice_codeunits(fraction, 1), "0")
-    digits = pc.if_else(pc.equal(digits, ""), "0", digits)
-    return joined(units, ".", digits)
+    """Non-negative millionths as Python and orjson print the float micros / 10**6 (1.0, 0.5,
+    0.666667), for values from 10**-4 on (below that they would print an exponent)."""
+    values, index = np.unique(micros, return_inverse=True)  # a few distinct shares
+    texts = [f"{v // MILLION}.{v % MILLION:06d}".rstrip("0") for v in values.tolist()]
+    return pa.array([t + "0" if t.endswith(".") else t for t in texts]).take(pa.array(index))
 
 
 def half_up_micros(total: np.ndarray, count: np.ndarray) -> np.ndarray:

@@ -45,7 +45,7 @@ from .pairwise_render import Renderer
 
 USER_TABLE = Annotation._meta.get_field("annotator").related_model._meta.db_table
 BUCKET_SIZE = 1000  # items per LATERAL join (a merge join of that many items and labels)
-CHUNK_BUCKETS = 16  # buckets per query; the readers take the chunks in turn
+CHUNK_BUCKETS = 8  # buckets per query; the readers take the chunks in turn
 PROGRESS_SECONDS = 1.0
 BATCH_BYTES = 4 << 20  # Arrow bytes per batch a reader hands over
 
