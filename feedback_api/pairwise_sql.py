@@ -1,25 +1,26 @@
-"""The pairwise export on PostgreSQL: the database aggregates each item's labels and renders its
-JSONL line and its Parquet columns; Python only moves Arrow buffers.
+"""The pairwise export on PostgreSQL: the database aggregates each item's labels and sends the
+counts and the item's plain strings as Arrow; pairwise_render turns them into the JSONL lines,
+the Parquet columns and the card's counts, whole batches at a time.
 
 The row-by-row path (datasets.labeled_items → PairwiseExporter.rows → SplitWriter) costs
 ~50 µs of Python per row. Here the items are cut into buckets of BUCKET_SIZE ids (exact bounds)
-and the buckets into runs, one per reader: a connection of its own (ADBC: PostgreSQL's binary
-COPY decoded into Arrow record batches in C++) in the exporter's snapshot, so the runs are read
-on several database cores at once. Per bucket (a LATERAL join) the filtered labels are grouped
-by item (a merge join of two index scans), the majority taken, the split hash computed, and for
-each exported item its line built by one concat() in the exporter's exact form (orjson with
-sorted keys: no spaces, the same string escapes, floats as Python prints them) next to its
-Parquet columns; every labeled item also sends the card's counts. A thread per reader splits
-each batch into train and test: the lines are the string column's data buffer, written as it is
-(with their sha256), and the columns go to Parquet row groups. The first run writes the final
-files; later runs wait on disk (lines, and the columns as an Arrow stream) and are appended in
-order, so the files are the same whatever the number of readers.
+and the buckets into chunks of CHUNK_BUCKETS. Readers (EXPORT_DB_CONNECTIONS threads, each with
+an ADBC connection of its own: PostgreSQL's binary COPY decoded into Arrow record batches in
+C++, all in the exporter's snapshot) take the chunks in turn, so the database works on several
+cores at once. Per bucket (a LATERAL join) the filtered labels are grouped by item (a merge join
+of two index scans) and joined to their item; an exported item (a majority for A or B, at the
+minimum agreement) also sends its external id, prompt, chosen and rejected texts and ids, and
+the names of its labellers when there are several. Escaping, numbers, names, the split hash
+and the line's concatenation happen in the reader threads (Arrow kernels, numpy, orjson), which
+costs far less than ~30 SQL expressions per row did. The main thread writes the chunks in
+order as they come (JSONL with its sha256, Parquet row groups), so the files are the same
+whatever the number of readers.
 
 The readers see committed rows only, so datasets uses this outside transactions. The row-by-row
 path stays the reference: on the same data both give the same bytes (files, card, archive),
-which tests/test_exports_in_database.py checks. A float is rounded to 6 decimals half-up here
-and half-even on the binary value there; they differ only when the 7th decimal of a share of
-labels is exactly 5 (an item with 128 or more labels), never in practice.
+which tests/test_exports_in_database.py checks. A mean strength is rounded to 6 decimals half-up
+here and half-even on the binary value there; they differ only when the 7th decimal of a mean
+is exactly 5 (an item with 128 or more labels), never in practice.
 """
 
 from __future__ import annotations
