@@ -17,6 +17,7 @@ import hashlib
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from . import pairwise_sql
 from .exporters import Exporter, ExportError, ItemRecord, LabelRecord, formats_for_kind
 from .exporters import get_exporter as exporter_class
 from .models import DATA_FILES, DatasetVersion
-from .ziparchive import write_zip
+from .ziparchive import Deflated, write_zip
 
 Progress = Callable[[int, int], None]  # (items done, items total)
 
@@ -444,22 +445,31 @@ def build_export(
     (pairwise_sql.py) unless `in_database` is false; everything else goes row by row through
     the exporter. Both give the same bytes."""
     filters, split = clean_filters(filters), clean_split(split)
-    counts = labeled_items_queryset(project, filters).aggregate(
-        total=Count("pk"), chat=Count("pk", filter=Q(prompt__0__role__isnull=False))
-    )
-    exporter = exporter_class(fmt)(
-        config=project.config, chat=counts["chat"] > 0, seed=split["seed"]
-    )
-    exporter.prepare(_Labels(project, filters, chunk_size), filters["min_agreement"])
+    in_database = in_database and _in_database(fmt)
+    labels = _Labels(project, filters, chunk_size)
+    with ThreadPoolExecutor(1) as pool:
+        if in_database:
+            # The pairwise exporter asks whether a label lacks a strength: a scan of the labels
+            # as long as the count's, so it runs meanwhile on a connection of its own (committed
+            # rows, as the readers see).
+            labels.ahead["strength"] = pool.submit(_on_own_connection, labels.lacking, "strength")
+        counts = labeled_items_queryset(project, filters).aggregate(
+            total=Count("pk"), chat=Count("pk", filter=Q(prompt__0__role__isnull=False))
+        )
+        exporter = exporter_class(fmt)(
+            config=project.config, chat=counts["chat"] > 0, seed=split["seed"]
+        )
+        exporter.prepare(labels, filters["min_agreement"])
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     result = BuildResult()
-    if in_database and _in_database(fmt):
+    deflated: dict[str, Deflated] = {}  # JSONL deflated during the export, for the archive
+    if in_database:
         total = counts["total"]
         if progress:
             progress(0, total)
-        stats, agreement, rows, result.files = pairwise_sql.export_splits(
+        stats, agreement, rows, result.files, deflated = pairwise_sql.export_splits(
             project_id=project.pk,
             filters=filters,
             split=split,
@@ -489,7 +499,7 @@ def build_export(
     result.card = dataset_card(project, exporter, filters, split, result)
     (partial / "README.md").write_text(result.card, encoding="utf-8")
     result.files["README.md"] = _file_info(partial / "README.md")
-    _write_archive(partial / archive_name, partial, [*DATA_FILES, "README.md"])
+    _write_archive(partial / archive_name, partial, [*DATA_FILES, "README.md"], deflated)
     result.files["archive"] = _file_info(partial / archive_name)
     result.checksum = result.files["archive"]["sha256"]
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -531,6 +541,7 @@ class _Labels:
     project: Project
     filters: dict
     chunk_size: int
+    ahead: dict[str, Future] = field(default_factory=dict)  # any_without answers under way
 
     def sets(self) -> Iterator[list[LabelRecord]]:
         chunks = labeled_items(
@@ -541,9 +552,23 @@ class _Labels:
                 yield labels
 
     def any_without(self, key: str) -> bool:
+        if key in self.ahead:
+            return self.ahead.pop(key).result()
+        return self.lacking(key)
+
+    def lacking(self, key: str) -> bool:
+        """Whether a label lacks `key`: one query."""
         items = labeled_items_queryset(self.project, self.filters)
         lacking = Q(**{f"label__{key}": None}) | Q(**{f"label__{key}__isnull": True})
         return label_queryset(self.filters).filter(lacking, item__in=items).exists()
+
+
+def _on_own_connection(function, *args):
+    """function(*args) in a worker thread, whose database connection is closed afterwards."""
+    try:
+        return function(*args)
+    finally:
+        connection.close()
 
 
 @contextmanager
@@ -633,11 +658,21 @@ def _file_info(path: Path) -> dict:
     return {"name": path.name, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def _write_archive(target: Path, folder: Path, names: list[str]) -> None:
+def _write_archive(
+    target: Path, folder: Path, names: list[str], deflated: dict[str, Deflated]
+) -> None:
     """A zip whose bytes depend only on the files (ziparchive: fixed order, dates and
     permissions). Parquet files are stored as they are (already zstd-compressed), the rest
-    deflated at level 1 on several threads."""
-    write_zip(target, [(name, folder / name, not name.endswith(".parquet")) for name in names])
+    deflated at level 1 on several threads, or copied where deflated during the export (the
+    same bytes); those deflate streams are removed."""
+    members = [
+        (name, folder / name, deflated.get(name, not name.endswith(".parquet"))) for name in names
+    ]
+    try:
+        write_zip(target, members)
+    finally:
+        for stream in deflated.values():
+            stream.path.unlink(missing_ok=True)
 
 
 def dataset_card(

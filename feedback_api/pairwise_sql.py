@@ -25,6 +25,7 @@ is exactly 5 (an item with 128 or more labels), never in practice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from collections import Counter
@@ -43,6 +44,7 @@ from psycopg.pq import Conninfo
 from annotate.models import Annotation, Item, Judge
 
 from .pairwise_render import Renderer
+from .ziparchive import Deflated, Follower
 
 USER_TABLE = Annotation._meta.get_field("annotator").related_model._meta.db_table
 BUCKET_SIZE = 1000  # items per LATERAL join (a merge join of that many items and labels)
@@ -291,19 +293,24 @@ class RowGroups:
 
 
 class SplitFiles:
-    """One split's final files: the JSONL (and its sha256) and the Parquet."""
+    """One split's final files: the JSONL (its sha256, and its deflate stream for the archive,
+    made meanwhile from the CPU left idle) and the Parquet."""
 
     def __init__(self, folder: Path, name: str, schema: pa.Schema, row_group: int, options):
         self.path = folder / f"{name}.jsonl"
         self.file = open(self.path, "wb")  # noqa: SIM115 (closed by finish)
         self.digest, self.bytes, self.rows = hashlib.sha256(), 0, 0
         self.parquet = RowGroups(folder / f"{name}.parquet", schema, row_group, options)
+        self.follower = Follower(self.path, folder / f".{name}.jsonl.deflated")
+        self.follower.start()
 
     def write(self, lines, table: pa.Table) -> None:
         """Whole JSONL lines (a buffer) and the same rows as a table."""
         self.file.write(lines)
+        self.file.flush()
         self.digest.update(lines)
         self.bytes += len(lines)
+        self.follower.grow(self.bytes)
         self.rows += table.num_rows
         self.parquet.write(table)
 
@@ -311,6 +318,16 @@ class SplitFiles:
         self.file.close()
         self.parquet.close()
         return {"name": self.path.name, "bytes": self.bytes, "sha256": self.digest.hexdigest()}
+
+    def deflated(self) -> Deflated:
+        """The JSONL's deflate stream, once finished."""
+        return self.follower.result()
+
+    def discard(self) -> None:
+        """Stops the deflating and removes its file (a failed export)."""
+        with contextlib.suppress(Exception):  # the export's own error is the one raised
+            self.follower.result()
+        self.follower.target.unlink(missing_ok=True)
 
 
 def item_buckets(project_id: int, item_where: str, size: int) -> tuple[list[int], list[int]]:
@@ -482,13 +499,13 @@ def export_splits(
     progress=None,
     total: int = 0,
     parts: int = 2,
-) -> tuple[Counter, dict | None, dict[str, int], dict[str, dict]]:
+) -> tuple[Counter, dict | None, dict[str, int], dict[str, dict], dict[str, Deflated]]:
     """Write train/test JSONL + Parquet of a pairwise export into folder, reading the rows over
     `parts` connections at once (each a run of the buckets, in one snapshot). Needs committed
     data: the readers are connections of their own (datasets calls this outside transactions).
 
     Returns (stats as the row-by-row path counts them, the agreement summary or None, rows per
-    split, the JSONL files' infos)."""
+    split, the JSONL files' infos, their deflate streams for the archive)."""
     schema = exporter.schema()
     item_where = "AND i.gold_label IS NULL" if filters["exclude_gold"] else ""
     readers, threads = [], []
@@ -551,9 +568,15 @@ def export_splits(
             for thread in threads:
                 thread.join()
             infos = {f"{name}.jsonl": files.finish() for name, files in finals.items()}
-        for thread in threads:
-            if thread.error is not None:
-                raise thread.error
+        try:
+            for thread in threads:
+                if thread.error is not None:
+                    raise thread.error
+            deflated = {f"{name}.jsonl": files.deflated() for name, files in finals.items()}
+        except BaseException:
+            for files in finals.values():
+                files.discard()
+            raise
     finally:
         for reader in readers:
             reader.close()
@@ -564,7 +587,7 @@ def export_splits(
     lowest = None if lowest is None else lowest / 1_000_000
     rows = {name: files.rows for name, files in finals.items()}
     stats, agreement = stats_of(counts, lowest, rows)
-    return stats, agreement, rows, infos
+    return stats, agreement, rows, infos, deflated
 
 
 def _array(values: list[int]) -> str:

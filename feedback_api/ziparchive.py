@@ -12,7 +12,9 @@ reader reads it; tests/test_ziparchive.py checks it with zipfile, member by memb
 
 from __future__ import annotations
 
+import os
 import struct
+import threading
 import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -40,13 +42,88 @@ class _Entry:
     offset: int
 
 
-def write_zip(target: Path, members: list[tuple[str, Path, bool]]) -> None:
-    """Write `target` with each (name in the archive, file, deflate?) in order."""
+@dataclass
+class Deflated:
+    """A file deflated ahead of the archive (by a Follower), as _member would deflate it."""
+
+    path: Path  # the deflate stream, final block included
+    crc: int
+    size: int  # of the file
+
+
+def write_zip(target: Path, members: list[tuple[str, Path, bool | Deflated]]) -> None:
+    """Write `target` with each (name in the archive, file, deflate?) in order; a member
+    deflated ahead is copied as it is."""
     entries = []
     with open(target, "wb") as out, ThreadPoolExecutor(THREADS) as pool:
         for name, path, deflate in members:
-            entries.append(_member(out, pool, name.encode(), path, deflate))
+            if isinstance(deflate, Deflated):
+                entries.append(_copied(out, name.encode(), deflate))
+            else:
+                entries.append(_member(out, pool, name.encode(), path, deflate))
         _central_directory(out, entries)
+
+
+class Follower(threading.Thread):
+    """Deflates a file while another thread appends to it, in the CHUNK pieces _member cuts, at
+    the lowest CPU priority (Linux: this thread only), so that it takes the CPU the writing
+    leaves idle. The writer calls grow(size) after each flushed write and close() at the end;
+    result() waits for the rest."""
+
+    def __init__(self, source: Path, target: Path):
+        super().__init__(daemon=True)
+        self.source, self.target = source, target
+        self.available, self.closed = 0, False
+        self.changed = threading.Condition()
+        self.crc = self.size = 0
+        self.error: BaseException | None = None
+
+    def grow(self, size: int) -> None:
+        with self.changed:
+            self.available = size
+            self.changed.notify()
+
+    def close(self) -> None:
+        with self.changed:
+            self.closed = True
+            self.changed.notify()
+
+    def run(self) -> None:
+        try:
+            if hasattr(os, "setpriority"):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            with open(self.source, "rb") as source, open(self.target, "wb") as out:
+                while chunk := self._next(source):
+                    self.crc = zlib.crc32(chunk, self.crc)
+                    self.size += len(chunk)
+                    out.write(_deflate(chunk))
+                out.write(FINAL_BLOCK)
+        except BaseException as exc:  # re-raised by result()
+            self.error = exc
+
+    def _next(self, source) -> bytes:
+        """The next piece: CHUNK bytes, or what is left once the writer closed."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.closed or self.available - self.size >= CHUNK)
+            size = min(CHUNK, self.available - self.size)
+        return source.read(size) if size > 0 else b""
+
+    def result(self) -> Deflated:
+        self.close()
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return Deflated(self.target, self.crc, self.size)
+
+
+def _copied(out, name: bytes, deflated: Deflated) -> _Entry:
+    entry = _Entry(name, 8, deflated.crc, deflated.size, 0, out.tell())
+    entry.compressed = deflated.path.stat().st_size
+    out.write(_local_header(entry))
+    with open(deflated.path, "rb") as source:
+        while block := source.read(CHUNK):
+            out.write(block)
+    return entry
 
 
 def _deflate(chunk: bytes) -> bytes:

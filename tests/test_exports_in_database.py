@@ -277,7 +277,7 @@ def test_a_failing_reader_fails_the_export_and_leaves_no_files(
         )
     assert not (tmp_path / "out").exists()
     partial = tmp_path / "out.partial"
-    assert not [p.name for p in partial.iterdir() if p.name.startswith(".part")]
+    assert not [p.name for p in partial.iterdir() if p.name.startswith(".")]  # no side files
 
 
 def test_readers_connect_with_django_s_settings(monkeypatch):

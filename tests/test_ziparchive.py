@@ -69,3 +69,38 @@ def test_info_zip_unzip_tests_the_archive(files):
     done = subprocess.run(["unzip", "-t", str(folder / "out.zip")], capture_output=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert b"No errors detected" in done.stdout
+
+
+@pytest.mark.parametrize("chunk", [1 << 10, 7_777])
+def test_a_member_deflated_while_written_gives_the_same_archive(files, monkeypatch, chunk):
+    """A Follower deflates a file as another thread appends to it (writes of any size, an
+    empty file too): the archive is the one write_zip makes from the finished files."""
+    folder, members = files
+    monkeypatch.setattr(ziparchive, "CHUNK", chunk)
+    expected = write(folder, folder / "plain.zip", members)
+    deflated = {}
+    for name in ("train.jsonl", "empty.jsonl"):
+        data = members[name]
+        follower = ziparchive.Follower(folder / f"copy-{name}", folder / f".{name}.deflated")
+        with open(folder / f"copy-{name}", "wb") as out:
+            follower.start()
+            for start in range(0, len(data), 5_003):
+                out.write(data[start : start + 5_003])
+                out.flush()
+                follower.grow(min(start + 5_003, len(data)))
+        deflated[name] = follower.result()
+    ziparchive.write_zip(
+        folder / "ahead.zip",
+        [
+            (name, folder / name, deflated.get(name, not name.endswith(".parquet")))
+            for name in members
+        ],
+    )
+    assert (folder / "ahead.zip").read_bytes() == expected
+
+
+def test_a_follower_reports_a_missing_file(tmp_path):
+    follower = ziparchive.Follower(tmp_path / "missing.jsonl", tmp_path / "out.deflated")
+    follower.start()
+    with pytest.raises(FileNotFoundError):
+        follower.result()
