@@ -3,6 +3,7 @@ exporter (feedback_api.datasets.build_export), against a raw COPY of the same ro
 
     .venv/bin/python bench/export.py                          # 1,000,000 annotations
     .venv/bin/python bench/export.py --annotations 200000 --labels-per-item 2
+    .venv/bin/python bench/export.py --repeat 5               # medians of 5 alternating runs
 
 The parent creates a fresh database bench_export_<pid> next to DATABASE_URL's (or
 postgres://postgres@127.0.0.1:5432/test), runs itself as a child against it, and drops it. The
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,16 +55,26 @@ def main() -> None:
         action="store_true",
         help="also time the row-by-row exporter (in_database=False) in the same run",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="export and raw COPY this many times, alternating, on the same data (medians "
+        "reported: a shared machine's speed drifts between runs)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.child:
-        print(json.dumps(run_child(args.annotations, args.labels_per_item, args.row_by_row)))
+        result = run_child(args.annotations, args.labels_per_item, args.row_by_row, args.repeat)
+        print(json.dumps(result))
         return
-    result = run_in_child(args.annotations, args.labels_per_item, args.row_by_row)
+    result = run_in_child(args.annotations, args.labels_per_item, args.row_by_row, args.repeat)
     print_table(result)
 
 
-def run_in_child(annotations: int, per_item: int, row_by_row: bool) -> dict:
+def run_in_child(annotations: int, per_item: int, row_by_row: bool, repeat: int) -> dict:
     base_url = os.getenv("DATABASE_URL", "")
     if not base_url.startswith("postgres"):
         base_url = DEFAULT_PG_URL
@@ -76,7 +88,8 @@ def run_in_child(annotations: int, per_item: int, row_by_row: bool) -> dict:
         "DATABASE_URL": urlunsplit(urlsplit(base_url)._replace(path=f"/{name}")),
     }
     command = [sys.executable, __file__, "--child", "--annotations", str(annotations)]
-    command += ["--labels-per-item", str(per_item)] + (["--row-by-row"] if row_by_row else [])
+    command += ["--labels-per-item", str(per_item), "--repeat", str(repeat)]
+    command += ["--row-by-row"] if row_by_row else []
     try:
         done = subprocess.run(
             command,
@@ -122,6 +135,13 @@ def print_table(r: dict) -> None:
         f"| raw COPY (SELECT ...) TO STDOUT | {r['copy_s']:.1f} | {r['copy_per_s']:,.0f} | "
         f"{r['annotations']:,} | – | – |"
     )
+    if len(r["export_runs"]) > 1:
+        print(
+            f"\n{len(r['export_runs'])} runs each, alternating; medians above. export s: "
+            + ", ".join(f"{x:.1f}" for x in r["export_runs"])
+            + "; raw COPY s: "
+            + ", ".join(f"{x:.1f}" for x in r["copy_runs"])
+        )
     print(f"\nratio (export / raw COPY): {r['ratio']:.2f}")
     print(f"load average before the export: {r['load']:.2f}")
     if "same_checksum" in r:
@@ -132,7 +152,7 @@ def print_table(r: dict) -> None:
 # Child --------------------------------------------------------------------------------------
 
 
-def run_child(annotations: int, per_item: int, row_by_row: bool) -> dict:
+def run_child(annotations: int, per_item: int, row_by_row: bool, repeat: int = 1) -> dict:
     import django
 
     sys.path.insert(0, str(ROOT))
@@ -151,30 +171,33 @@ def run_child(annotations: int, per_item: int, row_by_row: bool) -> dict:
     setup = time.perf_counter() - start
     rss_before = peak_rss_mb()
     load = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        if os.getenv("BENCH_PROFILE"):
-            import cProfile
-
-            cProfile.runctx(
-                "build_export(project=project, fmt='pairwise', filters={}, split={}, "
-                "out_dir=Path(tmp) / 'profiled')",
-                globals(),
-                {"build_export": build_export, "project": project, "Path": Path, "tmp": tmp},
-                os.environ["BENCH_PROFILE"],
-            )
+    export_runs, copy_runs = [], []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-        result = build_export(
-            project=project,
-            fmt="pairwise",
-            filters={},
-            split={"test_fraction": 0.1, "seed": 0},
-            out_dir=Path(tmp) / "export",
-        )
-        seconds = time.perf_counter() - start
-        archive_mb = result.files["archive"]["bytes"] / 2**20
+            if os.getenv("BENCH_PROFILE") and not export_runs:
+                import cProfile
+
+                cProfile.runctx(
+                    "build_export(project=project, fmt='pairwise', filters={}, split={}, "
+                    "out_dir=Path(tmp) / 'profiled')",
+                    globals(),
+                    {"build_export": build_export, "project": project, "Path": Path, "tmp": tmp},
+                    os.environ["BENCH_PROFILE"],
+                )
+                start = time.perf_counter()
+            result = build_export(
+                project=project,
+                fmt="pairwise",
+                filters={},
+                split={"test_fraction": 0.1, "seed": 0},
+                out_dir=Path(tmp) / "export",
+            )
+            export_runs.append(time.perf_counter() - start)
+            archive_mb = result.files["archive"]["bytes"] / 2**20
+        copy_runs.append(raw_copy(project.pk))
     rss = peak_rss_mb()
-    copy_seconds = raw_copy(project.pk)
+    seconds, copy_seconds = statistics.median(export_runs), statistics.median(copy_runs)
     total = items * per_item
     extra = {}
     if row_by_row:
@@ -193,6 +216,8 @@ def run_child(annotations: int, per_item: int, row_by_row: bool) -> dict:
             extra["same_checksum"] = slow.checksum == result.checksum
     return {
         **extra,
+        "export_runs": export_runs,
+        "copy_runs": copy_runs,
         "load": load,
         "annotations": total,
         "items": items,
