@@ -87,6 +87,13 @@ def decimal_text(micros: np.ndarray) -> pa.StringArray:
     return pa.array([t + "0" if t.endswith(".") else t for t in texts]).take(pa.array(index))
 
 
+def majority_micros(batch: pa.RecordBatch) -> np.ndarray:
+    """The majority's share of each item's labels in millionths, rounded half up (as the
+    query's MICROS)."""
+    n, na, nb, nt = (batch.column(c).to_numpy() for c in ("n", "na", "nb", "nt"))
+    return (np.maximum(np.maximum(na, nb), nt) * 2 * MILLION + n) // (2 * n)
+
+
 def half_up_micros(total: np.ndarray, count: np.ndarray) -> np.ndarray:
     """round(total / count, 6) in millionths, halves up (count > 0)."""
     return (total * 2 * MILLION + count) // (2 * count)
@@ -105,6 +112,8 @@ class Names:
         """(JSON arrays, lists) of rows whose labels have one name (its id in `first`), none
         (`first` null) or several (`several`: the names sorted, null otherwise)."""
         index = pc.index_in(first.cast(pa.int64()), value_set=self.ids)
+        if index.null_count != first.null_count:
+            raise RuntimeError("a label's annotator or judge is missing from the export's names")
         json = pc.fill_null(self.json.take(index), "[]")
         present = np.asarray(index.is_valid())
         offsets = np.concatenate([[0], np.cumsum(present)]).astype(np.int32)
@@ -153,10 +162,10 @@ class Renderer:
     def counts(self, batch: pa.RecordBatch, counts: Counter) -> tuple[np.ndarray, int | None]:
         """Adds the batch's card counts; returns the exported rows' mask and their lowest
         agreement in millionths (None without exported rows)."""
-        na, nb, nt, n = (batch.column(c).to_numpy() for c in ("na", "nb", "nt", "n"))
+        na, nb, nt = (batch.column(c).to_numpy() for c in ("na", "nb", "nt"))
         majority = ((na > nb) & (na > nt)) | ((nb > na) & (nb > nt))
         tie = (nt > na) & (nt > nb)
-        micros = (np.maximum(np.maximum(na, nb), nt) * 2 * MILLION + n) // (2 * n)
+        micros = majority_micros(batch)
         exported = majority & (micros >= self.min_micros)
         if not np.array_equal(exported, np.asarray(batch.column("external_id").is_valid())):
             raise RuntimeError("the database and the renderer disagree on the exported items")
@@ -184,9 +193,7 @@ class Renderer:
     def rows(self, batch: pa.RecordBatch) -> tuple[pa.Array, pa.Table]:
         """The exported rows' JSONL lines and Parquet table (batch: exported rows only)."""
         col = batch.column
-        n, na, nb = (col(c).to_numpy() for c in ("n", "na", "nb"))
-        nt = col("nt").to_numpy()
-        micros = (np.maximum(np.maximum(na, nb), nt) * 2 * MILLION + n) // (2 * n)
+        micros = majority_micros(batch)
         agreement = decimal_text(micros)
         annotators, annotator_lists = self.users.render(col("u1"), col("annotators"))
         judges, judge_lists = self.judges.render(col("j1"), col("judges"))
@@ -209,7 +216,7 @@ class Renderer:
             strength_sum = col("strength_sum").to_numpy(zero_copy_only=False)
             strength_count = col("strength_count").to_numpy(zero_copy_only=False)
             has = strength_count > 0
-            margin_micros = np.zeros(len(n), np.int64)
+            margin_micros = np.zeros(batch.num_rows, np.int64)
             margin_micros[has] = half_up_micros(
                 strength_sum[has].astype(np.int64), strength_count[has].astype(np.int64)
             )

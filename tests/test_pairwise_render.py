@@ -136,3 +136,10 @@ def test_split_agrees_with_in_test_split():
         found = renderer(seed=seed, threshold=threshold).in_test(pa.array(ids))
         expected = [datasets.in_test_split(e, seed=seed, fraction=fraction) for e in ids]
         assert found.tolist() == expected
+
+
+def test_a_labeller_missing_from_the_names_fails_loudly():
+    """A row never gets an empty annotator list because a name was not looked up."""
+    names = Names({3: "zoë"})
+    with pytest.raises(RuntimeError, match="missing"):
+        names.render(pa.array([4], pa.int32()), pa.array([None], pa.list_(pa.string())))
