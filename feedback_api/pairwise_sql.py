@@ -549,31 +549,32 @@ def export_splits(
             for name in ("train", "test")
         }
         try:
-            for thread in threads:
-                thread.start()
-            written = 0
-            while written < len(chunk_sql):
-                outputs = queue.take(PROGRESS_SECONDS)
-                if progress:
-                    progress(sum(thread.done for thread in threads), total)
-                if outputs is None:
-                    if queue.stopped:
-                        break
-                    continue
-                for name, lines, table in outputs:
-                    finals[name].write(lines, table)
-                written += 1
-        finally:
-            queue.stop()
-            for thread in threads:
-                thread.join()
-            infos = {f"{name}.jsonl": files.finish() for name, files in finals.items()}
-        try:
+            try:
+                for thread in threads:
+                    thread.start()
+                written = 0
+                while written < len(chunk_sql):
+                    outputs = queue.take(PROGRESS_SECONDS)
+                    if progress:
+                        progress(sum(thread.done for thread in threads), total)
+                    if outputs is None:
+                        if queue.stopped:
+                            break
+                        continue
+                    for name, lines, table in outputs:
+                        finals[name].write(lines, table)
+                    written += 1
+            finally:
+                queue.stop()
+                for thread in threads:
+                    thread.join()
+                infos = {f"{name}.jsonl": files.finish() for name, files in finals.items()}
             for thread in threads:
                 if thread.error is not None:
                     raise thread.error
             deflated = {f"{name}.jsonl": files.deflated() for name, files in finals.items()}
         except BaseException:
+            # A reader's or the writer's failure: the followers stop, their streams go.
             for files in finals.values():
                 files.discard()
             raise

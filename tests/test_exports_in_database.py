@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 
 import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
 from annotate.models import Annotation, Judge
-from feedback_api import datasets, pairwise_sql
+from feedback_api import datasets, pairwise_sql, ziparchive
 from feedback_api.models import DATA_FILES
 
 from .factories import AnnotationFactory, ItemFactory, UserFactory
@@ -278,6 +279,33 @@ def test_a_failing_reader_fails_the_export_and_leaves_no_files(
     assert not (tmp_path / "out").exists()
     partial = tmp_path / "out.partial"
     assert not [p.name for p in partial.iterdir() if p.name.startswith(".")]  # no side files
+
+
+def test_a_failing_write_stops_the_deflating_and_leaves_no_files(rich, tmp_path, monkeypatch):
+    """The writer's own failure (a full disk) ends the export: the JSONL followers stop and
+    their deflate streams are removed, no thread is left waiting."""
+    monkeypatch.setattr(pairwise_sql, "BUCKET_SIZE", 3)
+    monkeypatch.setattr(pairwise_sql, "CHUNK_BUCKETS", 1)
+    real = pairwise_sql.SplitFiles.write
+    calls = []
+
+    def full(self, lines, table):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("No space left on device")
+        return real(self, lines, table)
+
+    monkeypatch.setattr(pairwise_sql.SplitFiles, "write", full)
+    with pytest.raises(OSError, match="No space left"):
+        datasets.build_export(
+            project=rich,
+            fmt="pairwise",
+            filters={},
+            split={"test_fraction": 0.1, "seed": 0},
+            out_dir=tmp_path / "out",
+        )
+    assert not [p.name for p in (tmp_path / "out.partial").iterdir() if p.name.startswith(".")]
+    assert not [t for t in threading.enumerate() if isinstance(t, ziparchive.Follower)]
 
 
 def test_readers_connect_with_django_s_settings(monkeypatch):
