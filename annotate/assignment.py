@@ -504,6 +504,8 @@ def annotation_correct(*, annotation: Annotation, label: dict, annotator) -> Ann
     with transaction.atomic():
         Annotation.objects.filter(pk=annotation.pk).update(label=cleaned, updated_at=now)
     annotation.label, annotation.updated_at = cleaned, now
+    for name in ("choice", "strength"):  # the database's, read again when asked for
+        annotation.__dict__.pop(name, None)
     return annotation
 
 

@@ -231,6 +231,27 @@ def test_ties_are_not_swapped(pairs, monkeypatch):
     assert annotation.label == {"choice": "tie", "strength": None, "rationale": ""}
 
 
+@pytest.mark.parametrize("swapped", [False, True])
+def test_the_choice_and_strength_columns_follow_the_stored_label(pairs, monkeypatch, swapped):
+    ItemFactory(project=pairs)
+    (bob,) = annotators(pairs, 1)
+    monkeypatch.setattr(engine._random, "random", lambda: 0.0 if swapped else 0.9)
+    lease = engine.assignment_next(project=pairs, annotator=bob)
+    label = {"choice": "A", "strength": 3}
+    annotation = engine.annotation_submit(assignment=lease, label=label, time_spent_ms=None)
+    stored = "B" if swapped else "A"
+    assert Annotation.objects.values_list("choice", "strength").get() == (stored, 3)
+    engine.annotation_correct(annotation=annotation, label={"choice": "tie"}, annotator=bob)
+    assert (annotation.choice, annotation.strength) == ("tie", None)
+    engine.annotation_correct(
+        annotation=annotation, label={"choice": "B", "strength": 1}, annotator=bob
+    )
+    assert Annotation.objects.values_list("choice", "strength").get() == (
+        "A" if swapped else "B",
+        1,
+    )
+
+
 def test_listwise_order_is_a_permutation(alice):
     project = ProjectFactory(kind="listwise", gold_rate=0)
     item = ItemFactory(project=project)
@@ -243,6 +264,8 @@ def test_listwise_order_is_a_permutation(alice):
         assignment=lease, label={"ranking": ranking}, time_spent_ms=None
     )
     assert annotation.label == {"ranking": ranking}
+    # The pairwise columns stay empty for the other kinds.
+    assert Annotation.objects.values_list("choice", "strength").get() == (None, None)
 
 
 @pytest.mark.parametrize(
