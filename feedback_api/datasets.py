@@ -446,16 +446,19 @@ def build_export(
     the exporter. Both give the same bytes."""
     filters, split = clean_filters(filters), clean_split(split)
     in_database = in_database and _in_database(fmt)
-    labels = _Labels(project, filters, chunk_size)
+    labels = _Labels(project, filters)
     with ThreadPoolExecutor(1) as pool:
         if in_database:
-            # The pairwise exporter asks whether a label lacks a strength: a scan of the labels
-            # as long as the count's, so it runs meanwhile on a connection of its own (committed
-            # rows, as the readers see).
-            labels.ahead["strength"] = pool.submit(_on_own_connection, labels.lacking, "strength")
-        counts = labeled_items_queryset(project, filters).aggregate(
-            total=Count("pk"), chat=Count("pk", filter=Q(prompt__0__role__isnull=False))
-        )
+            # The pairwise exporter asks whether an exported majority lacks a strength: a scan
+            # of the labels, so it runs meanwhile on a connection of its own (committed rows,
+            # as the readers see).
+            labels.ahead["strength"] = pool.submit(
+                _on_own_connection, _serially, labels.check_strengths, filters["min_agreement"]
+            )
+        with _serial_plans(in_database):
+            counts = labeled_items_queryset(project, filters).aggregate(
+                total=Count("pk"), chat=Count("pk", filter=Q(prompt__0__role__isnull=False))
+            )
         exporter = exporter_class(fmt)(
             config=project.config, chat=counts["chat"] > 0, seed=split["seed"]
         )
@@ -534,33 +537,80 @@ def _export_rows(project, exporter, filters, split, folder, progress, chunk_size
     return stats, agreement_summary(agreements)
 
 
+# Whether an item that gives a pairwise row (a majority for A or B at the minimum agreement,
+# in integer millionths as pairwise_sql counts it) has no strength among its majority's labels:
+# only items with an A or B label lacking a strength can, so the scan looks at those labels and
+# groups each one's item by an index lookup; it stops at the first. On Annotation's generated
+# choice and strength columns, the same SQL on PostgreSQL and SQLite.
+MAJORITY_WITHOUT_STRENGTH_SQL = """
+    SELECT 1 FROM {annotation} a
+    JOIN {item} i ON i.id = a.item_id
+    WHERE i.project_id = %s {item_where} AND {label_where_a}
+        AND a.choice IN ('A', 'B') AND a.strength IS NULL
+        AND EXISTS (
+            SELECT 1 FROM {annotation} b
+            WHERE b.item_id = a.item_id AND {label_where_b}
+            GROUP BY b.item_id
+            HAVING count(*) FILTER (WHERE b.choice = a.choice AND b.strength IS NOT NULL) = 0
+                AND count(*) FILTER (WHERE b.choice = a.choice)
+                    > count(*) FILTER (WHERE b.choice IN ('A', 'B') AND b.choice <> a.choice)
+                AND count(*) FILTER (WHERE b.choice = a.choice)
+                    > count(*) FILTER (WHERE b.choice = 'tie')
+                AND (count(*) FILTER (WHERE b.choice = a.choice) * 2000000 + count(*))
+                    / (2 * count(*)) >= %s
+        )
+    LIMIT 1
+"""
+
+
 @dataclass
 class _Labels:
     """The exported labels, for Exporter.prepare (see exporters.base.LabelSource)."""
 
     project: Project
     filters: dict
-    chunk_size: int
-    ahead: dict[str, Future] = field(default_factory=dict)  # any_without answers under way
+    ahead: dict[str, Future] = field(default_factory=dict)  # answers under way
 
-    def sets(self) -> Iterator[list[LabelRecord]]:
-        chunks = labeled_items(
-            self.project, self.filters, chunk_size=self.chunk_size, with_item=False
+    def majority_without_strength(self, min_agreement: float) -> bool:
+        if "strength" in self.ahead:
+            return self.ahead.pop("strength").result()
+        return self.check_strengths(min_agreement)
+
+    def check_strengths(self, min_agreement: float) -> bool:
+        """majority_without_strength as one query."""
+        where_a, params_a = _label_where(self.filters, "a")
+        where_b, params_b = _label_where(self.filters, "b")
+        sql = MAJORITY_WITHOUT_STRENGTH_SQL.format(
+            annotation=Annotation._meta.db_table,
+            item=Item._meta.db_table,
+            item_where="AND i.gold_label IS NULL" if self.filters["exclude_gold"] else "",
+            label_where_a=where_a,
+            label_where_b=where_b,
         )
-        for chunk in chunks:
-            for _item, labels in chunk:
-                yield labels
+        params = [self.project.pk, *params_a, *params_b, pairwise_sql.min_micros(min_agreement)]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone() is not None
 
-    def any_without(self, key: str) -> bool:
-        if key in self.ahead:
-            return self.ahead.pop(key).result()
-        return self.lacking(key)
 
-    def lacking(self, key: str) -> bool:
-        """Whether a label lacks `key`: one query."""
-        items = labeled_items_queryset(self.project, self.filters)
-        lacking = Q(**{f"label__{key}": None}) | Q(**{f"label__{key}__isnull": True})
-        return label_queryset(self.filters).filter(lacking, item__in=items).exists()
+@contextmanager
+def _serial_plans(enabled: bool = True) -> Iterator[None]:
+    """On PostgreSQL, a transaction whose queries run on one core without JIT. The export's
+    pre-queries scan the project once each: there, parallel workers and JIT compiling took
+    twice the CPU for about the same time (measured at 1M labels), and the export is bound by
+    CPU."""
+    if not enabled or connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        yield
+
+
+def _serially(function, *args):
+    with _serial_plans():
+        return function(*args)
 
 
 def _on_own_connection(function, *args):

@@ -161,6 +161,33 @@ def test_margin_column_stays_when_labels_without_strength_are_not_exported(proje
     assert all("margin" not in r for r in rows)
 
 
+def test_margin_column_needs_only_one_strength_in_each_exported_majority(project, tmp_path):
+    # One of two majority labels has a strength: the margin is its strength.
+    partly = ItemFactory(project=project, external_id="partly")
+    pair_label(partly, "B", 3)
+    pair_label(partly, "B", None, source="imported", annotator=None)
+    # No majority (one A, one B, neither with a strength): no row, so no say in the column.
+    split = ItemFactory(project=project, external_id="split")
+    pair_label(split, "A", None, source="imported", annotator=None)
+    pair_label(split, "B", None, source="imported", annotator=None)
+    result, folder = export(project, tmp_path)
+    assert [(r["external_id"], r["margin"]) for r in read_jsonl(folder / "train.jsonl")] == [
+        ("partly", 3.0)
+    ]
+    assert result.stats["left_out.no_majority"] == 1
+    # A label left out by a filter has no say either; with it, the item has no strength.
+    lone = ItemFactory(project=project, external_id="lone")
+    pair_label(lone, "A", None, source="imported", annotator=None)
+    _, folder = export(project, tmp_path, filters={"source": "human"}, name="human")
+    assert [(r["external_id"], r["margin"]) for r in read_jsonl(folder / "train.jsonl")] == [
+        ("partly", 3.0)
+    ]
+    _, folder = export(project, tmp_path, name="all")
+    rows = read_jsonl(folder / "train.jsonl")
+    assert [r["external_id"] for r in rows] == ["partly", "lone"]
+    assert all("margin" not in r for r in rows)
+
+
 def test_items_below_min_agreement_are_not_in_the_format_counts(project, tmp_path):
     split = ItemFactory(project=project, external_id="split")
     pair_label(split, "A")

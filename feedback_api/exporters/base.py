@@ -8,7 +8,6 @@ the item's provenance: external_id, how many labels, their agreement, sources, a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any, ClassVar, NamedTuple, Protocol
 
 import pyarrow as pa
@@ -76,13 +75,11 @@ def prompt_text(prompt: str | list[dict]) -> str:
 
 
 class LabelSource(Protocol):
-    """What prepare() may read: the filtered labels of every item that would be exported."""
+    """What prepare() may ask of the filtered labels of the items that would be exported."""
 
-    def sets(self) -> Iterator[list[LabelRecord]]:
-        """Each labeled item's labels (by label id), item by item."""
-
-    def any_without(self, key: str) -> bool:
-        """Whether a filtered label lacks `key` or has it null."""
+    def majority_without_strength(self, min_agreement: float) -> bool:
+        """Whether an item that gives a pairwise row (a majority for A or B, its share at
+        least min_agreement) has no strength in any of its majority's labels."""
 
 
 class Exporter:

@@ -53,17 +53,8 @@ class PairwiseExporter(Exporter):
     margin = True  # set by prepare(): whether every exported row has a margin
 
     def prepare(self, labels: LabelSource, min_agreement: float) -> None:
-        if not labels.any_without("strength"):
-            self.margin = True
-            return
-        for label_set in labels.sets():
-            choice, agreement = majority_choice(label_set)
-            if choice in (None, "tie") or agreement < min_agreement:
-                continue
-            if mean_strength(label_set, choice) is None:
-                self.margin = False
-                return
-        self.margin = True
+        # A null margin is rejected by TRL's margin loss: the column only when every row has one.
+        self.margin = not labels.majority_without_strength(min_agreement)
 
     def fields(self):
         return pair_fields(self) + ([("margin", pa.float64())] if self.margin else [])
