@@ -62,19 +62,33 @@ def main() -> None:
         help="export and raw COPY this many times, alternating, on the same data (medians "
         "reported: a shared machine's speed drifts between runs)",
     )
+    parser.add_argument(
+        "--tie-every",
+        type=int,
+        default=0,
+        help="make every Nth label a tie (no strength), as in real data; 0: no ties",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.tie_every < 0 or args.tie_every == 1:
+        parser.error("--tie-every must be 0 (no ties) or at least 2")
     if args.child:
-        result = run_child(args.annotations, args.labels_per_item, args.row_by_row, args.repeat)
+        result = run_child(
+            args.annotations, args.labels_per_item, args.row_by_row, args.repeat, args.tie_every
+        )
         print(json.dumps(result))
         return
-    result = run_in_child(args.annotations, args.labels_per_item, args.row_by_row, args.repeat)
+    result = run_in_child(
+        args.annotations, args.labels_per_item, args.row_by_row, args.repeat, args.tie_every
+    )
     print_table(result)
 
 
-def run_in_child(annotations: int, per_item: int, row_by_row: bool, repeat: int) -> dict:
+def run_in_child(
+    annotations: int, per_item: int, row_by_row: bool, repeat: int, tie_every: int
+) -> dict:
     base_url = os.getenv("DATABASE_URL", "")
     if not base_url.startswith("postgres"):
         base_url = DEFAULT_PG_URL
@@ -89,6 +103,7 @@ def run_in_child(annotations: int, per_item: int, row_by_row: bool, repeat: int)
     }
     command = [sys.executable, __file__, "--child", "--annotations", str(annotations)]
     command += ["--labels-per-item", str(per_item), "--repeat", str(repeat)]
+    command += ["--tie-every", str(tie_every)]
     command += ["--row-by-row"] if row_by_row else []
     try:
         done = subprocess.run(
@@ -116,7 +131,8 @@ def pg_admin(url: str, *statements: str) -> None:
 def print_table(r: dict) -> None:
     print(
         f"PostgreSQL, {r['annotations']:,} pairwise annotations on {r['items']:,} items "
-        f"({r['labels_per_item']} label(s) each); setup (COPY in) {r['setup_s']:.1f} s\n"
+        f"({r['labels_per_item']} label(s) each, a tie every {r['tie_every'] or 'never'}); "
+        f"setup (COPY in) {r['setup_s']:.1f} s\n"
     )
     print("| what | seconds | annotations/s | rows out | peak RSS MB | RSS growth MB |")
     print("|---|---|---|---|---|---|")
@@ -152,7 +168,9 @@ def print_table(r: dict) -> None:
 # Child --------------------------------------------------------------------------------------
 
 
-def run_child(annotations: int, per_item: int, row_by_row: bool, repeat: int = 1) -> dict:
+def run_child(
+    annotations: int, per_item: int, row_by_row: bool, repeat: int = 1, tie_every: int = 0
+) -> dict:
     import django
 
     sys.path.insert(0, str(ROOT))
@@ -167,7 +185,7 @@ def run_child(annotations: int, per_item: int, row_by_row: bool, repeat: int = 1
     project = project_create(name="bench export", kind="pairwise")
     items = annotations // per_item
     start = time.perf_counter()
-    fill(project.pk, items, per_item)
+    fill(project.pk, items, per_item, tie_every)
     setup = time.perf_counter() - start
     rss_before = peak_rss_mb()
     load = os.getloadavg()[0]
@@ -222,6 +240,7 @@ def run_child(annotations: int, per_item: int, row_by_row: bool, repeat: int = 1
         "annotations": total,
         "items": items,
         "labels_per_item": per_item,
+        "tie_every": tie_every,
         "setup_s": setup,
         "export_s": seconds,
         "annotations_per_s": total / seconds,
@@ -240,7 +259,7 @@ def text(n: int, words: int) -> str:
     return " ".join(WORDS[(n * 7 + k) % len(WORDS)] for k in range(words))
 
 
-def fill(project_id: int, items: int, per_item: int) -> None:
+def fill(project_id: int, items: int, per_item: int, tie_every: int = 0) -> None:
     """COPY the users, items and annotations in, in text format (no value needs escaping)."""
     from django.db import connection
 
@@ -286,9 +305,11 @@ def fill(project_id: int, items: int, per_item: int) -> None:
                     for n in range(block, min(block + 10_000, items)):
                         for k in range(per_item):
                             choice = "AB"[(n + k) % 3 == 0]
+                            strength = 1 + (n + k) % 3
+                            if tie_every and (n * per_item + k) % tie_every == 0:
+                                choice, strength = "tie", "null"
                             label = (
-                                f'{{"choice": "{choice}", "strength": {1 + (n + k) % 3}, '
-                                f'"rationale": ""}}'
+                                f'{{"choice": "{choice}", "strength": {strength}, "rationale": ""}}'
                             )
                             user = first_user + (n + k) % annotators
                             row = (first_item + n, "human", user, "pairwise", label, "", "", "", "")

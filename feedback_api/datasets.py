@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from annotate.models import Annotation, Item, Judge, Project
@@ -455,13 +455,11 @@ def build_export(
             labels.ahead["strength"] = pool.submit(
                 _on_own_connection, _serially, labels.check_strengths, filters["min_agreement"]
             )
+        items = labeled_items_queryset(project, filters)
         with _serial_plans(in_database):
-            counts = labeled_items_queryset(project, filters).aggregate(
-                total=Count("pk"), chat=Count("pk", filter=Q(prompt__0__role__isnull=False))
-            )
-        exporter = exporter_class(fmt)(
-            config=project.config, chat=counts["chat"] > 0, seed=split["seed"]
-        )
+            total = items.count()  # an index-only scan of items and labels
+            chat = items.filter(chat=True).exists()  # item_chat_idx
+        exporter = exporter_class(fmt)(config=project.config, chat=chat, seed=split["seed"])
         exporter.prepare(labels, filters["min_agreement"])
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -469,7 +467,6 @@ def build_export(
     result = BuildResult()
     deflated: dict[str, Deflated] = {}  # JSONL deflated during the export, for the archive
     if in_database:
-        total = counts["total"]
         if progress:
             progress(0, total)
         stats, agreement, rows, result.files, deflated = pairwise_sql.export_splits(
@@ -490,7 +487,7 @@ def build_export(
             progress(total, total)
     else:
         stats, agreement = _export_rows(
-            project, exporter, filters, split, partial, progress, chunk_size, counts["total"]
+            project, exporter, filters, split, partial, progress, chunk_size, total
         )
         result.train_rows, result.test_rows = stats.pop("_rows.train"), stats.pop("_rows.test")
     stats.update(exporter.stats)
