@@ -50,6 +50,17 @@ USER_TABLE = Annotation._meta.get_field("annotator").related_model._meta.db_tabl
 BUCKET_SIZE = 1000  # items per LATERAL join (a merge join of that many items and labels)
 CHUNK_BUCKETS = 8  # buckets per query; the readers take the chunks in turn
 PROGRESS_SECONDS = 1.0
+# The readers' plans. JIT compiling costs more than it saves here. A bucket's item ids come
+# from an array, so the planner guesses ~25 labeled items where there are ~1000: it then joins
+# each group to its item by an index probe (a nested loop), or hashes them; a merge join with
+# one index scan of the bucket's items reads the rows in id order for a fifth less CPU at 1M
+# items (one backend: 7.1 s → 5.8 s, medians of 5).
+READER_SETTINGS = (
+    "jit = off",
+    "enable_nestloop = off",  # the LATERAL per bucket stays one: nothing else can do it
+    "enable_hashjoin = off",
+    "enable_bitmapscan = off",
+)
 BATCH_BYTES = 4 << 20  # Arrow bytes per batch a reader hands over
 
 # Per labeled item: the filtered labels' counts by choice and source, annotator and judge id
@@ -480,7 +491,8 @@ def open_reader(dsn: str, snapshot: str):
         with reader.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-            cursor.execute("SET LOCAL jit = off")  # measured: compiling costs more than it saves
+            for setting in READER_SETTINGS:
+                cursor.execute(f"SET LOCAL {setting}")
     except BaseException:
         reader.close()
         raise
