@@ -11,9 +11,11 @@ id), one query per page; rows go to JSONL and to Parquet a row group at a time.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import hashlib
+import os
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -446,6 +448,7 @@ def build_export(
     the exporter. Both give the same bytes."""
     filters, split = clean_filters(filters), clean_split(split)
     in_database = in_database and _in_database(fmt)
+    _arrow_allocator()
     labels = _Labels(project, filters)
     with ThreadPoolExecutor(1) as pool:
         if in_database:
@@ -505,6 +508,18 @@ def build_export(
     shutil.rmtree(out_dir, ignore_errors=True)
     partial.rename(out_dir)
     return result
+
+
+def _arrow_allocator() -> None:
+    """Arrow's allocator for this process: jemalloc. Its default, mimalloc, kept an export's
+    freed batches resident: peak RSS 347-348 MB against 290-302 MB at 1M rows, at the same
+    speed (bench/export.py). Set here rather than at start-up, where importing pyarrow would
+    cost every process ~35 MB. ARROW_DEFAULT_MEMORY_POOL, when set, still decides."""
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    with contextlib.suppress(NotImplementedError):  # a pyarrow built without jemalloc
+        if pa.default_memory_pool().backend_name != "jemalloc":
+            pa.set_memory_pool(pa.jemalloc_memory_pool())
 
 
 def _in_database(fmt: str) -> bool:

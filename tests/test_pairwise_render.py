@@ -4,7 +4,6 @@ split. No database: the batches are built by hand as the rows query returns them
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 
 import numpy as np
@@ -144,11 +143,3 @@ def test_a_labeller_missing_from_the_names_fails_loudly():
     names = Names({3: "zoë"})
     with pytest.raises(RuntimeError, match="missing"):
         names.render(pa.array([4], pa.int32()), pa.array([None], pa.list_(pa.string())))
-
-
-def test_arrow_allocates_with_jemalloc_unless_told_otherwise():
-    # Set when Django starts (feedback_api.apps): mimalloc kept ~55 MB more of a 1M-row export
-    # resident.
-    assert os.environ.get("ARROW_DEFAULT_MEMORY_POOL") or (
-        pa.default_memory_pool().backend_name == "jemalloc"
-    )
