@@ -1,6 +1,9 @@
+from django import forms
 from django.contrib import admin
 
+from .assignment import clean_label
 from .models import Annotation, Assignment, ImportJob, Item, Judge, Membership, Project
+from .services import ServiceError
 
 
 class MembershipInline(admin.TabularInline):
@@ -50,8 +53,31 @@ class AssignmentAdmin(admin.ModelAdmin):
     list_select_related = ["item", "annotator"]
 
 
+class AnnotationAdminForm(forms.ModelForm):
+    """A label edited here is checked by its item's kind, as a submitted one is: the database
+    derives the pairwise choice and strength columns from it and would refuse a strength that
+    is not a number."""
+
+    class Meta:
+        model = Annotation
+        fields = "__all__"  # noqa: DJ007 (ModelAdmin picks the fields it shows)
+
+    def clean(self):
+        data = super().clean()
+        item, label = data.get("item"), data.get("label")
+        if item is not None and "label" not in self.errors:
+            if data.get("kind") and data["kind"] != item.project.kind:
+                self.add_error("kind", f"The item's project labels {item.project.kind} items.")
+            try:
+                data["label"] = clean_label(item=item, label=label)
+            except ServiceError as exc:
+                self.add_error("label", f"{exc.field or 'label'}: {exc}")
+        return data
+
+
 @admin.register(Annotation)
 class AnnotationAdmin(admin.ModelAdmin):
+    form = AnnotationAdminForm
     list_display = ["item", "source", "annotator", "judge", "kind", "created_at"]
     list_filter = ["source", "kind"]
     raw_id_fields = ["item", "annotator", "judge", "assignment"]
