@@ -264,7 +264,7 @@ def labeled_items_queryset(project: Project, filters: dict) -> QuerySet[Item]:
 USER_TABLE = Annotation._meta.get_field("annotator").related_model._meta.db_table
 JUDGE_TABLE = Judge._meta.db_table
 LABELED_ITEMS_SQL = """
-    SELECT i.id, i.external_id, {item_columns},
+    SELECT i.id, i.external_id, CAST(i.prompt AS text), CAST(i.responses AS text),
         a.id, a.source, a.annotator_id, a.judge_id, CAST(a.label AS text)
     FROM {item} i
     JOIN {annotation} a ON a.item_id = i.id
@@ -299,12 +299,9 @@ def _label_where(filters: dict, alias: str = "a") -> tuple[str, list]:
     return " AND ".join(where), params
 
 
-def _labeled_items_sql(filters: dict, *, with_item: bool) -> tuple[str, list]:
+def _labeled_items_sql(filters: dict) -> tuple[str, list]:
     label_where, params = _label_where(filters)
     sql = LABELED_ITEMS_SQL.format(
-        item_columns="CAST(i.prompt AS text), CAST(i.responses AS text)"
-        if with_item
-        else "'\"\"', '[]'",
         label_where=label_where,
         item_where="AND i.gold_label IS NULL" if filters["exclude_gold"] else "",
         item=Item._meta.db_table,
@@ -314,15 +311,14 @@ def _labeled_items_sql(filters: dict, *, with_item: bool) -> tuple[str, list]:
 
 
 def labeled_items(
-    project: Project, filters: dict, *, chunk_size: int = CHUNK_SIZE, with_item: bool = True
+    project: Project, filters: dict, *, chunk_size: int = CHUNK_SIZE
 ) -> Iterator[list[tuple[ItemRecord, list[LabelRecord]]]]:
     """Chunks of (item, its filtered labels by id), by item id; one query per chunk_size labels.
 
     An item whose labels run past the end of a page is held back and completed from the next
-    one. JSON is parsed with orjson (Django's json.loads per value is much slower). Without
-    `with_item`, prompt and responses are left out ("" and []): a labels-only pass.
+    one. JSON is parsed with orjson (Django's json.loads per value is much slower).
     """
-    sql, label_params = _labeled_items_sql(filters, with_item=with_item)
+    sql, label_params = _labeled_items_sql(filters)
     loads, names = orjson.loads, _Names()
     last_item = last_label = 0
     pending: tuple[ItemRecord, list[LabelRecord]] | None = None
@@ -455,7 +451,7 @@ def build_export(
             # The pairwise exporter asks whether an exported majority lacks a strength: a scan
             # of the labels, so it runs meanwhile on a connection of its own (committed rows,
             # as the readers see).
-            labels.ahead["strength"] = pool.submit(
+            labels.ahead = pool.submit(
                 _on_own_connection, _serially, labels.check_strengths, filters["min_agreement"]
             )
         items = labeled_items_queryset(project, filters)
@@ -568,8 +564,7 @@ MAJORITY_WITHOUT_STRENGTH_SQL = """
                     > count(*) FILTER (WHERE b.choice IN ('A', 'B') AND b.choice <> a.choice)
                 AND count(*) FILTER (WHERE b.choice = a.choice)
                     > count(*) FILTER (WHERE b.choice = 'tie')
-                AND (count(*) FILTER (WHERE b.choice = a.choice) * 2000000 + count(*))
-                    / (2 * count(*)) >= %s
+                AND {micros} >= %s
         )
     LIMIT 1
 """
@@ -581,11 +576,11 @@ class _Labels:
 
     project: Project
     filters: dict
-    ahead: dict[str, Future] = field(default_factory=dict)  # answers under way
+    ahead: Future | None = None  # check_strengths under way
 
     def majority_without_strength(self, min_agreement: float) -> bool:
-        if "strength" in self.ahead:
-            return self.ahead.pop("strength").result()
+        if self.ahead is not None:
+            return self.ahead.result()
         return self.check_strengths(min_agreement)
 
     def check_strengths(self, min_agreement: float) -> bool:
@@ -598,6 +593,7 @@ class _Labels:
             item_where="AND i.gold_label IS NULL" if self.filters["exclude_gold"] else "",
             label_where_a=where_a,
             label_where_b=where_b,
+            micros=pairwise_sql.micros("count(*) FILTER (WHERE b.choice = a.choice)", "count(*)"),
         )
         params = [self.project.pk, *params_a, *params_b, pairwise_sql.min_micros(min_agreement)]
         with connection.cursor() as cursor:

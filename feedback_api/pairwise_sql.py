@@ -89,9 +89,15 @@ AGGREGATE_SQL = """
     GROUP BY a.item_id
 """
 MAJORITY = "((x.na > x.nb AND x.na > x.nt) OR (x.nb > x.na AND x.nb > x.nt))"
-# The majority's share in millionths, round(share, 6) * 10**6 in integers (half up): the same
-# number pairwise_render computes from the counts.
-MICROS = "((greatest(x.na, x.nb, x.nt) * 2000000 + x.n) / (2 * x.n))"
+
+
+def micros(top: str, n: str) -> str:
+    """SQL for a share top / n in millionths, round(share, 6) * 10**6 in integers (half up):
+    the same number pairwise_render computes from the counts."""
+    return f"(({top}) * 2000000 + ({n})) / (2 * ({n}))"
+
+
+MICROS = micros("greatest(x.na, x.nb, x.nt)", "x.n")  # the majority's share of item x
 
 
 def min_micros(min_agreement: float) -> int:
