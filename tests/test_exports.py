@@ -17,7 +17,7 @@ from annotate.kinds import get_kind
 from annotate.models import Annotation, Judge, Role
 from annotate.services import ServiceError
 from feedback_api import datasets
-from feedback_api.exporters.aggregate import aggregate_rankings, majority_spans, majority_vote
+from annotate.kinds.aggregate import aggregate_rankings, majority_spans, majority_vote
 from feedback_api.models import DatasetVersion
 
 from .factories import (

@@ -67,9 +67,7 @@ def keep_connections():
 
 
 @pytest.fixture
-def token(db, settings, keep_connections) -> str:
-    # Fast hashing: the factories hash a password per user, once per operation tested.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def token(db, keep_connections) -> str:
     alice = UserFactory(username="alice", is_staff=True)
     charlie = UserFactory(username="charlie")
     project = ProjectFactory(name="Alice's pairs", slug=SLUG)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .aggregate import majority_vote
+from annotate.kinds.aggregate import majority_vote
 from .base import Exporter, ItemRecord, LabelRecord, LabelSource, provenance
 
 

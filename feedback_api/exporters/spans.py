@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .aggregate import majority_spans
+from annotate.kinds.aggregate import majority_spans
 from .base import Exporter, ItemRecord, LabelRecord, provenance
 
 SPAN = pa.struct(
