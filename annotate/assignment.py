@@ -38,6 +38,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Subquery
 from django.utils import timezone
 
+from config import runtime
+
 from . import assignment_sql
 from .kinds import KindError, get_kind
 from .models import Annotation, Assignment, Item, Kind, Membership, Project
@@ -51,8 +53,7 @@ RECLAIM_EVERY = timedelta(seconds=5)
 SHUFFLED = (Kind.LISTWISE, Kind.RATINGS)
 
 _random = random.Random()
-# The `now` of this process's last reclaim (a race between threads costs one extra reclaim).
-_reclaimed_at: datetime | None = None
+_reclaim = runtime.Every(RECLAIM_EVERY)
 
 
 class AssignmentConflict(ServiceError):
@@ -161,12 +162,8 @@ def _assignment_from_row(row: tuple, project: Project, annotator) -> Assignment:
 
 
 def _reclaim_due_leases(now: datetime) -> None:
-    global _reclaimed_at
-    # A `now` before the last reclaim (a caller's own clock, tests) always reclaims.
-    if _reclaimed_at is not None and _reclaimed_at <= now < _reclaimed_at + RECLAIM_EVERY:
-        return
-    _reclaimed_at = now
-    leases_reclaim(now=now)
+    if _reclaim.due(now):
+        leases_reclaim(now=now)
 
 
 def _live_lease(project: Project, annotator, now: datetime) -> Assignment | None:

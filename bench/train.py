@@ -11,7 +11,11 @@ the comparison is of the training loops, not of the truncation. Each trainer run
 subprocess without Django (peak RSS = that process's ru_maxrss).
 
     .venv/bin/python bench/train.py                       # all ~1,817 train pairs, 1 epoch, bf16
-    .venv/bin/python bench/train.py --pairs 320 --precision fp32
+    .venv/bin/python bench/train.py --pairs 320 --precision fp32 --rounds 3
+
+The two trainers alternate (ours, TRL, ours, TRL, ...; `--rounds`, default 2) on the same data,
+and the ratios reported are the medians of each round's: the machine is shared, and a trainer
+timed alone while something else loads the cores reads slower than it is.
 
 On a machine without this project's web stack (a lent GPU box), export once here with
 `--save-dataset DIR` and train there with `--dataset DIR` (its train.jsonl and test.jsonl);
@@ -27,6 +31,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -231,6 +236,12 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--only", choices=["ours", "trl"], help="Run one trainer.")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="Rounds of ours then TRL (A B A B ...); the ratio is the median of the rounds'.",
+    )
+    parser.add_argument(
         "--dataset",
         type=Path,
         help="Train on this exported DatasetVersion's train.jsonl/test.jsonl (no import).",
@@ -248,6 +259,8 @@ def main() -> None:
     for hidden in ("--dir", "--train", "--test"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.worker:
         return worker(args)
     if args.export:
@@ -278,39 +291,60 @@ def main() -> None:
             f"{args.precision}, max_length {args.max_length}, batch 16, lr 1e-4, "
             f"load {os.getloadavg()[0]:.1f}"
         )
-        results = {}
-        for name in ("ours", "trl") if not args.only else (args.only,):
-            command = [sys.executable, __file__, "--worker", name, "--dir", tmp]
-            command += ["--train", str(train_path), "--test", str(test_path)]
-            command += ["--epochs", str(args.epochs), "--precision", args.precision]
-            command += ["--max-length", str(args.max_length)]
-            if args.base_model:
-                command += ["--base-model", args.base_model]
-            load = os.getloadavg()[0]  # the machine is shared: say how busy it was
-            done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-            line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
-            if not line:
-                sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
-            results[name] = {**json.loads(line[-1][len("RESULT ") :]), "load": load}
-    gpu = any("gpu" in r for r in results.values())
+        names = ("ours", "trl") if not args.only else (args.only,)
+        runs = []  # (round, name, result): the trainers alternate, A B A B
+        for round_ in range(1, args.rounds + 1):
+            for name in names:
+                runs.append((round_, name, run_trainer(args, name, tmp, train_path, test_path)))
+    print_results(runs, names)
+
+
+def run_trainer(args, name: str, tmp: str, train_path: Path, test_path: Path) -> dict:
+    """One trainer in its own subprocess; its RESULT line, with the load average before it."""
+    command = [sys.executable, __file__, "--worker", name, "--dir", tmp]
+    command += ["--train", str(train_path), "--test", str(test_path)]
+    command += ["--epochs", str(args.epochs), "--precision", args.precision]
+    command += ["--max-length", str(args.max_length)]
+    if args.base_model:
+        command += ["--base-model", args.base_model]
+    load = os.getloadavg()[0]  # the machine is shared: say how busy it was
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+    if not line:
+        sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
+    return {**json.loads(line[-1][len("RESULT ") :]), "load": load}
+
+
+def print_results(runs: list[tuple[int, str, dict]], names: tuple[str, ...]) -> None:
+    """Every run in order, then the median of each round's ours/trl ratios."""
+    gpu = any("gpu" in r for _, _, r in runs)
     print(
-        f"{'trainer':8} {'pairs/s':>8} {'accuracy':>9} {'peak RSS MB':>12} {'wall s':>7} "
-        f"{'load before':>11}" + (f" {'peak GPU MB':>11}  GPU" if gpu else "")
+        f"{'round':>5} {'trainer':8} {'pairs/s':>8} {'accuracy':>9} {'peak RSS MB':>12} "
+        f"{'wall s':>7} {'load before':>11}" + (f" {'peak GPU MB':>11}  GPU" if gpu else "")
     )
-    for name, r in results.items():
+    for round_, name, r in runs:
         print(
-            f"{name:8} {r['pairs_per_s']:8.2f} {r['accuracy']:9.3f} "
+            f"{round_:5} {name:8} {r['pairs_per_s']:8.2f} {r['accuracy']:9.3f} "
             f"{r['peak_rss_mb']:12,} {r['wall_s']:7.1f} {r['load']:11.2f}"
             + (f" {r.get('peak_gpu_mb', 0):11,}  {r.get('gpu', '-')}" if gpu else "")
         )
-    if len(results) == 2:
-        ours, trl = results["ours"], results["trl"]
-        print(
-            f"ratio ours/trl: {ours['pairs_per_s'] / trl['pairs_per_s']:.2f}x pairs/s, "
-            f"accuracy {ours['accuracy'] - trl['accuracy']:+.3f}, "
-            f"peak RSS {ours['peak_rss_mb'] / trl['peak_rss_mb']:.2f}x"
-            + (f", peak GPU memory {ours['peak_gpu_mb'] / trl['peak_gpu_mb']:.2f}x" if gpu else "")
-        )
+    if len(names) < 2:
+        return
+    by_round: dict[int, dict[str, dict]] = {}
+    for round_, name, r in runs:
+        by_round.setdefault(round_, {})[name] = r
+    pairs = [(b["ours"], b["trl"]) for b in by_round.values()]
+    speed = statistics.median(o["pairs_per_s"] / t["pairs_per_s"] for o, t in pairs)
+    rss = statistics.median(o["peak_rss_mb"] / t["peak_rss_mb"] for o, t in pairs)
+    accuracy = statistics.median(o["accuracy"] - t["accuracy"] for o, t in pairs)
+    line = (
+        f"median over {len(pairs)} rounds, ours/trl: {speed:.2f}x pairs/s, "
+        f"accuracy {accuracy:+.3f}, peak RSS {rss:.2f}x"
+    )
+    if gpu:
+        memory = statistics.median(o["peak_gpu_mb"] / t["peak_gpu_mb"] for o, t in pairs)
+        line += f", peak GPU memory {memory:.2f}x"
+    print(line)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 from django.urls import reverse
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field
@@ -11,6 +9,7 @@ from rest_framework import serializers
 
 from annotate.importing import FORMATS
 from annotate.models import Annotation, ImportJob, Item, Kind, Membership, Project, Role
+from config import runtime
 
 MAX_BULK_ITEMS = 10_000
 
@@ -73,18 +72,11 @@ ERROR_SCHEMA = {
 }
 
 
-_shapers = threading.local()
-
-
 def represent(serializer_class, instance) -> dict:
     """`serializer_class(instance).data` for an answer, without building the serializer's fields
-    again: a serializer deep-copies its fields (a ModelSerializer builds them from the model)
-    for every instance, ~1 ms of the assignment requests. One serializer per class and thread
-    is kept for shaping only; it never validates, so it holds no request's state."""
-    serializer = _shapers.__dict__.get(serializer_class)
-    if serializer is None:
-        serializer = _shapers.__dict__[serializer_class] = serializer_class()
-    return serializer.to_representation(instance)
+    again for every instance: one serializer per class and thread, for shaping only (it never
+    validates, so it holds no request's state)."""
+    return runtime.per_thread(serializer_class).to_representation(instance)
 
 
 class ErrorSerializer(serializers.Serializer):

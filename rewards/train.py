@@ -12,8 +12,6 @@ written every `checkpoint_steps`, the last two kept, half-written ones skipped).
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import json
 import math
 import shutil
@@ -32,6 +30,8 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
+
+from config.runtime import release_memory
 
 from . import losses, metrics
 from .config import ConfigError, TrainConfig
@@ -450,27 +450,10 @@ def _last_checkpoint(folder: Path) -> Path | None:
 # Memory --------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _glibc():
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (macOS, musl)
-        return None
-
-
-def release_memory() -> None:
-    """Return freed heap pages to the OS (glibc's malloc_trim), e.g. after an evaluation."""
-    if libc := _glibc():
-        libc.malloc_trim(0)
-
-
 class ReleaseMemoryCallback(TrainerCallback):
-    """release_memory() every `every` optimizer steps (after the gradients are freed).
-
-    Each step's activations have other sizes than the last's, so glibc finds no exact fit
-    among the freed buffers and its heap keeps growing with free, still resident pages (bf16,
-    320 pairs: 350 MB free in a 636 MB heap after 20 steps, peak RSS up ~140 MB over them).
-    Trimming costs a page fault per page the next step touches again, hence not every step."""
+    """release_memory() every `every` optimizer steps (after the gradients are freed): steps'
+    activations differ in size, so glibc's heap keeps growing with free, still resident pages
+    (bench/README.md, "Runtime tuning"); trimming every step would fault those pages back in."""
 
     def __init__(self, every: int):
         self.every = every

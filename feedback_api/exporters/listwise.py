@@ -8,6 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 from annotate.kinds.aggregate import aggregate_rankings
+
 from .base import Exporter, ItemRecord, LabelRecord, provenance
 from .pairwise import pair_fields, pair_row
 

@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from annotate.kinds.aggregate import majority_vote
+
 from .base import Exporter, ItemRecord, LabelRecord, LabelSource, provenance
 
 

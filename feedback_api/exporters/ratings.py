@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from annotate.kinds.aggregate import mean_ratings
+
 from .base import Exporter, ItemRecord, LabelRecord, provenance
 from .pairwise import pair_fields, pair_row
 

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from annotate.kinds.aggregate import majority_spans
+
 from .base import Exporter, ItemRecord, LabelRecord, provenance
 
 SPAN = pa.struct(
