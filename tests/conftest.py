@@ -30,6 +30,13 @@ def project(alice):
 
 
 @pytest.fixture
+def annotator(project, charlie):
+    """Charlie annotates alice's project."""
+    MembershipFactory(project=project, user=charlie, role=Role.ANNOTATOR)
+    return charlie
+
+
+@pytest.fixture
 def bob_project(bob):
     project = ProjectFactory(name="Bob's pairs", slug="bobs-pairs")
     MembershipFactory(project=project, user=bob, role=Role.ADMIN)
@@ -49,6 +56,7 @@ def eager_celery(settings):
 
 @pytest.fixture
 def media(settings, tmp_path):
-    """Uploads and built files go to a temporary MEDIA_ROOT."""
+    """Uploads, built files and reward models go to a temporary MEDIA_ROOT."""
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.REWARDS_DIR = settings.MEDIA_ROOT / "rewards"
     return settings.MEDIA_ROOT

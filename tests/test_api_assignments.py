@@ -4,9 +4,9 @@ import pytest
 from django.core.cache import cache
 
 from annotate import assignment as engine
-from annotate.models import Annotation, Assignment, Role
+from annotate.models import Annotation, Assignment
 
-from .factories import ItemFactory, MembershipFactory, api
+from .factories import ItemFactory, api
 
 NEXT = "/api/v1/projects/alices-pairs/assignments/next/"
 GOOD = {"choice": "A", "strength": 2, "rationale": "Shorter and right."}
@@ -20,12 +20,10 @@ def skip_url(pk) -> str:
     return f"/api/v1/assignments/{pk}/skip/"
 
 
-@pytest.fixture
-def annotator(project, charlie):
+@pytest.fixture(autouse=True)
+def no_gold_turns(project):
     project.gold_rate = 0
     project.save()
-    MembershipFactory(project=project, user=charlie, role=Role.ANNOTATOR)
-    return charlie
 
 
 @pytest.fixture

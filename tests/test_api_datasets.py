@@ -16,12 +16,6 @@ DATASETS = "/api/v1/projects/alices-pairs/datasets/"
 
 
 @pytest.fixture
-def annotator(project, charlie):
-    MembershipFactory(project=project, user=charlie, role=Role.ANNOTATOR)
-    return charlie
-
-
-@pytest.fixture
 def labeled(project):
     for i in range(10):
         AnnotationFactory(item=ItemFactory(project=project, external_id=f"q{i}"))

@@ -34,12 +34,6 @@ def walk(client, url: str, **params) -> list[dict]:
         response = client.get(response.json()["next"])
 
 
-@pytest.fixture
-def annotator(project, charlie):
-    MembershipFactory(project=project, user=charlie, role=Role.ANNOTATOR)
-    return charlie
-
-
 # List ---------------------------------------------------------------------------------------
 
 

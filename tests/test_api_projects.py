@@ -8,13 +8,6 @@ from .factories import AnnotationFactory, ItemFactory, MembershipFactory, UserFa
 
 
 @pytest.fixture
-def annotator(project, charlie):
-    """Charlie annotates alice's project."""
-    MembershipFactory(project=project, user=charlie, role=Role.ANNOTATOR)
-    return charlie
-
-
-@pytest.fixture
 def researcher(project):
     user = UserFactory(username="rita")
     MembershipFactory(project=project, user=user, role=Role.RESEARCHER)

@@ -33,13 +33,6 @@ def version(project):
     )
 
 
-@pytest.fixture
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    settings.REWARDS_DIR = tmp_path / "rewards"
-    return tmp_path
-
-
 def make_run(version, **fields) -> TrainingRun:
     values = {
         "project": version.project,

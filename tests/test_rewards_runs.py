@@ -37,13 +37,6 @@ Status = TrainingRun.Status
 TINY = {"max_length": 48, "batch_size": 8, "epochs": 1, "checkpoint_steps": 2, "logging_steps": 1}
 
 
-@pytest.fixture
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.REWARDS_DIR = settings.MEDIA_ROOT / "rewards"
-    return settings.MEDIA_ROOT
-
-
 def build_version(project, *, items: int = 48, fmt: str = "pairwise") -> DatasetVersion:
     """A real, done dataset version: learnable pairs (the chosen response answers the prompt)."""
     annotator = UserFactory(username="labeler")
