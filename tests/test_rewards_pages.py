@@ -231,12 +231,12 @@ def test_non_member_gets_404_on_every_training_page(client, bob, bob_project, pr
     assert TrainingRun.objects.get().cancel_requested is False
 
 
-def test_annotator_gets_404_on_every_training_page(client, charlie, project, version):
+def test_annotator_gets_403_on_every_training_page(client, charlie, project, version):
     MembershipFactory(project=project, user=charlie, role=Role.ANNOTATOR)
     run = make_run(version)
     client.force_login(charlie)
     for method, page in all_pages(project, run):
-        assert getattr(client, method)(page).status_code == 404, page
+        assert getattr(client, method)(page).status_code == 403, page
 
 
 def test_researcher_watches_runs_but_cannot_start_or_cancel(client, charlie, project, version):
@@ -248,9 +248,9 @@ def test_researcher_watches_runs_but_cannot_start_or_cancel(client, charlie, pro
     assert response.status_code == 200
     assert url("run-cancel", project, run.pk).encode() not in response.content
     assert url("run-new", project).encode() not in client.get(url("runs", project)).content
-    assert client.get(url("run-new", project)).status_code == 404
-    assert client.post(url("run-new", project), {"dataset_version": 1}).status_code == 404
-    assert client.post(url("run-cancel", project, run.pk)).status_code == 404
+    assert client.get(url("run-new", project)).status_code == 403
+    assert client.post(url("run-new", project), {"dataset_version": 1}).status_code == 403
+    assert client.post(url("run-cancel", project, run.pk)).status_code == 403
     run.refresh_from_db()
     assert (run.cancel_requested, TrainingRun.objects.count()) == (False, 1)
 
