@@ -24,12 +24,12 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
 
-from .models import ROLE_RANK, Project
+from .models import ROLE_RANK, Project, Role
 
 
-def projects_for(user) -> QuerySet[Project]:
-    """The projects the user may see: their memberships (every project for a superuser)."""
-    return Project.objects.for_user(user)
+def projects_for(user, role: str = Role.ANNOTATOR) -> QuerySet[Project]:
+    """The projects where the user has at least `role` (every project for a superuser)."""
+    return Project.objects.for_user(user, role)
 
 
 def can(user, project: Project, role: str) -> bool:

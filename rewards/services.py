@@ -38,6 +38,7 @@ from annotate.services import ServiceError
 from feedback_api.datasets import version_file_path
 from feedback_api.models import DatasetVersion
 
+from .base_models import base_model_check
 from .config import ConfigError, TrainConfig
 from .models import OBJECTIVE_FOR_FORMAT, SCORING_OBJECTIVES, RewardModel, TrainingRun
 
@@ -64,9 +65,10 @@ def training_run_create(
 
     Fails fast with ServiceError(message, field) before anything loads: a version that is not
     done or has no training rows, an objective that does not train on the version's format, a
-    config value that cannot train (unknown setting, bad number, no such base model).
+    config value that cannot train (unknown setting, bad number, a base model the user may not
+    train from: rewards/base_models.py). `user` None is the shell, which reads every project.
     """
-    train_config = clean_config(dataset_version, config)
+    train_config = clean_config(dataset_version, config, user=user)
     with transaction.atomic():
         run = TrainingRun.objects.create(
             project=dataset_version.project,
@@ -84,8 +86,9 @@ def training_run_create(
     return run
 
 
-def clean_config(dataset_version: DatasetVersion, config: dict) -> TrainConfig:
-    """The TrainConfig a run on this version would train with; ServiceError when it cannot."""
+def clean_config(dataset_version: DatasetVersion, config: dict, *, user) -> TrainConfig:
+    """The TrainConfig a run on this version would train with; ServiceError when it cannot
+    (or when `user` may not train from its base model)."""
     if dataset_version.status != DatasetVersion.Status.DONE:
         raise ServiceError(
             f"Dataset version {dataset_version.number} is {dataset_version.status}: only a "
@@ -109,6 +112,8 @@ def clean_config(dataset_version: DatasetVersion, config: dict) -> TrainConfig:
         )
     try:
         train_config = TrainConfig.from_dict(config)
+        # Access first: validation would tell which paths exist.
+        base_model_check(train_config.base_model, user=user)
         _validate(train_config)
     except ConfigError as exc:
         raise ServiceError(f"{exc.message}.", exc.field) from None

@@ -19,6 +19,7 @@ from annotate.services import ServiceError
 from feedback_api.models import DatasetVersion
 
 from . import selectors, services
+from .base_models import base_model_choices
 from .forms import TrainingRunForm
 from .models import TrainingRun
 
@@ -65,7 +66,8 @@ def run_create(request, slug):
     )
     version = _version_from_query(request, versions)
     data = request.POST if request.method == "POST" else None
-    form = TrainingRunForm(data, versions=versions, version=version)
+    base_models = base_model_choices(request.user, project)
+    form = TrainingRunForm(data, versions=versions, version=version, base_models=base_models)
     if form.is_valid():
         try:
             run = services.training_run_create(
