@@ -228,7 +228,7 @@ def dataset_download(request, slug, number):
     if version.status != DatasetVersion.Status.DONE:
         raise NotReady()
     name = query.validated_data["file"]
-    path = datasets.version_file_path(version, name)
+    path = version.file_path(name)
     if path is None or not path.exists():
         raise Http404("The file is gone from the server.")
     filename = version.archive_name if name == "archive" else f"{version.archive_name[:-4]}-{name}"

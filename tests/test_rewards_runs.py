@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -245,8 +246,9 @@ def test_execute_trains_and_registers_a_reward_model(version, fake_train):
     assert model.model_dir == f"{run.output_dir}/model"
     assert "registered as reward model v1" in run.logs
     (call,) = fake_train.calls
-    assert call["train_path"] == datasets.version_file_path(version, "train.jsonl")
-    assert call["eval_path"] == datasets.version_file_path(version, "test.jsonl")
+    media = Path(settings.MEDIA_ROOT)
+    assert call["train_path"] == media / version.files["train.jsonl"]["path"]
+    assert call["eval_path"] == media / version.files["test.jsonl"]["path"]
     assert call["output_dir"] == run.output_path
     assert call["config"].max_length == 48
 
