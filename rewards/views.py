@@ -21,17 +21,11 @@ from feedback_api.models import DatasetVersion
 from . import selectors, services
 from .base_models import base_model_choices
 from .forms import TrainingRunForm
+from .metrics import HEADLINES, headline
 from .models import TrainingRun
 
 # Lines of the run's log shown on its page (the model keeps up to LOGS_MAX_CHARS).
 LOG_TAIL_LINES = 200
-# The registry's comparison columns: a label and the metric names the objectives report it as.
-METRIC_COLUMNS = (
-    ("Accuracy", ("accuracy", "pairwise_accuracy")),
-    ("Kendall τ", ("kendall_tau", "kendall")),
-    ("Macro F1", ("macro_f1", "f1_macro", "token_f1_macro", "span_f1_macro", "f1")),
-    ("MAE", ("mae", "mae_mean", "mean_mae")),
-)
 
 
 def _get_run(project: Project, pk: int) -> TrainingRun:
@@ -133,30 +127,23 @@ def run_cancel(request, slug, pk):
 def model_list(request, slug):
     project = project_for_user(request.user, slug, Role.RESEARCHER)
     models = selectors.reward_models_for(project)
-    rows = [{"model": m, "metrics": _key_metrics(m.metrics)} for m in models]
+    # One column per objective: a model fills its own objective's column.
+    rows = [
+        {
+            "model": m,
+            "metrics": [
+                headline(objective, m.metrics or {}) if objective == m.objective else None
+                for objective in HEADLINES
+            ],
+        }
+        for m in models
+    ]
     context = {
         "project": project,
         "rows": rows,
-        "columns": [label for label, _ in METRIC_COLUMNS],
+        "columns": [label for label, _ in HEADLINES.values()],
     }
     return render(request, "rewards/model_list.html", context)
-
-
-def _key_metrics(metrics: dict) -> list[float | None]:
-    flat = {}
-    for key, value in (metrics or {}).items():
-        # Evaluations may prefix their numbers with "eval_" (transformers' Trainer does) and
-        # nest per-category or per-aspect numbers: {"f1": {"macro": ...}} is "f1_macro".
-        key = key.removeprefix("eval_").lower()
-        if isinstance(value, dict):
-            flat.update({f"{key}_{k}".lower(): v for k, v in value.items()})
-        else:
-            flat[key] = value
-    values = []
-    for _, names in METRIC_COLUMNS:
-        found = (flat[n] for n in names if isinstance(flat.get(n), int | float))
-        values.append(next(found, None))
-    return values
 
 
 @login_required

@@ -384,12 +384,14 @@ def test_cancel_is_post_only(client, alice, project, version):
 
 def test_registry_compares_versions_with_their_key_metrics(client, charlie, project, version):
     MembershipFactory(project=project, user=charlie, role=Role.RESEARCHER)
-    make_model(make_run(version, status="done"), 1, {"accuracy": 0.7123, "loss": 0.5})
-    make_model(
-        make_run(version, status="done", objective="listwise"), 2, {"eval_kendall_tau": 0.41}
-    )
-    make_model(make_run(version, status="done", objective="spans"), 3, {"f1": {"macro": 0.33}})
-    make_model(make_run(version, status="done", objective="ratings"), 4, {"mae": {"mean": 0.9}})
+    # The shapes rewards.train.evaluate_examples writes, per objective.
+    make_model(make_run(version, status="done"), 1, {"accuracy": 0.7123, "pairs": 8})
+    listwise = make_run(version, status="done", objective="listwise")
+    make_model(listwise, 2, {"kendall_tau": 0.41, "lists": 5})
+    spans = {"f1": {"irrelevant": 0.26, "unverifiable": 0.4, "macro": 0.33}, "tokens": 90}
+    make_model(make_run(version, status="done", objective="spans"), 3, spans)
+    ratings = {"mae": [0.8, 1.0], "spearman": [0.2, 0.1]}
+    make_model(make_run(version, status="done", objective="ratings"), 4, ratings)
     client.force_login(charlie)
     response = client.get(url("models", project))
     assert response.status_code == 200
