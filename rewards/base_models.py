@@ -53,10 +53,9 @@ def base_model_check(value: str, *, user) -> None:
     """Raise ServiceError(REFUSED, "base_model") unless the user may train from `value`."""
     if not value:
         return
-    path = Path(value).expanduser()
-    if not path.is_absolute():
+    path = _resolved(value)
+    if path is None:
         raise ServiceError(REFUSED, "base_model")
-    path = path.resolve()
     if path == _packaged() or path in {m.model_path.resolve() for m in readable_models(user)}:
         return
     if not _inside(path, Path(settings.REWARDS_DIR)) and any(
@@ -64,6 +63,15 @@ def base_model_check(value: str, *, user) -> None:
     ):
         return
     raise ServiceError(REFUSED, "base_model")
+
+
+def _resolved(value: str) -> Path | None:
+    """The absolute path with links and `..` resolved; None for a relative or unusable one."""
+    try:
+        path = Path(value).expanduser()
+        return path.resolve() if path.is_absolute() else None
+    except (OSError, RuntimeError, ValueError):  # a NUL byte, a link loop, no home folder
+        return None
 
 
 def _packaged() -> Path | None:

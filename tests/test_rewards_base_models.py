@@ -85,7 +85,8 @@ def test_a_path_that_exists_and_one_that_does_not_get_the_same_refusal(bob, bob_
     version = done_version(bob_project)
     elsewhere = model_folder(media / "elsewhere" / "model")
     messages = []
-    for path in (elsewhere, media / "elsewhere" / "nothing", "/etc", "org/some-hub-model"):
+    others = ("/etc", "org/some-hub-model", "relative/model", "/bad\0path")
+    for path in (elsewhere, media / "elsewhere" / "nothing", *others):
         with pytest.raises(ServiceError) as err:
             services.training_run_create(
                 dataset_version=version, user=bob, config={"base_model": str(path)}, enqueue=False
