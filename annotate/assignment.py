@@ -565,7 +565,8 @@ def gold_matches(kind: str, label: dict, gold: dict) -> bool:
 
 def project_for_annotator(*, slug: str, user) -> Project | None:
     """The project if the user has a role in it (superusers have one everywhere), in one query.
-    The request path of next-item: `Project.role_of` and a project lookup cost three."""
+    The request path of next-item: `Project.role_of` and a project lookup cost three. The same
+    rule as annotate.access.project_for_user(user, slug, Role.ANNOTATOR): change both."""
     found = assignment_sql.project_with_role(slug=slug, user_id=user.pk)
     if found is None or (found[1] is None and not user.is_superuser):
         return None
@@ -575,7 +576,7 @@ def project_for_annotator(*, slug: str, user) -> Project | None:
 
 def assignment_for_annotator(*, pk: int, user) -> Assignment | None:
     """The user's own assignment, with its item and project, while they are still in the
-    project; one query."""
+    project (annotate.access's membership rule, folded into the same query); one query."""
     assignment = assignment_sql.assignment_with_item(
         pk=pk, user_id=user.pk, member=not user.is_superuser
     )

@@ -50,12 +50,15 @@ ROLE_RANK = {Role.ANNOTATOR: 1, Role.RESEARCHER: 2, Role.ADMIN: 3}
 
 
 class ProjectQuerySet(models.QuerySet):
-    def for_user(self, user) -> ProjectQuerySet:
+    def for_user(self, user, role: str = Role.ANNOTATOR) -> ProjectQuerySet:
+        """Projects where the user has at least `role` (all of them for a superuser)."""
         if not user.is_authenticated:
             return self.none()
         if user.is_superuser:
             return self.all()
-        return self.filter(memberships__user=user).distinct()
+        # One membership per (project, user): no duplicates to remove.
+        enough = [r for r, rank in ROLE_RANK.items() if rank >= ROLE_RANK[role]]
+        return self.filter(memberships__user=user, memberships__role__in=enough)
 
 
 class Project(models.Model):

@@ -7,6 +7,7 @@ from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquer
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 
+from .access import projects_for
 from .models import Annotation, ImportJob, Item, Membership, Project, Role
 
 
@@ -19,7 +20,7 @@ def projects_for_user(user) -> QuerySet[Project]:
         .annotate(n=Count("id"))
         .values("n")
     )
-    projects = Project.objects.for_user(user).annotate(
+    projects = projects_for(user).annotate(
         item_count=Coalesce(Subquery(items, output_field=IntegerField()), Value(0))
     )
     if user.is_superuser:

@@ -10,7 +10,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -18,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from . import selectors, services
+from .access import can_create_projects, project_for_user
 from .assignment import (
     MAX_TIME_SPENT_MS,
     AssignmentConflict,
@@ -50,14 +50,6 @@ from .rendering import render_markdown, render_response
 from .services import ServiceError
 
 
-def _get_project_for_user(request, slug: str, role: str = Role.ANNOTATOR) -> Project:
-    """The project, or 404 when the user is not a member with at least `role`."""
-    project = get_object_or_404(Project, slug=slug)
-    if not project.allows(request.user, role):
-        raise Http404("No such project.")
-    return project
-
-
 def _add_service_error(form, exc: ServiceError) -> None:
     form.add_error(exc.field if exc.field in form.fields else None, str(exc))
 
@@ -75,7 +67,7 @@ def project_list(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_create(request):
-    if not request.user.is_staff:
+    if not can_create_projects(request.user):
         raise PermissionDenied("Only staff create projects.")
     form = ProjectCreateForm(request.POST if request.method == "POST" else None)
     if form.is_valid():
@@ -102,7 +94,7 @@ def project_create(request):
 @login_required
 @require_GET
 def project_detail(request, slug):
-    project = _get_project_for_user(request, slug)
+    project = project_for_user(request.user, slug, Role.ANNOTATOR)
     my_role = project.role_of(request.user)
     context = {
         "project": project,
@@ -122,7 +114,7 @@ def project_detail(request, slug):
 @login_required
 @require_http_methods(["GET", "POST"])
 def item_import(request, slug):
-    project = _get_project_for_user(request, slug, Role.RESEARCHER)
+    project = project_for_user(request.user, slug, Role.RESEARCHER)
     form = ImportForm(request.POST, request.FILES) if request.method == "POST" else ImportForm()
     report = None
     if form.is_valid():
@@ -167,7 +159,7 @@ def item_import(request, slug):
 # One URL answers with the page or its #job-status partial: caches must tell them apart.
 @vary_on_headers("HX-Request")
 def import_job(request, slug, pk):
-    project = _get_project_for_user(request, slug, Role.RESEARCHER)
+    project = project_for_user(request.user, slug, Role.RESEARCHER)
     job = get_object_or_404(ImportJob.objects.select_related("created_by"), pk=pk, project=project)
     template = "annotate/import_job.html"
     if request.htmx:
@@ -181,7 +173,7 @@ def import_job(request, slug, pk):
 @login_required
 @require_http_methods(["GET", "POST"])
 def members(request, slug):
-    project = _get_project_for_user(request, slug, Role.ADMIN)
+    project = project_for_user(request.user, slug, Role.ADMIN)
     form = MemberAddForm(request.POST if request.method == "POST" else None)
     if form.is_valid():
         try:
@@ -207,7 +199,7 @@ def members(request, slug):
 @login_required
 @require_POST
 def member_role(request, slug, user_id):
-    project = _get_project_for_user(request, slug, Role.ADMIN)
+    project = project_for_user(request.user, slug, Role.ADMIN)
     membership = get_object_or_404(Membership, project=project, user_id=user_id)
     form = MemberRoleForm(request.POST)
     if not form.is_valid():
@@ -228,7 +220,7 @@ def member_role(request, slug, user_id):
 @login_required
 @require_POST
 def member_remove(request, slug, user_id):
-    project = _get_project_for_user(request, slug, Role.ADMIN)
+    project = project_for_user(request.user, slug, Role.ADMIN)
     membership = get_object_or_404(
         Membership.objects.select_related("user"), project=project, user_id=user_id
     )
@@ -260,7 +252,7 @@ def _redirect_after_member_change(request, project: Project):
 @require_GET
 @vary_on_headers("HX-Request")
 def annotate(request, slug):
-    project = _get_project_for_user(request, slug)
+    project = project_for_user(request.user, slug, Role.ANNOTATOR)
     assignment = assignment_next(project=project, annotator=request.user)
     return _render_work(request, project, assignment)
 
@@ -268,7 +260,7 @@ def annotate(request, slug):
 @login_required
 @require_POST
 def annotate_submit(request, slug, pk):
-    project = _get_project_for_user(request, slug)
+    project = project_for_user(request.user, slug, Role.ANNOTATOR)
     assignment = _get_assignment_for_user(request, project, pk)
     if assignment.status == Assignment.Status.SUBMITTED:
         # A double click or a retried request: the label is stored already, move on.
@@ -297,7 +289,7 @@ def annotate_submit(request, slug, pk):
 @login_required
 @require_POST
 def annotate_skip(request, slug, pk):
-    project = _get_project_for_user(request, slug)
+    project = project_for_user(request.user, slug, Role.ANNOTATOR)
     assignment = _get_assignment_for_user(request, project, pk)
     reason = request.POST.get("reason", "").strip()
     detail = request.POST.get("reason_text", "").strip()
@@ -320,7 +312,7 @@ def annotate_skip(request, slug, pk):
 @vary_on_headers("HX-Request")
 def annotation_edit(request, slug, pk):
     """Reopen one of my labels in the annotate page and correct it."""
-    project = _get_project_for_user(request, slug)
+    project = project_for_user(request.user, slug, Role.ANNOTATOR)
     annotation = selectors.annotation_of_user(project=project, user=request.user, pk=pk)
     # A label stored without an assignment (through the API) is shown in the item's order.
     assignment = annotation.assignment or Assignment(

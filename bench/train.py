@@ -96,11 +96,7 @@ def export(folder: Path) -> dict:
     from django.core.management import call_command
 
     from annotate.services import item_import_path, project_create
-    from feedback_api.datasets import (
-        dataset_version_build,
-        dataset_version_create,
-        version_file_path,
-    )
+    from feedback_api.datasets import dataset_version_build, dataset_version_create
 
     call_command("migrate", verbosity=0)
     source = folder / "hh-rlhf-harmless-base-test.jsonl"
@@ -129,8 +125,8 @@ def export(folder: Path) -> dict:
         "split": split,
         "train_rows": version.train_rows,
         "test_rows": version.test_rows,
-        "train": str(version_file_path(version, "train.jsonl")),
-        "test": str(version_file_path(version, "test.jsonl")),
+        "train": str(version.file_path("train.jsonl")),
+        "test": str(version.file_path("test.jsonl")),
     }
 
 

@@ -245,6 +245,9 @@ REWARDS_HEARTBEAT_TIMEOUT = envint("REWARDS_HEARTBEAT_TIMEOUT", "60")
 # Starts of one run (the first and its resumes); a run that kills its worker every time stops.
 REWARDS_MAX_ATTEMPTS = envint("REWARDS_MAX_ATTEMPTS", "3")
 REWARDS_TIME_LIMIT = envint("REWARDS_TIME_LIMIT", str(24 * 3600))
+# Folders whose model subfolders any project admin may train from (rewards/base_models.py);
+# besides these, only the packaged model and registered models the user may read.
+REWARDS_ALLOWED_MODEL_ROOTS = [Path(p) for p in envlist("REWARDS_ALLOWED_MODEL_ROOTS", "")]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 REST_FRAMEWORK = {

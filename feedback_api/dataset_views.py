@@ -20,6 +20,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotate.access import can, project_for_user
 from annotate.models import Project, Role
 from annotate.services import ServiceError
 
@@ -27,7 +28,6 @@ from . import datasets
 from .exporters import EXPORTERS, formats_for_kind
 from .models import DOWNLOADS, DatasetVersion
 from .pagination import IdCursorPagination
-from .permissions import get_project_for_user
 from .serializers import ErrorSerializer
 from .views import errors, invalid
 
@@ -160,7 +160,7 @@ class DatasetListView(APIView):
         description="The project's dataset versions, a page at a time (researchers and admins).",
     )
     def get(self, request, slug):
-        project = get_project_for_user(request, slug, Role.RESEARCHER)
+        project = project_for_user(request.user, slug, Role.RESEARCHER)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(datasets.dataset_versions_for(project), request, self)
         return paginator.get_paginated_response(DatasetVersionSerializer(page, many=True).data)
@@ -173,7 +173,7 @@ class DatasetListView(APIView):
         "its status and progress. The format must suit the project's kind.",
     )
     def post(self, request, slug):
-        project = get_project_for_user(request, slug, Role.RESEARCHER)
+        project = project_for_user(request.user, slug, Role.RESEARCHER)
         serializer = DatasetVersionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -204,7 +204,7 @@ def _jsonable(filters: dict | None) -> dict | None:
 )
 @api_view(["GET"])
 def dataset_detail(request, slug, number):
-    project = get_project_for_user(request, slug, Role.RESEARCHER)
+    project = project_for_user(request.user, slug, Role.RESEARCHER)
     return Response(DatasetVersionSerializer(_get_version(project, number)).data)
 
 
@@ -221,14 +221,14 @@ def dataset_detail(request, slug, number):
 )
 @api_view(["GET"])
 def dataset_download(request, slug, number):
-    project = get_project_for_user(request, slug, Role.RESEARCHER)
+    project = project_for_user(request.user, slug, Role.RESEARCHER)
     query = DownloadQuerySerializer(data=request.query_params)
     query.is_valid(raise_exception=True)
     version = _get_version(project, number)
     if version.status != DatasetVersion.Status.DONE:
         raise NotReady()
     name = query.validated_data["file"]
-    path = datasets.version_file_path(version, name)
+    path = version.file_path(name)
     if path is None or not path.exists():
         raise Http404("The file is gone from the server.")
     filename = version.archive_name if name == "archive" else f"{version.archive_name[:-4]}-{name}"
@@ -270,20 +270,12 @@ class DatasetForm(forms.Form):
         return {"format": data["format"], "filters": filters, "split": split}
 
 
-def _project_for_page(request, slug: str) -> Project:
-    """The project, or 404 when the user is not a researcher or admin in it."""
-    project = get_object_or_404(Project, slug=slug)
-    if not project.allows(request.user, Role.RESEARCHER):
-        raise Http404("No such project.")
-    return project
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 # One URL answers with the page or its #versions partial: caches must tell them apart.
 @vary_on_headers("HX-Request")
 def dataset_page(request, slug):
-    project = _project_for_page(request, slug)
+    project = project_for_user(request.user, slug, Role.RESEARCHER)
     form = DatasetForm(request.POST or None, project=project)
     if request.method == "POST" and form.is_valid():
         try:
@@ -302,7 +294,7 @@ def dataset_page(request, slug):
         "form": form,
         "versions": versions,
         "building": any(not v.finished for v in versions),
-        "can_train": project.allows(request.user, Role.ADMIN),
+        "can_train": can(request.user, project, Role.ADMIN),
     }
     template = "feedback_api/datasets.html"
     if request.htmx and request.method == "GET":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -86,3 +88,13 @@ class DatasetVersion(models.Model):
     @property
     def archive_name(self) -> str:
         return f"{self.project.slug}-v{self.number}-{self.format}.zip"
+
+    @property
+    def folder(self) -> Path:
+        """Where the version's files are written: MEDIA_ROOT/datasets/<project id>/v<number>."""
+        return Path(settings.MEDIA_ROOT) / "datasets" / str(self.project_id) / f"v{self.number}"
+
+    def file_path(self, name: str) -> Path | None:
+        """Where a done version's file (a name of DOWNLOADS) is on disk; None when it has none."""
+        info = self.files.get(name)
+        return Path(settings.MEDIA_ROOT) / info["path"] if info else None

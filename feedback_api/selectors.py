@@ -5,12 +5,13 @@ from __future__ import annotations
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
+from annotate.access import projects_for
 from annotate.models import Annotation, Item, Membership, Project, Role
 
 
 def projects_for_user(user) -> QuerySet[Project]:
     """The user's projects, each with `my_role` (superusers act as admins of every project)."""
-    projects = Project.objects.for_user(user).order_by("name")
+    projects = projects_for(user).order_by("name")
     if user.is_superuser:
         return projects.annotate(my_role=Value(Role.ADMIN))
     role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]

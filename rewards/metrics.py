@@ -4,6 +4,32 @@ class, MAE and Spearman."""
 from __future__ import annotations
 
 import math
+from typing import Any
+
+# Each objective's headline number, by the keys rewards.train.evaluate_examples writes:
+# pairwise {"accuracy", "pairs"}, listwise {"kendall_tau", "lists"}, spans {"f1": {class..,
+# "macro"}, "tokens"}, ratings {"mae": [one per aspect], "spearman": [...]}. The registry
+# compares models by these; a list (one number per aspect) shows as its mean.
+HEADLINES = {
+    "pairwise": ("Accuracy", ("accuracy",)),
+    "listwise": ("Kendall τ", ("kendall_tau",)),
+    "spans": ("Macro F1", ("f1", "macro")),
+    "ratings": ("MAE (mean of aspects)", ("mae",)),
+}
+
+
+def headline(objective: str, metrics: dict[str, Any]) -> float | None:
+    """The objective's headline number in a model's metrics; None when they lack it."""
+    value: Any = metrics
+    for key in HEADLINES[objective][1]:
+        value = value.get(key) if isinstance(value, dict) else None
+    if isinstance(value, list) and value and all(_is_number(v) for v in value):
+        value = sum(value) / len(value)
+    return value if _is_number(value) else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def kendall_tau(predicted: list[float], ranking: list[int]) -> float:

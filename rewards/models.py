@@ -6,6 +6,7 @@ on the "training" queue (rewards/tasks.py), through rewards/services.py.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from django.conf import settings
@@ -20,6 +21,16 @@ from feedback_api.models import DatasetVersion
 HISTORY_MAX_POINTS = 500
 # Characters of log kept per run: the oldest lines go first.
 LOGS_MAX_CHARS = 64_000
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def media_relative(path: Path) -> str:
+    """A path under MEDIA_ROOT as stored in the database (relative: a shared volume may be
+    mounted elsewhere on another host); absolute when it lies outside."""
+    try:
+        return str(path.resolve().relative_to(Path(settings.MEDIA_ROOT).resolve()))
+    except ValueError:
+        return str(path.resolve())
 
 
 class Objective(models.TextChoices):
@@ -139,6 +150,24 @@ class TrainingRun(models.Model):
         return Path(settings.MEDIA_ROOT) / self.output_dir if self.output_dir else None
 
     @property
+    def folder(self) -> Path:
+        """Where a new run writes its checkpoints and model: REWARDS_DIR/<project>/run-<pk>."""
+        return Path(settings.REWARDS_DIR) / str(self.project_id) / f"run-{self.pk}"
+
+    def last_checkpoint_step(self) -> int:
+        """The step of the newest complete checkpoint under output_path/checkpoints (0: none)."""
+        folder = self.output_path / "checkpoints" if self.output_path else None
+        if folder is None or not folder.is_dir():
+            return 0
+        # A save the worker was killed in has no trainer_state.json yet: train() skips it too.
+        steps = [
+            int(m[1])
+            for p in folder.iterdir()
+            if (m := _CHECKPOINT.match(p.name)) and (p / "trainer_state.json").is_file()
+        ]
+        return max(steps, default=0)
+
+    @property
     def duration_s(self) -> float | None:
         if not self.started_at:
             return None
@@ -198,6 +227,11 @@ class RewardModel(models.Model):
     @property
     def artifact_name(self) -> str:
         return f"{self.project.slug}-reward-v{self.version}-{self.objective}.zip"
+
+    @property
+    def artifact_target(self) -> Path:
+        """Where the download zip is built: beside the model folder."""
+        return self.model_path.parent / self.artifact_name
 
     @property
     def can_score(self) -> bool:

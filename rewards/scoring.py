@@ -9,12 +9,11 @@ from pathlib import Path
 import torch
 
 from .data import Encoder, as_text
+from .registry import load_model
 
 
 @functools.lru_cache(maxsize=4)
 def _loaded(model_dir: str):
-    from .train import load_model
-
     model, tokenizer, meta = load_model(model_dir)
     if meta["objective"] not in ("pairwise", "listwise"):
         raise ValueError(f"{model_dir}: a {meta['objective']} model gives no scalar reward")

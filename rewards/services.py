@@ -18,7 +18,6 @@ and a re-enqueued one never train the same run twice.
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import threading
 import time
@@ -35,11 +34,17 @@ from django.utils import timezone
 
 from annotate.models import Project
 from annotate.services import ServiceError
-from feedback_api.datasets import version_file_path
 from feedback_api.models import DatasetVersion
 
+from .base_models import base_model_check
 from .config import ConfigError, TrainConfig
-from .models import OBJECTIVE_FOR_FORMAT, SCORING_OBJECTIVES, RewardModel, TrainingRun
+from .models import (
+    OBJECTIVE_FOR_FORMAT,
+    SCORING_OBJECTIVES,
+    RewardModel,
+    TrainingRun,
+    media_relative,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +54,6 @@ CANCEL_CHECK_S = 1.0  # and one read of the cancel flag
 TRACEBACK_LINES = 15
 # What one training example is, per objective (throughput is examples per second).
 _UNITS = {"pairwise": "pairs/s", "listwise": "lists/s", "spans": "rows/s", "ratings": "rows/s"}
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 Status = TrainingRun.Status
 
@@ -64,9 +68,10 @@ def training_run_create(
 
     Fails fast with ServiceError(message, field) before anything loads: a version that is not
     done or has no training rows, an objective that does not train on the version's format, a
-    config value that cannot train (unknown setting, bad number, no such base model).
+    config value that cannot train (unknown setting, bad number, a base model the user may not
+    train from: rewards/base_models.py). `user` None is the shell, which reads every project.
     """
-    train_config = clean_config(dataset_version, config)
+    train_config = clean_config(dataset_version, config, user=user)
     with transaction.atomic():
         run = TrainingRun.objects.create(
             project=dataset_version.project,
@@ -76,7 +81,7 @@ def training_run_create(
             objective=train_config.objective,
             base_model=train_config.base_model or DEFAULT_BASE_MODEL_NAME,
         )
-        run.output_dir = _relative(run_folder(run))
+        run.output_dir = media_relative(run.folder)
         run.add_log(f"Created by {_who(user)} on {dataset_version}.")
         run.save(update_fields=["output_dir", "logs"])
         if enqueue:
@@ -84,8 +89,9 @@ def training_run_create(
     return run
 
 
-def clean_config(dataset_version: DatasetVersion, config: dict) -> TrainConfig:
-    """The TrainConfig a run on this version would train with; ServiceError when it cannot."""
+def clean_config(dataset_version: DatasetVersion, config: dict, *, user) -> TrainConfig:
+    """The TrainConfig a run on this version would train with; ServiceError when it cannot
+    (or when `user` may not train from its base model)."""
     if dataset_version.status != DatasetVersion.Status.DONE:
         raise ServiceError(
             f"Dataset version {dataset_version.number} is {dataset_version.status}: only a "
@@ -109,6 +115,8 @@ def clean_config(dataset_version: DatasetVersion, config: dict) -> TrainConfig:
         )
     try:
         train_config = TrainConfig.from_dict(config)
+        # Access first: validation would tell which paths exist.
+        base_model_check(train_config.base_model, user=user)
         _validate(train_config)
     except ConfigError as exc:
         raise ServiceError(f"{exc.message}.", exc.field) from None
@@ -201,8 +209,8 @@ def _claim(run_id: int, worker: str) -> TrainingRun | None:
         run.attempts += 1
         run.status, run.worker, run.heartbeat_at = Status.RUNNING, worker, now
         run.started_at = run.started_at or now
-        run.output_dir = run.output_dir or _relative(run_folder(run))
-        step = last_checkpoint_step(run.output_path)
+        run.output_dir = run.output_dir or media_relative(run.folder)
+        step = run.last_checkpoint_step()
         if step:
             # Points after the checkpoint are trained again: drop them from the curve.
             run.history = [p for p in run.history if p.get("step", 0) <= step]
@@ -223,11 +231,11 @@ def _train(run: TrainingRun, reporter: _Reporter) -> dict:
 
     version = run.dataset_version
     project = version.project
-    test_path = version_file_path(version, "test.jsonl") if version.test_rows else None
+    test_path = version.file_path("test.jsonl") if version.test_rows else None
     aspects = [a["name"] for a in project.config.get("aspects", [])] or None
     return train(
         TrainConfig.from_dict(run.config),
-        train_path=version_file_path(version, "train.jsonl"),
+        train_path=version.file_path("train.jsonl"),
         eval_path=test_path,
         output_dir=run.output_path,
         taxonomy=project.config.get("taxonomy"),
@@ -282,7 +290,7 @@ def _register(run: TrainingRun, result: dict) -> TrainingRun:
             objective=run.objective,
             base_model=run.base_model,
             metrics=result.get("metrics") or {},
-            model_dir=_relative(Path(result["model_dir"])),
+            model_dir=media_relative(Path(result["model_dir"])),
         )
         run.status, run.finished_at = Status.DONE, timezone.now()
         run.eval_metrics = result.get("metrics") or run.eval_metrics
@@ -451,33 +459,6 @@ def runs_resume_orphaned(*, worker_hostname: str) -> list[int]:
 # Files -----------------------------------------------------------------------------------------
 
 
-def run_folder(run: TrainingRun) -> Path:
-    return Path(settings.REWARDS_DIR) / str(run.project_id) / f"run-{run.pk}"
-
-
-def last_checkpoint_step(output_dir: Path | None) -> int:
-    """The step of the newest complete checkpoint under output_dir/checkpoints (0: none)."""
-    folder = output_dir / "checkpoints" if output_dir else None
-    if folder is None or not folder.is_dir():
-        return 0
-    # A save the worker was killed in has no trainer_state.json yet: train() skips it too.
-    steps = [
-        int(m[1])
-        for p in folder.iterdir()
-        if (m := _CHECKPOINT.match(p.name)) and (p / "trainer_state.json").is_file()
-    ]
-    return max(steps, default=0)
-
-
-def _relative(path: Path) -> str:
-    """A path under MEDIA_ROOT as stored in the database (relative: a shared volume may be
-    mounted elsewhere on another host); absolute when it lies outside."""
-    try:
-        return str(path.resolve().relative_to(Path(settings.MEDIA_ROOT).resolve()))
-    except ValueError:
-        return str(path.resolve())
-
-
 def reward_model_artifact(*, reward_model: RewardModel) -> Path:
     """The model's zip for download, built on first request (stored, not compressed: weights
     do not compress) and kept beside the model folder."""
@@ -486,13 +467,16 @@ def reward_model_artifact(*, reward_model: RewardModel) -> Path:
     source = reward_model.model_path
     if not source.is_dir():
         raise ServiceError("The model's files are gone from the server.", "model_dir")
-    target = source.parent / reward_model.artifact_name
+    target = reward_model.artifact_target
     partial = target.with_suffix(".zip.partial")
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
             archive.write(path, Path(source.name) / path.relative_to(source))
     shutil.move(partial, target)
-    reward_model.artifact, reward_model.artifact_bytes = _relative(target), target.stat().st_size
+    reward_model.artifact, reward_model.artifact_bytes = (
+        media_relative(target),
+        target.stat().st_size,
+    )
     reward_model.save(update_fields=["artifact", "artifact_bytes"])
     return target
 

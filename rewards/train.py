@@ -49,6 +49,8 @@ from .data import (
     read_rows,
     split_rows,
 )
+from .registry import META, load_model
+from .scoring import score
 
 __all__ = [
     "ConfigError",
@@ -58,7 +60,6 @@ __all__ = [
     "evaluate_rewardbench",
     "train",
 ]
-META = "prefhub.json"
 
 
 class TrainingCancelled(Exception):
@@ -651,22 +652,6 @@ def _save(trainer, tokenizer, model_dir, config, final, taxonomy, aspects, scale
 # Evaluating a saved model ---------------------------------------------------------------------
 
 
-def load_model(model_dir: Path | str):
-    """(model, tokenizer, prefhub.json) of a model saved by train()."""
-    model_dir = Path(model_dir)
-    meta = json.loads((model_dir / META).read_text())
-    auto = (
-        AutoModelForTokenClassification
-        if meta["objective"] == "spans"
-        else AutoModelForSequenceClassification
-    )
-    model = auto.from_pretrained(str(model_dir))
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    if torch.cuda.is_available():
-        model = model.cuda()
-    return model.eval(), tokenizer, meta
-
-
 def evaluate(model_dir, objective: str, eval_path, **kw) -> dict[str, Any]:
     """Metrics of a saved model on a JSONL file of the objective's rows."""
     model, tokenizer, meta = load_model(model_dir)
@@ -687,8 +672,6 @@ def evaluate(model_dir, objective: str, eval_path, **kw) -> dict[str, Any]:
 def evaluate_rewardbench(model_dir, path) -> dict[str, Any]:
     """Accuracy overall and per `subset` on a RewardBench-shaped file (prompt, chosen,
     rejected, subset), scoring with rewards.scoring.score."""
-    from .scoring import score
-
     rows = read_rows(path)
     check_rows(rows, "pairwise", name=Path(path).name)
     prompts = [r["prompt"] for r in rows] * 2

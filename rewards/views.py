@@ -9,35 +9,23 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from annotate.access import can, project_for_user
 from annotate.models import Project, Role
 from annotate.services import ServiceError
 from feedback_api.models import DatasetVersion
 
 from . import selectors, services
+from .base_models import base_model_choices
 from .forms import TrainingRunForm
+from .metrics import HEADLINES, headline
 from .models import TrainingRun
 
 # Lines of the run's log shown on its page (the model keeps up to LOGS_MAX_CHARS).
 LOG_TAIL_LINES = 200
-# The registry's comparison columns: a label and the metric names the objectives report it as.
-METRIC_COLUMNS = (
-    ("Accuracy", ("accuracy", "pairwise_accuracy")),
-    ("Kendall τ", ("kendall_tau", "kendall")),
-    ("Macro F1", ("macro_f1", "f1_macro", "token_f1_macro", "span_f1_macro", "f1")),
-    ("MAE", ("mae", "mae_mean", "mean_mae")),
-)
-
-
-def _get_project_for_user(request, slug: str, role: str = Role.RESEARCHER) -> Project:
-    """The project, or 404 when the user is not a member with at least `role`."""
-    project = get_object_or_404(Project, slug=slug)
-    if not project.allows(request.user, role):
-        raise Http404("No such project.")
-    return project
 
 
 def _get_run(project: Project, pk: int) -> TrainingRun:
@@ -53,12 +41,12 @@ def _get_run(project: Project, pk: int) -> TrainingRun:
 @login_required
 @require_GET
 def run_list(request, slug):
-    project = _get_project_for_user(request, slug)
+    project = project_for_user(request.user, slug, Role.RESEARCHER)
     runs = selectors.training_runs_for(project)[:100]
     context = {
         "project": project,
         "runs": runs,
-        "can_train": project.allows(request.user, Role.ADMIN),
+        "can_train": can(request.user, project, Role.ADMIN),
     }
     return render(request, "rewards/run_list.html", context)
 
@@ -66,13 +54,14 @@ def run_list(request, slug):
 @login_required
 @require_http_methods(["GET", "POST"])
 def run_create(request, slug):
-    project = _get_project_for_user(request, slug, Role.ADMIN)
+    project = project_for_user(request.user, slug, Role.ADMIN)
     versions = list(
         DatasetVersion.objects.filter(project=project, status=DatasetVersion.Status.DONE)
     )
     version = _version_from_query(request, versions)
     data = request.POST if request.method == "POST" else None
-    form = TrainingRunForm(data, versions=versions, version=version)
+    base_models = base_model_choices(request.user, project)
+    form = TrainingRunForm(data, versions=versions, version=version, base_models=base_models)
     if form.is_valid():
         try:
             run = services.training_run_create(
@@ -100,12 +89,12 @@ def _version_from_query(request, versions: list[DatasetVersion]) -> DatasetVersi
 # One URL answers with the page or its #run-status partial: caches must tell them apart.
 @vary_on_headers("HX-Request")
 def run_detail(request, slug, pk):
-    project = _get_project_for_user(request, slug)
+    project = project_for_user(request.user, slug, Role.RESEARCHER)
     run = _get_run(project, pk)
     context = {
         "project": project,
         "run": run,
-        "can_cancel": not run.finished and project.allows(request.user, Role.ADMIN),
+        "can_cancel": not run.finished and can(request.user, project, Role.ADMIN),
         "log_tail": "\n".join(run.logs.splitlines()[-LOG_TAIL_LINES:]),
         "reward_model": getattr(run, "reward_model", None),
         "config_rows": sorted(run.config.items()),
@@ -119,7 +108,7 @@ def run_detail(request, slug, pk):
 @login_required
 @require_POST
 def run_cancel(request, slug, pk):
-    project = _get_project_for_user(request, slug, Role.ADMIN)
+    project = project_for_user(request.user, slug, Role.ADMIN)
     run = _get_run(project, pk)
     try:
         services.training_run_cancel(run=run, user=request.user)
@@ -136,38 +125,31 @@ def run_cancel(request, slug, pk):
 @login_required
 @require_GET
 def model_list(request, slug):
-    project = _get_project_for_user(request, slug)
+    project = project_for_user(request.user, slug, Role.RESEARCHER)
     models = selectors.reward_models_for(project)
-    rows = [{"model": m, "metrics": _key_metrics(m.metrics)} for m in models]
+    # One column per objective: a model fills its own objective's column.
+    rows = [
+        {
+            "model": m,
+            "metrics": [
+                headline(objective, m.metrics or {}) if objective == m.objective else None
+                for objective in HEADLINES
+            ],
+        }
+        for m in models
+    ]
     context = {
         "project": project,
         "rows": rows,
-        "columns": [label for label, _ in METRIC_COLUMNS],
+        "columns": [label for label, _ in HEADLINES.values()],
     }
     return render(request, "rewards/model_list.html", context)
-
-
-def _key_metrics(metrics: dict) -> list[float | None]:
-    flat = {}
-    for key, value in (metrics or {}).items():
-        # Evaluations may prefix their numbers with "eval_" (transformers' Trainer does) and
-        # nest per-category or per-aspect numbers: {"f1": {"macro": ...}} is "f1_macro".
-        key = key.removeprefix("eval_").lower()
-        if isinstance(value, dict):
-            flat.update({f"{key}_{k}".lower(): v for k, v in value.items()})
-        else:
-            flat[key] = value
-    values = []
-    for _, names in METRIC_COLUMNS:
-        found = (flat[n] for n in names if isinstance(flat.get(n), int | float))
-        values.append(next(found, None))
-    return values
 
 
 @login_required
 @require_GET
 def model_download(request, slug, version):
-    project = _get_project_for_user(request, slug)
+    project = project_for_user(request.user, slug, Role.RESEARCHER)
     model = selectors.reward_model_get(project, version)
     if model is None:
         raise Http404("No such reward model.")

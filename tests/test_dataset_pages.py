@@ -95,10 +95,10 @@ def test_someone_elses_project_is_404(client, bob, project):
     assert client.post(url(project), FORM).status_code == 404
 
 
-def test_annotators_get_404(client, charlie, project):
+def test_annotators_get_403(client, charlie, project):
     MembershipFactory(project=project, user=charlie, role=Role.ANNOTATOR)
     client.force_login(charlie)
-    assert client.get(url(project)).status_code == 404
+    assert client.get(url(project)).status_code == 403
 
 
 def test_anonymous_is_sent_to_login(client, project):

@@ -186,15 +186,15 @@ def test_annotator_cannot_open_import_or_members(as_user, charlie, project):
     response = client.get(page("project-detail", project.slug))
     assert response.status_code == 200
     assert page("item-import", project.slug).encode() not in response.content
-    assert client.get(page("item-import", project.slug)).status_code == 404
-    assert client.get(page("members", project.slug)).status_code == 404
+    assert client.get(page("item-import", project.slug)).status_code == 403
+    assert client.get(page("members", project.slug)).status_code == 403
 
 
 def test_researcher_can_import_but_not_manage_members(as_user, charlie, project):
     MembershipFactory(project=project, user=charlie, role=Role.RESEARCHER)
     client = as_user(charlie)
     assert client.get(page("item-import", project.slug)).status_code == 200
-    assert client.get(page("members", project.slug)).status_code == 404
+    assert client.get(page("members", project.slug)).status_code == 403
 
 
 def test_login_form_posts_with_its_csrf_token(alice):

@@ -224,12 +224,12 @@ def test_non_member_gets_404_on_every_training_page(client, bob, bob_project, pr
     assert TrainingRun.objects.get().cancel_requested is False
 
 
-def test_annotator_gets_404_on_every_training_page(client, charlie, project, version):
+def test_annotator_gets_403_on_every_training_page(client, charlie, project, version):
     MembershipFactory(project=project, user=charlie, role=Role.ANNOTATOR)
     run = make_run(version)
     client.force_login(charlie)
     for method, page in all_pages(project, run):
-        assert getattr(client, method)(page).status_code == 404, page
+        assert getattr(client, method)(page).status_code == 403, page
 
 
 def test_researcher_watches_runs_but_cannot_start_or_cancel(client, charlie, project, version):
@@ -241,9 +241,9 @@ def test_researcher_watches_runs_but_cannot_start_or_cancel(client, charlie, pro
     assert response.status_code == 200
     assert url("run-cancel", project, run.pk).encode() not in response.content
     assert url("run-new", project).encode() not in client.get(url("runs", project)).content
-    assert client.get(url("run-new", project)).status_code == 404
-    assert client.post(url("run-new", project), {"dataset_version": 1}).status_code == 404
-    assert client.post(url("run-cancel", project, run.pk)).status_code == 404
+    assert client.get(url("run-new", project)).status_code == 403
+    assert client.post(url("run-new", project), {"dataset_version": 1}).status_code == 403
+    assert client.post(url("run-cancel", project, run.pk)).status_code == 403
     run.refresh_from_db()
     assert (run.cancel_requested, TrainingRun.objects.count()) == (False, 1)
 
@@ -377,12 +377,14 @@ def test_cancel_is_post_only(client, alice, project, version):
 
 def test_registry_compares_versions_with_their_key_metrics(client, charlie, project, version):
     MembershipFactory(project=project, user=charlie, role=Role.RESEARCHER)
-    make_model(make_run(version, status="done"), 1, {"accuracy": 0.7123, "loss": 0.5})
-    make_model(
-        make_run(version, status="done", objective="listwise"), 2, {"eval_kendall_tau": 0.41}
-    )
-    make_model(make_run(version, status="done", objective="spans"), 3, {"f1": {"macro": 0.33}})
-    make_model(make_run(version, status="done", objective="ratings"), 4, {"mae": {"mean": 0.9}})
+    # The shapes rewards.train.evaluate_examples writes, per objective.
+    make_model(make_run(version, status="done"), 1, {"accuracy": 0.7123, "pairs": 8})
+    listwise = make_run(version, status="done", objective="listwise")
+    make_model(listwise, 2, {"kendall_tau": 0.41, "lists": 5})
+    spans = {"f1": {"irrelevant": 0.26, "unverifiable": 0.4, "macro": 0.33}, "tokens": 90}
+    make_model(make_run(version, status="done", objective="spans"), 3, spans)
+    ratings = {"mae": [0.8, 1.0], "spearman": [0.2, 0.1]}
+    make_model(make_run(version, status="done", objective="ratings"), 4, ratings)
     client.force_login(charlie)
     response = client.get(url("models", project))
     assert response.status_code == 200

@@ -12,11 +12,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.template.defaultfilters import floatformat
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
+from annotate.kinds import get_kind
+from annotate.models import Role
 from annotate.services import ServiceError
 from feedback_api import datasets
 from feedback_api.models import DatasetVersion
@@ -28,6 +33,7 @@ from .factories import (
     AnnotationFactory,
     DatasetVersionFactory,
     ItemFactory,
+    MembershipFactory,
     ProjectFactory,
     TrainingRunFactory,
     UserFactory,
@@ -238,8 +244,9 @@ def test_execute_trains_and_registers_a_reward_model(version, fake_train):
     assert model.model_dir == f"{run.output_dir}/model"
     assert "registered as reward model v1" in run.logs
     (call,) = fake_train.calls
-    assert call["train_path"] == datasets.version_file_path(version, "train.jsonl")
-    assert call["eval_path"] == datasets.version_file_path(version, "test.jsonl")
+    media = Path(settings.MEDIA_ROOT)
+    assert call["train_path"] == media / version.files["train.jsonl"]["path"]
+    assert call["eval_path"] == media / version.files["test.jsonl"]["path"]
     assert call["output_dir"] == run.output_path
     assert call["config"].max_length == 48
 
@@ -507,6 +514,50 @@ def test_a_real_run_trains_registers_and_scores(version):
         responses=["The colour is red.", "I do not know, sorry."],
     )
     assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
+
+
+def build_ratings_version(project) -> DatasetVersion:
+    """A real, done ratings version on two aspects: answers rated high, refusals low."""
+    rater = UserFactory(username="rater")
+    for n in range(32):
+        colour = ("red", "blue", "green", "yellow")[n % 4]
+        responses = [
+            {"id": "1", "text": f"The colour is {colour}.", "model": "m"},
+            {"id": "2", "text": "I do not know, sorry.", "model": "m"},
+        ]
+        item = ItemFactory(project=project, prompt=f"Item {n}: colour?", responses=responses)
+        label = {
+            "1": {"aspects": {"helpfulness": 5, "honesty": 4}, "rationale": ""},
+            "2": {"aspects": {"helpfulness": 1, "honesty": 3}, "rationale": ""},
+        }
+        AnnotationFactory(item=item, annotator=rater, label={"responses": label})
+    version = datasets.dataset_version_create(
+        project=project,
+        user=None,
+        format="ratings",
+        split={"test_fraction": 0.25, "seed": 0},
+        enqueue=False,
+    )
+    version = datasets.dataset_version_build(version_id=version.pk)
+    assert version.status == DatasetVersion.Status.DONE, version.error
+    return version
+
+
+@pytest.mark.slow
+def test_the_registry_shows_the_mae_of_a_real_ratings_model(client, alice, media):
+    config = get_kind("ratings").clean_config({"aspects": ["helpfulness", "honesty"]})
+    project = ProjectFactory(kind="ratings", slug="rated", config=config)
+    MembershipFactory(project=project, user=alice, role=Role.RESEARCHER)
+    run = services.training_run_execute(run_id=create(build_ratings_version(project)).pk)
+    assert run.status == Status.DONE, run.logs
+    mae = run.reward_model.metrics["mae"]  # one per aspect, as training writes it
+    assert len(mae) == 2
+    client.force_login(alice)
+    response = client.get(reverse("rewards:models", args=[project.slug]))
+    (row,) = response.context["rows"]
+    assert row["metrics"][-1] == pytest.approx(sum(mae) / 2)
+    shown = floatformat(sum(mae) / 2, 3)
+    assert f'<td class="num">{shown}</td>' in response.content.decode()
 
 
 @pytest.mark.slow

@@ -94,11 +94,11 @@ def test_a_killed_training_worker_run_resumes_from_its_checkpoint_on_the_next_wo
         def checkpointed() -> bool:
             run.refresh_from_db()
             assert run.status in TrainingRun.ACTIVE, run.logs
-            return services.last_checkpoint_step(run.output_path) > 0
+            return run.last_checkpoint_step() > 0
 
         _wait(checkpointed, CHECKPOINT_TIMEOUT, "a checkpoint", [first])
         first.kill()
-        checkpoint = services.last_checkpoint_step(run.output_path)
+        checkpoint = run.last_checkpoint_step()
         run.refresh_from_db()
         assert (run.status, run.worker) == (TrainingRun.Status.RUNNING, first.name)
         assert checkpoint < run.total_steps, "the run finished before the worker was killed"

@@ -75,6 +75,6 @@ class Command(BaseCommand):
     def _copy(self, version: DatasetVersion, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         for name in version.files:
-            source = datasets.version_file_path(version, name)
+            source = version.file_path(name)
             shutil.copyfile(source, out / source.name)
         self.stdout.write(f"files in {out}")

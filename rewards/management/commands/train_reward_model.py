@@ -44,7 +44,11 @@ class Command(BaseCommand):
         parser.add_argument("--learning-rate", type=float)
         parser.add_argument("--batch-size", type=int)
         parser.add_argument("--max-length", type=int)
-        parser.add_argument("--base-model", help="Local path or hub id (default: MiniLM).")
+        parser.add_argument(
+            "--base-model",
+            help="A registered model's folder, or a model folder under "
+            "REWARDS_ALLOWED_MODEL_ROOTS (default: the packaged MiniLM).",
+        )
         parser.add_argument("--precision", choices=PRECISIONS)
         parser.add_argument("--seed", type=int)
         parser.add_argument("--checkpoint-steps", type=int)
