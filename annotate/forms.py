@@ -8,8 +8,8 @@ from django import forms
 from django.conf import settings
 
 from .importing import human_bytes
-from .kinds import LabelInputError, get_kind, kind_choices
-from .models import Role
+from .kinds import LabelInputError, get_kind
+from .models import Kind, Role
 
 
 class PrettyJSONField(forms.JSONField):
@@ -25,7 +25,7 @@ class PrettyJSONField(forms.JSONField):
 
 class ProjectCreateForm(forms.Form):
     name = forms.CharField(max_length=200)
-    kind = forms.ChoiceField(choices=kind_choices, initial="pairwise")
+    kind = forms.ChoiceField(choices=Kind.choices, initial=Kind.PAIRWISE)
     overlap = forms.IntegerField(
         min_value=1, max_value=100, initial=1, help_text="Human labels wanted per item."
     )

@@ -18,11 +18,6 @@ def get_kind(name: str) -> Kind:
         raise KindError("kind", f"unknown kind {name!r} (one of {', '.join(KINDS)})") from None
 
 
-def kind_choices() -> list[tuple[str, str]]:
-    """(name, title) of every kind, for choice fields."""
-    return [(kind.name, kind.title) for kind in KINDS.values()]
-
-
 def clean_item(kind: str, config: dict, prompt, responses) -> tuple:
     """Validate an item's prompt and responses for a kind; returns them cleaned."""
     prompt = clean_prompt(prompt)
@@ -38,5 +33,4 @@ __all__ = [
     "LabelInputError",
     "clean_item",
     "get_kind",
-    "kind_choices",
 ]
