@@ -18,6 +18,14 @@ def get_kind(name: str) -> Kind:
         raise KindError("kind", f"unknown kind {name!r} (one of {', '.join(KINDS)})") from None
 
 
+def objective_kind(objective: str) -> Kind:
+    """The Kind whose export rows a reward-model objective trains on; KindError if none."""
+    for kind in KINDS.values():
+        if kind.objective == objective:
+            return kind
+    raise KindError("objective", f"no kind trains the {objective!r} objective")
+
+
 def clean_item(kind: str, config: dict, prompt, responses) -> tuple:
     """Validate an item's prompt and responses for a kind; returns them cleaned."""
     prompt = clean_prompt(prompt)
@@ -33,4 +41,5 @@ __all__ = [
     "LabelInputError",
     "clean_item",
     "get_kind",
+    "objective_kind",
 ]

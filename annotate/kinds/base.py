@@ -56,8 +56,13 @@ class Kind:
     submit_words: ClassVar[str] = "Submit"
     # Whether the form has a "No errors" button (submit with action=no_errors).
     answers_no_errors: ClassVar[bool] = False
-    # The reward-model objective that trains on this kind's export (see rewards/); None: none.
+    # The reward-model objective that trains on this kind's export (its torch side is
+    # rewards/objectives.py); None: the kind has none.
     objective: ClassVar[str | None] = None
+    # Whether that objective's model gives one score per (prompt, response): a judge can use it.
+    scores_responses: ClassVar[bool] = False
+    # What one training example is, for throughput ("pairs" → pairs/s).
+    training_unit: ClassVar[str] = "rows"
 
     def __repr__(self) -> str:
         return f"<Kind {self.name}>"

@@ -29,6 +29,8 @@ class Listwise(Kind):
     DEFAULT_CONFIG = {"max_responses": 8, "allow_ties": False}
     shuffled = True
     objective = "listwise"
+    scores_responses = True
+    training_unit = "lists"
 
     def clean_config(self, config: dict) -> dict:
         config = {**self.DEFAULT_CONFIG, **require_dict(config, "config")}

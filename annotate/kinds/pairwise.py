@@ -38,6 +38,8 @@ class Pairwise(Kind):
     title = "Pairwise (A vs B)"
     DEFAULT_CONFIG = {"allow_tie": True, "require_rationale": False}
     objective = "pairwise"
+    scores_responses = True
+    training_unit = "pairs"
 
     def clean_config(self, config: dict) -> dict:
         config = {**self.DEFAULT_CONFIG, **require_dict(config, "config")}
