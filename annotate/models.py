@@ -34,7 +34,7 @@ class LabelText(models.Func):
         return super().as_sql(compiler, connection, template=template, **extra)
 
 
-# Project.kind's choices come from the registry of annotate/kinds (Kind.PAIRWISE == "pairwise",
+# Project.kind's choices come from the registry of annotate/kinds (Kind.SPANS is "spans",
 # ...): a new kind registered there is a choice here (a choices-only migration, no schema change).
 Kind = models.TextChoices(
     "Kind", [(name.upper(), (name, kind.title)) for name, kind in KINDS.items()]
