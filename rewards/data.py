@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from annotate.kinds import KindError, objective_kind, spans
+from annotate.kinds import KindError, objective_kind
 from annotate.kinds.base import check_text
+from annotate.kinds.spans import span_classes as taxonomy_classes
 
 IGNORE = -100  # label of tokens the span loss skips (prompt, special tokens, padding)
 
@@ -81,7 +82,7 @@ def check_rows(
 def span_classes(taxonomy: list[dict] | None) -> dict[str, str]:
     """Span label → its reward category, from the project's taxonomy."""
     try:
-        return spans.span_classes(taxonomy)
+        return taxonomy_classes(taxonomy)
     except KindError as exc:
         raise DataError(str(exc)) from None
 
