@@ -1,4 +1,10 @@
-"""Annotation kinds: one `Kind` object each (see base.py), registered here by name."""
+"""Annotation kinds: one `Kind` object each (see base.py), registered here by name.
+
+Adding a kind: a module here with its Kind subclass and one entry in KINDS; its form partial
+templates/annotate/kinds/<name>.html; `makemigrations` (Project.kind and Annotation.kind
+choices follow KINDS: a choices-only migration). To train reward models on it: an Objective in
+rewards/objectives.py (and rewards.models.Objective's choices).
+"""
 
 from .base import Kind, KindError, LabelInputError, clean_prompt, clean_responses
 from .listwise import Listwise
