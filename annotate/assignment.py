@@ -18,8 +18,9 @@ Conventions:
   their own expired lease may be leased to them again: they never labeled it.
 - Gold items (Item.gold_label set) do not count against overlap: every annotator may get each one
   once. They come at Project.gold_rate, spread evenly over each annotator's assignments.
-- Pairwise labels arrive in display terms ("A" is the response shown first) and are stored in the
-  item's terms ("A" is item.responses[0]): a swapped assignment has A and B exchanged.
+- Labels arrive in display terms (a pairwise "A" is the response shown first) and are stored in
+  the item's terms ("A" is item.responses[0]): the kind decides the display order and whether
+  a lease is swapped, and its `swap_label` turns a swapped assignment's label back.
   `Assignment.order` holds the response ids in display order for every kind.
 """
 
@@ -42,15 +43,13 @@ from config import runtime
 
 from . import assignment_sql
 from .kinds import KindError, get_kind
-from .models import Annotation, Assignment, Item, Kind, Membership, Project
+from .models import Annotation, Assignment, Item, Membership, Project
 from .services import ServiceError
 
 MAX_TIME_SPENT_MS = 2**31 - 1
 PROGRESS_CACHE_SECONDS = 10
 RECLAIM_BATCH = 500
 RECLAIM_EVERY = timedelta(seconds=5)
-# Kinds whose display order is shuffled in Python when an item is leased.
-SHUFFLED = (Kind.LISTWISE, Kind.RATINGS)
 
 _random = random.Random()
 _reclaim = runtime.Every(RECLAIM_EVERY)
@@ -97,7 +96,8 @@ def assignment_next(
 
 def _next_in_one_statement(project: Project, annotator, now: datetime) -> Assignment | None:
     """PostgreSQL: the same decision as the ORM path, one statement per candidate kind."""
-    swapped = project.kind == Kind.PAIRWISE and _random.random() < 0.5
+    kind = get_kind(project.kind)
+    swapped = kind.draw_swap(_random)
     lease = partial(
         assignment_sql.lease,
         project_id=project.pk,
@@ -108,7 +108,7 @@ def _next_in_one_statement(project: Project, annotator, now: datetime) -> Assign
         expires=now + timedelta(minutes=project.lease_minutes),
     )
     golds = (True, False) if _gold_turn(project, annotator) else (False,)
-    if golds == (False,) and project.kind not in SHUFFLED and not connection.in_atomic_block:
+    if golds == (False,) and not kind.shuffled and not connection.in_atomic_block:
         # The usual case, nothing to decide between statements: BEGIN, lock, lease and COMMIT
         # sent together.
         row = lease(gold=False, commit=True)
@@ -121,9 +121,9 @@ def _next_in_one_statement(project: Project, annotator, now: datetime) -> Assign
         else:
             return None
         assignment = _assignment_from_row(row, project, annotator)
-        if row[5] and project.kind in SHUFFLED:
+        if row[5] and kind.shuffled:
             # A shuffled order is drawn here, as on the ORM path (tests fix `_random`).
-            assignment.order, _ = _display_order(project.kind, assignment.item.responses)
+            assignment.order, _ = kind.display_order(assignment.item.responses, _random)
             assignment.save(update_fields=["order"])
     return assignment
 
@@ -218,7 +218,7 @@ def _candidate(project: Project, annotator, *, gold: bool) -> Item | None:
 
 
 def _lease(project: Project, item: Item, annotator, now: datetime) -> Assignment:
-    order, swapped = _display_order(project.kind, item.responses)
+    order, swapped = get_kind(project.kind).display_order(item.responses, _random)
     fields = {
         "status": Assignment.Status.LEASED,
         "swapped": swapped,
@@ -237,17 +237,6 @@ def _lease(project: Project, item: Item, annotator, now: datetime) -> Assignment
     item.lease_count += 1
     assignment.item = item
     return assignment
-
-
-def _display_order(kind: str, responses: list[dict]) -> tuple[list[str], bool]:
-    """Response ids in the order to show them, and whether a pair is shown B first."""
-    ids = [r["id"] for r in responses]
-    if kind == Kind.PAIRWISE:
-        swapped = _random.random() < 0.5
-        return (ids[::-1] if swapped else ids), swapped
-    if kind in SHUFFLED:
-        _random.shuffle(ids)
-    return ids, False
 
 
 def leases_reclaim(*, now: datetime | None = None, limit: int = RECLAIM_BATCH) -> int:
@@ -525,15 +514,13 @@ def clean_label(*, item: Item, label, swapped: bool = False) -> dict:
         cleaned = kind.clean_label(label, item.responses, kind.clean_config(item.project.config))
     except KindError as exc:
         raise ServiceError(exc.message, exc.field) from None
-    return swap_label(item.project.kind, cleaned) if swapped else cleaned
+    return kind.swap_label(cleaned) if swapped else cleaned
 
 
 def swap_label(kind: str, label: dict) -> dict:
-    """A pairwise label with A and B exchanged (its own inverse); other kinds name responses by
-    id and are returned as they are."""
-    if kind != Kind.PAIRWISE or label.get("choice") not in ("A", "B"):
-        return label
-    return {**label, "choice": "B" if label["choice"] == "A" else "A"}
+    """A label of a swapped assignment turned between display and item terms (its own
+    inverse): the kind's rule (a pair's A and B exchanged; ids need nothing)."""
+    return get_kind(kind).swap_label(label)
 
 
 def label_for_display(annotation: Annotation) -> dict:
@@ -550,14 +537,8 @@ def responses_in_display_order(assignment: Assignment) -> list[dict]:
 
 
 def gold_matches(kind: str, label: dict, gold: dict) -> bool:
-    """Whether a label agrees with a gold label: the choice of a pair, the ranking of a list;
-    for spans and ratings every non-text field the gold label has."""
-    if kind == Kind.PAIRWISE:
-        return label.get("choice") == gold.get("choice")
-    if kind == Kind.LISTWISE:
-        return label.get("ranking") == gold.get("ranking")
-    free_text = {"rationale", "missing", "corrected"}
-    return all(label.get(key) == value for key, value in gold.items() if key not in free_text)
+    """Whether a label (item terms) agrees with a gold label, by the kind's rule."""
+    return get_kind(kind).gold_matches(label, gold)
 
 
 # Reads --------------------------------------------------------------------------------------

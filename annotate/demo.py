@@ -350,34 +350,50 @@ def demo_items(kind: str) -> list[dict]:
     return rows
 
 
+MODELS = ["demo-large", "demo-medium", "demo-small", "demo-tiny"]
+
+
 def _shape(kind: str, n: int, answers: list[str]) -> dict:
-    best, worse = answers[0], answers[1 + n % 3]
-    models = ["demo-large", "demo-medium", "demo-small", "demo-tiny"]
-    if kind == Kind.PAIRWISE:
-        # Alternate the better answer between A and B, and give a few items a known answer.
-        pair = [(best, models[0]), (worse, models[1 + n % 3])]
-        if n % 2:
-            pair.reverse()
-        responses = [
-            {"id": rid, "text": t, "model": m} for rid, (t, m) in zip("ab", pair, strict=True)
-        ]
-        row: dict = {"responses": responses}
-        if n % 8 == 0:
-            row["gold"] = {"choice": "B" if n % 2 else "A", "strength": 2}
-        return row
-    if kind == Kind.LISTWISE:
-        order = [(n + k) % 4 for k in range(4)]
-        return {
-            "responses": [{"id": f"r{i}", "text": answers[i], "model": models[i]} for i in order]
-        }
-    if kind == Kind.SPANS:
-        return {"responses": [{"id": "r", "text": worse if n % 4 else best, "model": models[1]}]}
+    # Demo content, not a kind's rule: a kind without an entry here gets no demo project.
+    return _SHAPES[kind](n, answers[0], answers[1 + n % 3], answers)
+
+
+def _pairwise_shape(n: int, best: str, worse: str, answers: list[str]) -> dict:
+    # Alternate the better answer between A and B, and give a few items a known answer.
+    pair = [(best, MODELS[0]), (worse, MODELS[1 + n % 3])]
+    if n % 2:
+        pair.reverse()
+    responses = [{"id": rid, "text": t, "model": m} for rid, (t, m) in zip("ab", pair, strict=True)]
+    row: dict = {"responses": responses}
+    if n % 8 == 0:
+        row["gold"] = {"choice": "B" if n % 2 else "A", "strength": 2}
+    return row
+
+
+def _listwise_shape(n: int, best: str, worse: str, answers: list[str]) -> dict:
+    order = [(n + k) % 4 for k in range(4)]
+    return {"responses": [{"id": f"r{i}", "text": answers[i], "model": MODELS[i]} for i in order]}
+
+
+def _spans_shape(n: int, best: str, worse: str, answers: list[str]) -> dict:
+    return {"responses": [{"id": "r", "text": worse if n % 4 else best, "model": MODELS[1]}]}
+
+
+def _ratings_shape(n: int, best: str, worse: str, answers: list[str]) -> dict:
     return {
         "responses": [
-            {"id": "a", "text": best, "model": models[0]},
-            {"id": "b", "text": worse, "model": models[1 + n % 3]},
+            {"id": "a", "text": best, "model": MODELS[0]},
+            {"id": "b", "text": worse, "model": MODELS[1 + n % 3]},
         ]
     }
+
+
+_SHAPES = {
+    "pairwise": _pairwise_shape,
+    "listwise": _listwise_shape,
+    "spans": _spans_shape,
+    "ratings": _ratings_shape,
+}
 
 
 def demo_seed() -> dict:

@@ -361,21 +361,11 @@ def _parse_trl(record: dict, *, kind: str, config: dict, keep_labels: bool) -> P
     prompt, responses = clean_item(kind, config, prompt, responses)
     label = None
     if keep_labels:
-        label = _trl_label(
-            kind, chosen_id=responses[swap]["id"], rejected_id=responses[1 - swap]["id"]
+        label = get_kind(kind).label_from_preference(
+            chosen_id=responses[swap]["id"], rejected_id=responses[1 - swap]["id"]
         )
     extra = {k: v for k, v in record.items() if k not in TRL_KEYS}
     return ParsedItem(external_id, prompt, responses, {**_metadata(record), **extra}, label=label)
-
-
-def _trl_label(kind: str, *, chosen_id: str, rejected_id: str) -> dict:
-    if kind == "pairwise":
-        # The source says which is better, not by how much: strength stays unknown (None).
-        choice = "A" if chosen_id == "1" else "B"
-        return {"choice": choice, "strength": None, "rationale": ""}
-    if kind == "listwise":
-        return {"ranking": [chosen_id, rejected_id]}
-    raise KindError("chosen", f"a chosen/rejected label cannot be kept in a {kind} project")
 
 
 def _completion_text(value: Any, name: str) -> str:

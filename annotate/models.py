@@ -10,6 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
+from .kinds import KINDS
+
 
 class LabelText(models.Func):
     """A top-level key of an annotation's label as text; NULL when it is missing or JSON null,
@@ -32,11 +34,11 @@ class LabelText(models.Func):
         return super().as_sql(compiler, connection, template=template, **extra)
 
 
-class Kind(models.TextChoices):
-    PAIRWISE = "pairwise", "Pairwise (A vs B)"
-    LISTWISE = "listwise", "Listwise (rank K responses)"
-    SPANS = "spans", "Fine-grained spans"
-    RATINGS = "ratings", "Multi-aspect ratings"
+# Project.kind's choices come from the registry of annotate/kinds (Kind.SPANS is "spans",
+# ...): a new kind registered there is a choice here (a choices-only migration, no schema change).
+Kind = models.TextChoices(
+    "Kind", [(name.upper(), (name, kind.title)) for name, kind in KINDS.items()]
+)
 
 
 class Role(models.TextChoices):

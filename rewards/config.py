@@ -11,7 +11,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-OBJECTIVES = ("pairwise", "listwise", "spans", "ratings")
+from annotate.kinds import KINDS
+
+# The objective of each kind that has one (annotate/kinds; the torch side: rewards/objectives.py).
+OBJECTIVES = tuple(kind.objective for kind in KINDS.values() if kind.objective)
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # "org/name" or a bare name as the hub spells them; anything else must exist on disk.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[\w.-]{1,96})?$")

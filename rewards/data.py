@@ -22,6 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from annotate.kinds import KindError, objective_kind
+from annotate.kinds.base import check_text
+from annotate.kinds.spans import span_classes as taxonomy_classes
+
 IGNORE = -100  # label of tokens the span loss skips (prompt, special tokens, padding)
 
 
@@ -61,90 +65,26 @@ def check_rows(
     taxonomy: list[dict] | None = None,
     aspects: list[str] | None = None,
 ) -> None:
-    """Raise DataError on the first row that the objective cannot train on."""
+    """Raise DataError on the first row that the objective cannot train on (the rule of its
+    Kind: annotate.kinds, check_training_row)."""
     if not rows:
         raise DataError(f"{name}: no rows")
-    for number, row in enumerate(rows, 1):
-        where = f"{name} row {number}"
-        _check_text(row.get("prompt"), f"{where}: prompt", chat=True)
-        if objective == "pairwise":
-            _check_pairwise(row, where)
-        elif objective == "listwise":
-            _check_listwise(row, where)
-        elif objective == "spans":
-            _check_spans(row, where, span_classes(taxonomy))
-        elif objective == "ratings":
-            _check_ratings(row, where, aspects)
-
-
-def _check_text(value: Any, where: str, *, chat: bool = False) -> None:
-    if isinstance(value, str):
-        return
-    messages = chat and isinstance(value, list) and value
-    if messages and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in value):
-        return
-    raise DataError(f"{where}: expected a string or a list of chat messages")
-
-
-def _check_pairwise(row: dict, where: str) -> None:
-    for key in ("chosen", "rejected"):
-        if key not in row:
-            raise DataError(f"{where}: missing {key!r} (is this a pairwise export?)")
-        _check_text(row[key], f"{where}: {key}", chat=True)
-    margin = row.get("margin")
-    if margin is not None and not isinstance(margin, int | float):
-        raise DataError(f"{where}: margin must be a number, got {margin!r}")
-
-
-def _check_listwise(row: dict, where: str) -> None:
-    responses, ranking = row.get("responses"), row.get("ranking")
-    if not isinstance(responses, list) or len(responses) < 2:
-        raise DataError(f"{where}: responses must be a list of at least 2 (a listwise export?)")
-    for i, response in enumerate(responses):
-        _check_text(response, f"{where}: responses[{i}]")
-    if not isinstance(ranking, list) or sorted(ranking) != list(range(len(responses))):
-        raise DataError(f"{where}: ranking must order every response index once, best first")
-
-
-def _check_spans(row: dict, where: str, classes: dict[str, str]) -> None:
-    response, spans = row.get("response"), row.get("spans")
-    if not isinstance(response, str) or not isinstance(spans, list):
-        raise DataError(f"{where}: expected `response` and `spans` (is this a spans export?)")
-    for i, span in enumerate(spans):
-        if not isinstance(span, dict):
-            raise DataError(f"{where}: spans[{i}] must be an object")
-        start, end, label = span.get("start"), span.get("end"), span.get("label")
-        if label not in classes:
-            known = ", ".join(sorted(classes))
-            raise DataError(f"{where}: span label {label!r} is not in the taxonomy ({known})")
-        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end):
-            raise DataError(f"{where}: spans[{i}] needs integer 0 <= start < end")
-        if end > len(response):
-            raise DataError(f"{where}: spans[{i}] ends at {end}, past the response's end")
-
-
-def _check_ratings(row: dict, where: str, aspects: list[str] | None) -> None:
-    completions = row.get("completions")
-    if not isinstance(completions, list) or not completions:
-        raise DataError(f"{where}: expected `completions` (is this a ratings export?)")
-    for i, completion in enumerate(completions):
-        if not isinstance(completion, dict) or not isinstance(completion.get("response"), str):
-            raise DataError(f"{where}: completions[{i}] needs a `response` string")
-        ratings = completion.get("ratings")
-        if not isinstance(ratings, dict):
-            raise DataError(f"{where}: completions[{i}] needs `ratings`")
-        for aspect, value in ratings.items():
-            if aspects is not None and aspect not in aspects:
-                raise DataError(f"{where}: aspect {aspect!r} is not one of {aspects}")
-            if value is not None and not isinstance(value, int | float):
-                raise DataError(f"{where}: rating {aspect!r} must be a number, got {value!r}")
+    try:
+        kind = objective_kind(objective)
+        for number, row in enumerate(rows, 1):
+            where = f"{name} row {number}"
+            check_text(row.get("prompt"), f"{where}: prompt", chat=True)
+            kind.check_training_row(row, where, taxonomy=taxonomy, aspects=aspects)
+    except KindError as exc:
+        raise DataError(str(exc)) from None
 
 
 def span_classes(taxonomy: list[dict] | None) -> dict[str, str]:
     """Span label → its reward category, from the project's taxonomy."""
-    if not taxonomy:
-        raise DataError("spans: the project's taxonomy is needed (name, category per error type)")
-    return {t["name"]: t.get("category") or t["name"] for t in taxonomy}
+    try:
+        return taxonomy_classes(taxonomy)
+    except KindError as exc:
+        raise DataError(str(exc)) from None
 
 
 def categories(taxonomy: list[dict]) -> list[str]:
@@ -307,87 +247,10 @@ def encode_rows(
     aspects: list[str] | None = None,
 ) -> list[Example]:
     """Tokenize checked rows into examples (see check_rows); one batched tokenizer call per
-    column of texts."""
-    if objective == "pairwise":
-        return _encode_pairwise(rows, encoder)
-    if objective == "listwise":
-        return _encode_listwise(rows, encoder)
-    if objective == "spans":
-        return _encode_spans(rows, encoder, taxonomy or [])
-    return _encode_ratings(rows, encoder, aspects or [])
+    column of texts. The objective's own (rewards.objectives: imports torch)."""
+    from .objectives import get_objective
 
-
-def _prompts(rows: list[dict], encoder: Encoder) -> list[list[int]]:
-    texts = [as_text(r["prompt"]) for r in rows]
-    unique = list(dict.fromkeys(texts))
-    ids = dict(zip(unique, encoder.tokenize(unique), strict=True))
-    return [ids[t] for t in texts]
-
-
-def _sequences(encoder: Encoder, prompts: list, responses: list) -> tuple[list, list | None]:
-    pairs = [encoder.pair(p, r) for p, r in zip(prompts, responses, strict=True)]
-    ids = [p[0] for p in pairs]
-    return ids, ([p[1] for p in pairs] if encoder.types else None)
-
-
-def _encode_pairwise(rows: list[dict], encoder: Encoder) -> list[Example]:
-    prompts = _prompts(rows, encoder)
-    chosen = encoder.tokenize([as_text(r["chosen"]) for r in rows])
-    rejected = encoder.tokenize([as_text(r["rejected"]) for r in rows])
-    examples = []
-    for row, p, c, r in zip(rows, prompts, chosen, rejected, strict=True):
-        ids, types = _sequences(encoder, [p, p], [c, r])
-        examples.append(Example(ids, types, float(row.get("margin") or 0.0)))
-    return examples
-
-
-def _encode_listwise(rows: list[dict], encoder: Encoder) -> list[Example]:
-    prompts = _prompts(rows, encoder)
-    flat = encoder.tokenize([text for r in rows for text in r["responses"]])
-    examples, at = [], 0
-    for row, p in zip(rows, prompts, strict=True):
-        responses = flat[at : at + len(row["responses"])]
-        at += len(responses)
-        ids, types = _sequences(encoder, [p] * len(responses), responses)
-        examples.append(Example(ids, types, list(row["ranking"])))
-    return examples
-
-
-def _encode_spans(rows: list[dict], encoder: Encoder, taxonomy: list[dict]) -> list[Example]:
-    to_category = span_classes(taxonomy)
-    classes = {c: i for i, c in enumerate(categories(taxonomy))}
-    prompts = _prompts(rows, encoder)
-    texts = [r["response"] for r in rows]
-    encoded = encoder.tokenizer(
-        texts, add_special_tokens=False, return_offsets_mapping=True, truncation=False
-    )
-    examples = []
-    for i, (row, p) in enumerate(zip(rows, prompts, strict=True)):
-        response, offsets = encoded["input_ids"][i], encoded["offset_mapping"][i]
-        spans = [{**s, "category": to_category[s["label"]]} for s in row["spans"]]
-        token_labels = span_token_labels(offsets, spans, classes)
-        ids, types = encoder.pair(p, response)
-        start = encoder.response_start(len(p), len(response))
-        labels = [IGNORE] * len(ids)
-        kept = token_labels[: len(ids) - start - len(encoder.suffix)]
-        labels[start : start + len(kept)] = kept
-        examples.append(Example([ids], [types] if types else None, labels))
-    return examples
-
-
-def _encode_ratings(rows: list[dict], encoder: Encoder, aspects: list[str]) -> list[Example]:
-    flat = [(row, c) for row in rows for c in row["completions"]]
-    prompts = _prompts([row for row, _ in flat], encoder)
-    responses = encoder.tokenize([c["response"] for _, c in flat])
-    examples = []
-    for (_, completion), p, r in zip(flat, prompts, responses, strict=True):
-        ids, types = encoder.pair(p, r)
-        values = [completion["ratings"].get(a) for a in aspects]
-        if all(v is None for v in values):
-            continue
-        target = ([v or 0.0 for v in values], [v is not None for v in values])
-        examples.append(Example([ids], [types] if types else None, target))
-    return examples
+    return get_objective(objective).encode(rows, encoder, taxonomy, aspects)
 
 
 # Batching ------------------------------------------------------------------------------------

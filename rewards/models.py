@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from annotate.kinds import KINDS
 from annotate.models import Project
 from feedback_api.models import DatasetVersion
 
@@ -50,7 +51,7 @@ OBJECTIVE_FOR_FORMAT = {
     DatasetVersion.Format.RATINGS: Objective.RATINGS,
 }
 # Objectives whose models give one scalar per (prompt, response): usable as a judge.
-SCORING_OBJECTIVES = (Objective.PAIRWISE, Objective.LISTWISE)
+SCORING_OBJECTIVES = tuple(kind.objective for kind in KINDS.values() if kind.scores_responses)
 
 
 class TrainingRunQuerySet(models.QuerySet):

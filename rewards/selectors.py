@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 
 from annotate.models import Project
 
-from .models import RewardModel, TrainingRun
+from .models import SCORING_OBJECTIVES, RewardModel, TrainingRun
 
 
 def training_runs_for(project: Project) -> QuerySet[TrainingRun]:
@@ -46,4 +46,4 @@ def reward_model_get(project: Project, version: int) -> RewardModel | None:
 
 def scoring_models_for(project: Project) -> QuerySet[RewardModel]:
     """Registered models that can judge (one score per response): pairwise and listwise."""
-    return reward_models_for(project).filter(objective__in=["pairwise", "listwise"])
+    return reward_models_for(project).filter(objective__in=SCORING_OBJECTIVES)

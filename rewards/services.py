@@ -32,6 +32,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from annotate.kinds import KINDS
 from annotate.models import Project
 from annotate.services import ServiceError
 from feedback_api.models import DatasetVersion
@@ -53,7 +54,7 @@ PROGRESS_WRITE_S = 1.0  # at most one progress write per second
 CANCEL_CHECK_S = 1.0  # and one read of the cancel flag
 TRACEBACK_LINES = 15
 # What one training example is, per objective (throughput is examples per second).
-_UNITS = {"pairwise": "pairs/s", "listwise": "lists/s", "spans": "rows/s", "ratings": "rows/s"}
+_UNITS = {kind.objective: f"{kind.training_unit}/s" for kind in KINDS.values() if kind.objective}
 
 Status = TrainingRun.Status
 

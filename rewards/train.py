@@ -13,7 +13,6 @@ written every `checkpoint_steps`, the last two kept, half-written ones skipped).
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -22,8 +21,6 @@ from typing import Any
 
 import torch
 from transformers import (
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
     AutoTokenizer,
     PrinterCallback,
     Trainer,
@@ -31,24 +28,22 @@ from transformers import (
     TrainingArguments,
 )
 
+from annotate.kinds import objective_kind
 from config.runtime import release_memory
 
-from . import losses, metrics
 from .config import ConfigError, TrainConfig
 from .data import (
-    IGNORE,
     DataError,
     Encoder,
     Example,
     LengthGroupedSampler,
-    categories,
     check_rows,
     encode_rows,
     pad,
-    rating_aspects,
     read_rows,
     split_rows,
 )
+from .objectives import get_objective
 from .registry import META, load_model
 from .scoring import score
 
@@ -102,9 +97,7 @@ def train(
     kw = {"taxonomy": taxonomy, "aspects": aspects}
     train_set = encode_rows(train_rows, config.objective, encoder, **kw)
     eval_set = encode_rows(eval_rows, config.objective, encoder, **kw)
-    scale = _rating_scale(train_set) if config.objective == "ratings" else None
-    if scale:
-        _standardise(train_set, scale)
+    scale = get_objective(config.objective).fit_scale(train_set)
     collator = Collator(config.objective, tokenizer.pad_token_id)
     # On CPU a batch's forward runs in micro-batches of at most CPU_TOKENS padded tokens:
     # activation memory scales with the tokens in one forward, CPU time hardly at all.
@@ -176,26 +169,16 @@ def _load_rows(config, train_path, eval_path, taxonomy, aspects):
         check_rows(eval_rows, config.objective, name=Path(eval_path).name, **check)
     else:
         train_rows, eval_rows = split_rows(train_rows, config.eval_split, config.seed)
-    if config.objective == "ratings":
-        aspects = rating_aspects(train_rows, aspects)
+    aspects = get_objective(config.objective).aspects(train_rows, aspects)
     return train_rows, eval_rows, aspects
 
 
 def _load_model(config: TrainConfig, taxonomy, aspects):
     path = config.model_path()
+    objective = get_objective(config.objective)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        if config.objective == "spans":
-            names = categories(taxonomy)
-            model = AutoModelForTokenClassification.from_pretrained(
-                path,
-                num_labels=len(names),
-                id2label=dict(enumerate(names)),
-                label2id={n: i for i, n in enumerate(names)},
-            )
-        else:
-            outputs = len(aspects) if config.objective == "ratings" else 1
-            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=outputs)
+        model = objective.load_model(path, taxonomy, aspects)
     except (OSError, ValueError) as exc:  # missing files, unknown architecture, hub errors
         raise ConfigError("base_model", f"cannot load {path!r}: {exc}") from None
     if not tokenizer.is_fast:
@@ -203,7 +186,7 @@ def _load_model(config: TrainConfig, taxonomy, aspects):
     if tokenizer.pad_token is None:  # decoder-only models: pad with eos
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
-    if config.objective in ("pairwise", "listwise"):
+    if objective.disable_dropout:
         _disable_dropout(model)
     return tokenizer, model
 
@@ -216,28 +199,6 @@ def _disable_dropout(model) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
-
-
-def _rating_scale(examples: list[Example]) -> dict[str, list[float]]:
-    """Per-aspect mean and standard deviation of the training targets."""
-    n = len(examples[0].target[0])
-    mean, std = [], []
-    for k in range(n):
-        values = [e.target[0][k] for e in examples if e.target[1][k]]
-        mu = sum(values) / len(values) if values else 0.0
-        var = sum((v - mu) ** 2 for v in values) / len(values) if values else 1.0
-        mean.append(mu)
-        std.append(math.sqrt(var) or 1.0)
-    return {"mean": mean, "std": std}
-
-
-def _standardise(examples: list[Example], scale: dict) -> None:
-    for e in examples:
-        values, mask = e.target
-        e.target = (
-            [(v - m) / s for v, m, s in zip(values, scale["mean"], scale["std"], strict=True)],
-            mask,
-        )
 
 
 CPU_TOKENS = 2048  # padded tokens per forward on CPU (4 pairs of 256 tokens)
@@ -278,6 +239,7 @@ class Collator:
     ):
         self.objective, self.pad_id, self.multiple = objective, pad_id, multiple
         self.max_tokens = max_tokens
+        self.spec = get_objective(objective)
 
     def __call__(self, examples: list[Example]) -> dict[str, Any]:
         parts = [examples]
@@ -285,7 +247,7 @@ class Collator:
             parts = token_runs(examples, self.max_tokens, self.multiple)
         if len(parts) == 1:
             return self.collate(examples)
-        weights = [self._weight(part) for part in parts]
+        weights = [self.spec.weight(part) for part in parts]
         total = sum(weights)
         batches = []
         for part, weight in zip(parts, weights, strict=True):
@@ -294,18 +256,8 @@ class Collator:
             batches.append(batch)
         return {"micro_batches": batches}
 
-    def _weight(self, examples: list[Example]) -> float:
-        if self.objective == "spans":
-            return float(sum(t != IGNORE for e in examples for t in e.target))
-        if self.objective == "ratings":
-            return float(sum(sum(e.target[1]) for e in examples))
-        return float(len(examples))
-
     def collate(self, examples: list[Example]) -> dict[str, torch.Tensor]:
-        if self.objective == "pairwise":
-            order = [(e, 0) for e in examples] + [(e, 1) for e in examples]
-        else:
-            order = [(e, k) for e in examples for k in range(len(e.input_ids))]
+        order = self.spec.sequences(examples)
         ids = [e.input_ids[k] for e, k in order]
         batch = {
             "input_ids": torch.tensor(pad(ids, self.pad_id, self.multiple)),
@@ -314,55 +266,17 @@ class Collator:
         if examples[0].token_type_ids is not None:
             types = [e.token_type_ids[k] for e, k in order]
             batch["token_type_ids"] = torch.tensor(pad(types, 0, self.multiple))
-        batch.update(self._targets(examples))
+        batch.update(self.spec.targets(examples, self.multiple))
         return batch
-
-    def _targets(self, examples: list[Example]) -> dict[str, torch.Tensor]:
-        if self.objective == "pairwise":
-            return {"margin": torch.tensor([e.target for e in examples])}
-        if self.objective == "listwise":
-            # rank_index[b, i] = position in the flat batch of list b's i-th best response.
-            width = max(len(e.target) for e in examples)
-            index, mask, at = [], [], 0
-            for e in examples:
-                row = [at + i for i in e.target]
-                index.append(row + [0] * (width - len(row)))
-                mask.append([True] * len(row) + [False] * (width - len(row)))
-                at += len(e.target)
-            return {"rank_index": torch.tensor(index), "rank_mask": torch.tensor(mask)}
-        if self.objective == "spans":
-            return {
-                "labels": torch.tensor(pad([e.target for e in examples], IGNORE, self.multiple))
-            }
-        return {
-            "targets": torch.tensor([e.target[0] for e in examples]),
-            "target_mask": torch.tensor([e.target[1] for e in examples], dtype=torch.float32),
-        }
 
 
 def objective_loss(objective: str, model, inputs: dict, margin_scale: float = 1.0):
     """The objective's loss on one collated batch, and the model's raw outputs."""
+    spec = get_objective(objective)
     inputs = dict(inputs)
-    extras = {k: inputs.pop(k) for k in _EXTRAS[objective] if k in inputs}
+    extras = {k: inputs.pop(k) for k in spec.extras if k in inputs}
     logits = model(**inputs).logits
-    if objective == "pairwise":
-        chosen, rejected = logits.float().squeeze(-1).chunk(2)
-        margin = extras["margin"] * margin_scale if margin_scale else None
-        return losses.bradley_terry(chosen, rejected, margin), logits
-    if objective == "listwise":
-        scores = logits.float().squeeze(-1)[extras["rank_index"]]
-        return losses.plackett_luce(scores, extras["rank_mask"]), logits
-    if objective == "spans":
-        return losses.token_classification(logits, extras["labels"]), logits
-    return losses.masked_mse(logits, extras["targets"], extras["target_mask"]), logits
-
-
-_EXTRAS = {
-    "pairwise": ("margin",),
-    "listwise": ("rank_index", "rank_mask"),
-    "spans": ("labels",),
-    "ratings": ("targets", "target_mask"),
-}
+    return spec.loss(logits, extras, margin_scale), logits
 
 
 class RewardModelTrainer(Trainer):
@@ -537,7 +451,7 @@ class ProgressCallback(TrainerCallback):
             else None,
             "eval": eval,
         }
-        if self.config.objective == "pairwise":
+        if objective_kind(self.config.objective).training_unit == "pairs":
             report["pairs_per_s"] = report["examples_per_s"]
         self.on_progress(report)
 
@@ -563,24 +477,11 @@ def predict(model, examples: list[Example], collator: Collator, max_tokens: int 
             if k in ("input_ids", "attention_mask", "token_type_ids")
         }
         logits = model(**inputs).logits.float().cpu()
-        _split(logits, chunk, order[at : at + len(chunk)], out, collator.objective)
+        collator.spec.split(logits, chunk, order[at : at + len(chunk)], out)
         at += len(chunk)
     model.train(was_training)
     release_memory()
     return out
-
-
-def _split(logits, chunk, indices, out, objective) -> None:
-    if objective == "pairwise":
-        chosen, rejected = logits.squeeze(-1).chunk(2)
-        for n, i in enumerate(indices):
-            out[i] = (chosen[n].item(), rejected[n].item())
-        return
-    at = 0
-    for e, i in zip(chunk, indices, strict=True):
-        k = len(e.input_ids)
-        out[i] = logits[at : at + k]
-        at += k
 
 
 def evaluate_examples(
@@ -595,41 +496,7 @@ def evaluate_examples(
 ) -> dict[str, Any]:
     """The objective's held-out metrics (see the module docstring of rewards.metrics)."""
     outputs = predict(model, examples, collator)
-    if objective == "pairwise":
-        right = sum(c > r for c, r in outputs)
-        return {"accuracy": round(right / len(outputs), 4), "pairs": len(outputs)}
-    if objective == "listwise":
-        taus = [
-            metrics.kendall_tau(o.squeeze(-1).tolist(), e.target)
-            for o, e in zip(outputs, examples, strict=True)
-        ]
-        return {"kendall_tau": round(sum(taus) / len(taus), 4), "lists": len(taus)}
-    if objective == "spans":
-        gold, predicted = [], []
-        for o, e in zip(outputs, examples, strict=True):
-            guess = o[0].argmax(-1).tolist()[: len(e.target)]  # drop the batch's padding
-            kept = [(g, p) for g, p in zip(e.target, guess, strict=True) if g != IGNORE]
-            gold += [g for g, _ in kept]
-            predicted += [p for _, p in kept]
-        f1 = metrics.token_f1(gold, predicted, categories(taxonomy))
-        return {"f1": {k: round(v, 4) for k, v in f1.items()}, "tokens": len(gold)}
-    return _ratings_metrics(outputs, examples, scale)
-
-
-def _ratings_metrics(outputs, examples, scale) -> dict[str, Any]:
-    n = len(scale["mean"])
-    per = {"mae": [], "spearman": []}
-    for k in range(n):
-        pairs = [
-            (o[0][k].item() * scale["std"][k] + scale["mean"][k], e.target[0][k])
-            for o, e in zip(outputs, examples, strict=True)
-            if e.target[1][k]
-        ]
-        predicted, gold = [p for p, _ in pairs], [g for _, g in pairs]
-        mae = sum(abs(p - g) for p, g in pairs) / len(pairs) if pairs else 0.0
-        per["mae"].append(round(mae, 4))
-        per["spearman"].append(round(metrics.spearman(predicted, gold), 4))
-    return per
+    return get_objective(objective).metrics(outputs, examples, scale, taxonomy)
 
 
 def _save(trainer, tokenizer, model_dir, config, final, taxonomy, aspects, scale) -> None:
@@ -641,9 +508,7 @@ def _save(trainer, tokenizer, model_dir, config, final, taxonomy, aspects, scale
         "config": config.to_dict(),
         "max_length": config.max_length,
         "metrics": final,
-        "taxonomy": taxonomy if config.objective == "spans" else None,
-        "classes": categories(taxonomy) if config.objective == "spans" else None,
-        "aspects": aspects if config.objective == "ratings" else None,
+        **get_objective(config.objective).meta(taxonomy, aspects),
         "rating_scale": scale,
     }
     (model_dir / META).write_text(json.dumps(meta, indent=2))

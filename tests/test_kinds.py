@@ -2,7 +2,7 @@
 
 import pytest
 
-from annotate.kinds import KINDS, KindError, clean_item, get_kind
+from annotate.kinds import KINDS, Kind, KindError, clean_item, get_kind
 from annotate.kinds.base import clean_prompt, clean_responses
 
 
@@ -573,3 +573,109 @@ def test_ratings_bad_config(given, field):
 def test_kind_error_reads_as_field_and_reason():
     error = label_error("pairwise", {"choice": "A", "strength": 9}, PAIR)
     assert str(error) == "label.strength: must be from 1 to 3, got 9"
+
+
+# The Kind objects: registry, display, gold, aggregation, import, form, judge hooks ------------
+
+
+class FixedRandom:
+    """A stand-in for random.Random: random() returns `value`; shuffle reverses."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+    def shuffle(self, items: list) -> None:
+        items.reverse()
+
+
+def test_registry_holds_one_kind_object_per_project_kind():
+    from annotate.models import Kind as ProjectKind
+
+    assert list(KINDS) == ["pairwise", "listwise", "spans", "ratings"]
+    for name, kind in KINDS.items():
+        assert isinstance(kind, Kind)
+        assert kind.name == name
+    assert ProjectKind.choices == [(k.name, k.title) for k in KINDS.values()]
+
+
+@pytest.mark.parametrize("name", ["pairwise", "listwise", "spans", "ratings"])
+def test_every_kind_has_judge_hooks_that_say_they_are_not_written(name):
+    kind = get_kind(name)
+    with pytest.raises(NotImplementedError, match=name):
+        kind.judge_prompt(None, config(name))
+    with pytest.raises(NotImplementedError, match=name):
+        kind.parse_judge_output("A", PAIR, config(name))
+
+
+def test_pairwise_swaps_half_of_the_leases_and_its_labels_back():
+    pairwise = get_kind("pairwise")
+    assert pairwise.display_order(PAIR, FixedRandom(0.1)) == (["2", "1"], True)
+    assert pairwise.display_order(PAIR, FixedRandom(0.9)) == (["1", "2"], False)
+    assert pairwise.swap_label({"choice": "A", "strength": 2}) == {"choice": "B", "strength": 2}
+    assert pairwise.swap_label({"choice": "tie"}) == {"choice": "tie"}
+
+
+def test_listwise_and_ratings_shuffle_spans_keep_the_item_order():
+    items = responses("a", "b", "c")
+    for name in ("listwise", "ratings"):
+        assert get_kind(name).display_order(items, FixedRandom(0.1)) == (["c", "b", "a"], False)
+    assert get_kind("spans").display_order(items, FixedRandom(0.1)) == (["a", "b", "c"], False)
+    assert get_kind("listwise").swap_label({"ranking": ["a", "b"]}) == {"ranking": ["a", "b"]}
+
+
+def test_gold_match_ignores_free_text():
+    assert get_kind("pairwise").gold_matches({"choice": "A", "strength": 1}, {"choice": "A"})
+    assert not get_kind("listwise").gold_matches({"ranking": ["a", "b"]}, {"ranking": ["b", "a"]})
+    spans = get_kind("spans")
+    assert spans.gold_matches({"spans": [], "missing": "x"}, {"spans": [], "missing": "y"})
+    assert not spans.gold_matches({"spans": [span()]}, {"spans": []})
+
+
+def test_aggregate_of_each_kind():
+    votes = [{"choice": c} for c in ("A", "A", "B")]
+    answer, agreement = get_kind("pairwise").aggregate(votes, PAIR, config("pairwise"))
+    assert (answer, round(agreement, 3)) == ("A", 0.667)
+    rankings = [{"ranking": ["b", "a", "c"]}] * 2
+    answer, agreement = get_kind("listwise").aggregate(rankings, LIST, config("listwise"))
+    assert (answer["ranking"], agreement) == (["b", "a", "c"], 1.0)
+    cfg = config("ratings", aspects=["honesty"])
+    rated = [{"responses": {"1": {"aspects": {"honesty": s}}}} for s in (2, 4)]
+    assert get_kind("ratings").aggregate(rated, responses("1"), cfg) == (
+        {"1": {"honesty": 3.0}},
+        0.75,
+    )
+    marked = [{"spans": [span()]}, {"spans": [span()]}]
+    kept, agreement = get_kind("spans").aggregate(marked, SPAN_ITEM, config("spans"))
+    assert kept["2"] == [] and agreement["2"] == 1.0 and len(kept["1"]) == 1
+
+
+def test_chosen_rejected_label_only_for_kinds_that_can_keep_one():
+    assert get_kind("pairwise").label_from_preference(chosen_id="2", rejected_id="1") == {
+        "choice": "B",
+        "strength": None,
+        "rationale": "",
+    }
+    assert get_kind("listwise").label_from_preference(chosen_id="2", rejected_id="1") == {
+        "ranking": ["2", "1"]
+    }
+    with pytest.raises(KindError, match="spans project"):
+        get_kind("spans").label_from_preference(chosen_id="2", rejected_id="1")
+
+
+@pytest.mark.parametrize(
+    ("name", "label", "items"),
+    [
+        ("pairwise", {"choice": "B", "strength": 3, "rationale": "why"}, PAIR),
+        ("listwise", {"ranking": ["c", "a", "b"]}, LIST),
+        ("ratings", None, responses("1")),
+    ],
+)
+def test_form_fields_of_a_label_post_back_the_same_label(name, label, items):
+    kind, cfg = get_kind(name), config(name)
+    if label is None:
+        scores = {a["name"]: 4 for a in cfg["aspects"]}
+        label = {"responses": {"1": {"aspects": scores, "rationale": ""}}}
+    assert kind.label_from_post(kind.post_from_label(label, items), items, cfg) == label

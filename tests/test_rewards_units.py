@@ -160,6 +160,24 @@ def test_check_rows_names_the_row_and_the_problem(objective, row, words):
     assert "train.jsonl row 1" in str(err.value) and words in str(err.value)
 
 
+def test_every_kind_with_an_objective_has_its_torch_side():
+    from annotate.kinds import KINDS, objective_kind
+    from rewards.config import OBJECTIVES
+    from rewards.objectives import OBJECTIVES as TRAINERS
+
+    assert set(TRAINERS) == set(OBJECTIVES) == {k.objective for k in KINDS.values() if k.objective}
+    for name in OBJECTIVES:
+        assert objective_kind(name).objective == name
+
+
+def test_check_rows_without_a_taxonomy_says_spans_need_one():
+    from rewards.data import DataError, check_rows
+
+    row = {"prompt": "p", "response": "abc", "spans": []}
+    with pytest.raises(DataError, match="spans: the project's taxonomy is needed"):
+        check_rows([row], "spans", name="train.jsonl")
+
+
 def test_length_grouped_sampler_groups_similar_lengths_and_is_deterministic():
     from rewards.data import LengthGroupedSampler
 

@@ -1,15 +1,18 @@
-"""What every annotation kind provides, and the checks they share.
+"""What every annotation kind provides (the `Kind` base class), and the checks they share.
 
-A kind is a module with:
-  DEFAULT_CONFIG: dict
-  clean_config(config) -> dict            defaults filled in; KindError if invalid
-  check_responses(responses, config)      the item's shape for this kind; KindError if invalid
-  clean_label(label, responses, config) -> dict   the canonical label; KindError if invalid
+A kind is one object (a `Kind` subclass in its own module, registered in `annotate.kinds.KINDS`)
+that owns every rule that differs between kinds: its settings, the shape of its items and
+labels, the annotation form (fields, context, errors), the order responses are shown in and how
+a label is turned back into the item's terms, the gold comparison, the aggregation of several
+labels, what an import and a training run need, and the judge hooks. Code outside
+`annotate/kinds/` asks the project's Kind (`get_kind(project.kind)`) instead of testing its name.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import random
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 CHAT_ROLES = ("system", "user", "assistant", "tool")
 
@@ -21,6 +24,153 @@ class KindError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class LabelInputError(Exception):
+    """The posted fields do not make a label; `errors` maps form field names to messages."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+class Kind:
+    """One annotation kind. Subclasses set the class attributes and implement the methods that
+    raise NotImplementedError; the others have defaults that fit most kinds.
+
+    Labels come in two terms: *display terms*, as the page showed the responses (a pairwise "A"
+    is the response shown first), and *item terms*, as the item stores them (a pairwise "A" is
+    item.responses[0]). Only `swap_label` converts between them; every other method takes the
+    terms its docstring names.
+    """
+
+    name: ClassVar[str]  # the value stored in Project.kind and Annotation.kind
+    title: ClassVar[str]  # what people read, e.g. in the project form's choices
+    DEFAULT_CONFIG: ClassVar[dict]
+    # Display order drawn at random for each lease (listwise, ratings): position bias averages
+    # out over annotators. Pairwise has its own draw (`draw_swap`) that the label follows.
+    shuffled: ClassVar[bool] = False
+    # Label fields that are free text: a gold comparison ignores them.
+    free_text_fields: ClassVar[tuple[str, ...]] = ("rationale", "missing", "corrected")
+    # The primary button of the annotation form.
+    submit_words: ClassVar[str] = "Submit"
+    # Whether the form has a "No errors" button (submit with action=no_errors).
+    answers_no_errors: ClassVar[bool] = False
+    # The reward-model objective that trains on this kind's export (its torch side is
+    # rewards/objectives.py); None: the kind has none.
+    objective: ClassVar[str | None] = None
+    # Whether that objective's model gives one score per (prompt, response): a judge can use it.
+    scores_responses: ClassVar[bool] = False
+    # What one training example is, for throughput ("pairs" → pairs/s).
+    training_unit: ClassVar[str] = "rows"
+
+    def __repr__(self) -> str:
+        return f"<Kind {self.name}>"
+
+    # Validation and normalisation ---------------------------------------------------------
+
+    def clean_config(self, config: dict) -> dict:
+        """The project's settings with defaults filled in; KindError if invalid."""
+        raise NotImplementedError
+
+    def check_responses(self, responses: list[dict], config: dict) -> None:
+        """The item's shape for this kind (how many responses); KindError if invalid."""
+        raise NotImplementedError
+
+    def clean_label(self, label: Any, responses: list[dict], config: dict) -> dict:
+        """The canonical label (item terms in, item terms out); KindError naming the field."""
+        raise NotImplementedError
+
+    # Display order ------------------------------------------------------------------------
+
+    def draw_swap(self, rng: random.Random) -> bool:
+        """Whether a lease shows the responses reversed, with labels swapped back on submit."""
+        return False
+
+    def display_order(self, responses: list[dict], rng: random.Random) -> tuple[list[str], bool]:
+        """Response ids in the order a new lease shows them, and whether it is swapped."""
+        ids = [r["id"] for r in responses]
+        swapped = self.draw_swap(rng)
+        if swapped:
+            ids.reverse()
+        if self.shuffled:
+            rng.shuffle(ids)
+        return ids, swapped
+
+    def swap_label(self, label: dict) -> dict:
+        """A label of a swapped lease turned between display and item terms (its own
+        inverse). Kinds that name responses by id need nothing: the label is returned."""
+        return label
+
+    # The annotation form (templates/annotate/kinds/<name>.html) ---------------------------
+
+    def label_from_post(self, data: Mapping, responses: list[dict], config: dict) -> dict:
+        """The label that the posted form fields describe (display terms, responses in display
+        order); LabelInputError for fields missing or malformed. The rest is clean_label's."""
+        raise NotImplementedError
+
+    def post_from_label(self, label: dict, responses: list[dict]) -> dict:
+        """The form fields that show a stored label (display terms), to reopen it."""
+        raise NotImplementedError
+
+    def form_field_for(self, field: str, responses: list[dict], config: dict) -> str:
+        """The form field a KindError's field (without "label.") is about; "form" if none."""
+        return "form"
+
+    def form_context(
+        self, shown: list[dict], config: dict, responses: list[dict], values: Mapping, errors: dict
+    ) -> dict:
+        """What the form partial shows. `shown`: one dict per response in display order with
+        its "letter", "response" and rendered "html"; values and errors by form field."""
+        raise NotImplementedError
+
+    def label_summary(self, label: dict, letters: dict[str, str]) -> str:
+        """A label in a few words for "my recent labels" (display terms; letters: id → A, B)."""
+        raise NotImplementedError
+
+    # Gold and aggregation -----------------------------------------------------------------
+
+    def gold_matches(self, label: dict, gold: dict) -> bool:
+        """Whether a label (item terms) agrees with a gold label: by default every field of the
+        gold label that is not free text."""
+        return all(
+            label.get(key) == value
+            for key, value in gold.items()
+            if key not in self.free_text_fields
+        )
+
+    def aggregate(self, labels: list[dict], responses: list[dict], config: dict) -> tuple:
+        """(answer, agreement) of several canonical labels of one item, by the rule of
+        annotate.kinds.aggregate (the exporters' rule); each kind documents its answer."""
+        raise NotImplementedError
+
+    # Importing ----------------------------------------------------------------------------
+
+    def label_from_preference(self, *, chosen_id: str, rejected_id: str) -> dict:
+        """The label a chosen/rejected (TRL) row stands for, in item terms; KindError when the
+        kind cannot keep one."""
+        raise KindError(
+            "chosen", f"a chosen/rejected label cannot be kept in a {self.name} project"
+        )
+
+    # Training (pure Python: the torch side lives in rewards/) ------------------------------
+
+    def check_training_row(self, row: dict, where: str, **facts: Any) -> None:
+        """KindError (field = `where`) when one row of this kind's export cannot train.
+        `facts`: what the run knows of the project (taxonomy, aspects)."""
+        raise KindError(where, f"the {self.name} kind has no training objective")
+
+    # Judges (filled by the judges issue) --------------------------------------------------
+
+    def judge_prompt(self, item: Any, config: dict) -> list[dict]:
+        """The chat messages ([{"role", "content"}]) that ask an LLM judge to label the item.
+        Not written yet: raises NotImplementedError naming the kind."""
+        raise NotImplementedError(f"no judge prompt for the {self.name} kind yet")
+
+    def parse_judge_output(self, text: str, responses: list[dict], config: dict) -> dict:
+        """The label (item terms, before clean_label) in a judge's reply to judge_prompt; a
+        KindError when the reply holds none. Not written yet: raises NotImplementedError."""
+        raise NotImplementedError(f"no judge output parser for the {self.name} kind yet")
 
 
 def require_dict(value: Any, field: str) -> dict:
@@ -139,3 +289,32 @@ def count_responses(responses: list[dict], low: int, high: int | None, kind: str
 
 def response_ids(responses: list[dict]) -> list[str]:
     return [r["id"] for r in responses]
+
+
+def check_text(value: Any, where: str, *, chat: bool = False) -> None:
+    """A training row's text: a string, or (chat) a non-empty list of messages with content."""
+    if isinstance(value, str):
+        return
+    messages = chat and isinstance(value, list) and value
+    if messages and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in value):
+        return
+    raise KindError(where, "expected a string or a list of chat messages")
+
+
+# Form helpers ---------------------------------------------------------------------------------
+
+
+def int_or_none(value) -> int | None:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def newlines(text: str) -> str:
+    # Browsers send a textarea's line breaks as CRLF.
+    return text.replace("\r\n", "\n")
+
+
+def words(name: str) -> str:
+    return name.replace("_", " ").replace("-", " ")

@@ -1,62 +1,165 @@
 """Listwise: rank K responses, best first.
 
 Canonical label: {"ranking": [response_id, ...]}; where the project allows ties, a tied group is a
-nested list: {"ranking": ["b", ["a", "c"]]}.
+nested list: {"ranking": ["b", ["a", "c"]]}. Each lease shows the responses in a random order.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
+from .aggregate import aggregate_rankings
 from .base import (
+    Kind,
     KindError,
+    LabelInputError,
+    check_text,
     count_responses,
+    int_or_none,
     reject_unknown,
     require_dict,
     require_int,
     response_ids,
 )
 
-DEFAULT_CONFIG = {"max_responses": 8, "allow_ties": False}
 
+class Listwise(Kind):
+    name = "listwise"
+    title = "Listwise (rank K responses)"
+    DEFAULT_CONFIG = {"max_responses": 8, "allow_ties": False}
+    shuffled = True
+    objective = "listwise"
+    scores_responses = True
+    training_unit = "lists"
 
-def clean_config(config: dict) -> dict:
-    config = {**DEFAULT_CONFIG, **require_dict(config, "config")}
-    reject_unknown(config, set(DEFAULT_CONFIG), "config")
-    config["max_responses"] = require_int(config["max_responses"], "config.max_responses", 2, 100)
-    if not isinstance(config["allow_ties"], bool):
-        raise KindError("config.allow_ties", "expected true or false")
-    return config
+    def clean_config(self, config: dict) -> dict:
+        config = {**self.DEFAULT_CONFIG, **require_dict(config, "config")}
+        reject_unknown(config, set(self.DEFAULT_CONFIG), "config")
+        config["max_responses"] = require_int(
+            config["max_responses"], "config.max_responses", 2, 100
+        )
+        if not isinstance(config["allow_ties"], bool):
+            raise KindError("config.allow_ties", "expected true or false")
+        return config
 
+    def check_responses(self, responses: list[dict], config: dict) -> None:
+        count_responses(responses, 2, config["max_responses"], "listwise")
 
-def check_responses(responses: list[dict], config: dict) -> None:
-    count_responses(responses, 2, config["max_responses"], "listwise")
+    def clean_label(self, label, responses: list[dict], config: dict) -> dict:
+        label = require_dict(label, "label")
+        reject_unknown(label, {"ranking"})
+        ranking = label.get("ranking")
+        if not isinstance(ranking, list) or not ranking:
+            raise KindError("label.ranking", "expected a list of response ids, best first")
+        ids, seen, cleaned = response_ids(responses), [], []
+        for position, entry in enumerate(ranking):
+            field = f"label.ranking[{position}]"
+            if isinstance(entry, list):
+                if not config["allow_ties"]:
+                    raise KindError(field, "this project does not allow ties in a ranking")
+                if len(entry) < 2:
+                    raise KindError(field, "a tied group needs at least two responses")
+                group = [_response_id(e, ids, field) for e in entry]
+                seen.extend(group)
+                cleaned.append(group if len(group) > 1 else group[0])
+            else:
+                rid = _response_id(entry, ids, field)
+                seen.append(rid)
+                cleaned.append(rid)
+        duplicates = sorted({r for r in seen if seen.count(r) > 1})
+        if duplicates:
+            raise KindError("label.ranking", f"ranks {duplicates[0]!r} more than once")
+        missing = [r for r in ids if r not in seen]
+        if missing:
+            raise KindError(
+                "label.ranking", f"is not a ranking of all responses: missing {missing}"
+            )
+        return {"ranking": cleaned}
 
+    # Form: one field rank-<id> per response (1 = best).
 
-def clean_label(label, responses: list[dict], config: dict) -> dict:
-    label = require_dict(label, "label")
-    reject_unknown(label, {"ranking"})
-    ranking = label.get("ranking")
-    if not isinstance(ranking, list) or not ranking:
-        raise KindError("label.ranking", "expected a list of response ids, best first")
-    ids, seen, cleaned = response_ids(responses), [], []
-    for position, entry in enumerate(ranking):
-        field = f"label.ranking[{position}]"
-        if isinstance(entry, list):
-            if not config["allow_ties"]:
-                raise KindError(field, "this project does not allow ties in a ranking")
-            if len(entry) < 2:
-                raise KindError(field, "a tied group needs at least two responses")
-            group = [_response_id(e, ids, field) for e in entry]
-            seen.extend(group)
-            cleaned.append(group if len(group) > 1 else group[0])
-        else:
-            rid = _response_id(entry, ids, field)
-            seen.append(rid)
-            cleaned.append(rid)
-    duplicates = sorted({r for r in seen if seen.count(r) > 1})
-    if duplicates:
-        raise KindError("label.ranking", f"ranks {duplicates[0]!r} more than once")
-    missing = [r for r in ids if r not in seen]
-    if missing:
-        raise KindError("label.ranking", f"is not a ranking of all responses: missing {missing}")
-    return {"ranking": cleaned}
+    def label_from_post(self, data, responses: list[dict], config: dict) -> dict:
+        ranks, errors, count = {}, {}, len(responses)
+        for response in responses:
+            field = f"rank-{response['id']}"
+            rank = int_or_none(data.get(field))
+            if rank is None or not 1 <= rank <= count:
+                errors[field] = f"Give a rank from 1 (best) to {count}."
+            else:
+                ranks[response["id"]] = rank
+        if not errors and not config["allow_ties"]:
+            for response in responses:
+                rid = response["id"]
+                if list(ranks.values()).count(ranks[rid]) > 1:
+                    errors[f"rank-{rid}"] = (
+                        f"Rank {ranks[rid]} is given twice; ties are not allowed."
+                    )
+        if errors:
+            raise LabelInputError(errors)
+        ranking = []
+        for rank in sorted(set(ranks.values())):
+            group = [r["id"] for r in responses if ranks[r["id"]] == rank]
+            ranking.append(group[0] if len(group) == 1 else group)
+        return {"ranking": ranking}
+
+    def post_from_label(self, label: dict, responses: list[dict]) -> dict:
+        values = {}
+        for position, entry in enumerate(label.get("ranking", []), start=1):
+            for rid in entry if isinstance(entry, list) else [entry]:
+                values[f"rank-{rid}"] = str(position)
+        return values
+
+    def form_field_for(self, field: str, responses: list[dict], config: dict) -> str:
+        return "ranking" if field.startswith("ranking") else "form"
+
+    def form_context(self, shown, config, responses, values, errors) -> dict:
+        for entry in shown:
+            entry["field"] = f"rank-{entry['response']['id']}"
+            entry["rank"] = values.get(entry["field"], "")
+            entry["error"] = errors.get(entry["field"], "")
+        ranks = [int_or_none(entry["rank"]) for entry in shown]
+        if None not in ranks:
+            # A posted or stored ranking is shown in its order; ties sit next to each other.
+            pairs = sorted(zip(ranks, shown, strict=True), key=lambda p: p[0])
+            shown = [entry for _, entry in pairs]
+        previous = None
+        for entry in shown:
+            entry["tied"] = bool(entry["rank"]) and entry["rank"] == previous
+            previous = entry["rank"]
+        return {"cards": shown}
+
+    def label_summary(self, label: dict, letters: dict[str, str]) -> str:
+        return " > ".join(
+            " = ".join(letters.get(r, r) for r in entry)
+            if isinstance(entry, list)
+            else letters.get(entry, entry)
+            for entry in label.get("ranking", [])
+        )
+
+    # Gold, aggregation, import, training.
+
+    def gold_matches(self, label: dict, gold: dict) -> bool:
+        return label.get("ranking") == gold.get("ranking")
+
+    def aggregate(self, labels: list[dict], responses: list[dict], config: dict) -> tuple:
+        """Answer: {"ranking": ids best first, "scores": Bradley-Terry score per id}."""
+        ids = response_ids(responses)
+        order, scores, agreement = aggregate_rankings(
+            ids, [label.get("ranking", []) for label in labels]
+        )
+        return {"ranking": order, "scores": scores}, agreement
+
+    def label_from_preference(self, *, chosen_id: str, rejected_id: str) -> dict:
+        return {"ranking": [chosen_id, rejected_id]}
+
+    def check_training_row(self, row: dict, where: str, **facts: Any) -> None:
+        responses, ranking = row.get("responses"), row.get("ranking")
+        if not isinstance(responses, list) or len(responses) < 2:
+            raise KindError(where, "responses must be a list of at least 2 (a listwise export?)")
+        for i, response in enumerate(responses):
+            check_text(response, f"{where}: responses[{i}]")
+        if not isinstance(ranking, list) or sorted(ranking) != list(range(len(responses))):
+            raise KindError(where, "ranking must order every response index once, best first")
 
 
 def _response_id(entry, ids: list[str], field: str) -> str:

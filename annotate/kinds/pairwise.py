@@ -1,53 +1,143 @@
 """Pairwise: which of two responses is better (A, B or tie), by how much, and why.
 
 Canonical label: {"choice": "A"|"B"|"tie", "strength": 1..3, "rationale": str}. A and B are the
-item's first and second response as stored, whatever order the page showed them in.
+item's first and second response as stored, whatever order the page showed them in: half of the
+leases show the pair swapped (B first), and `swap_label` turns their labels back.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
+from .aggregate import majority_vote
 from .base import (
+    Kind,
     KindError,
+    LabelInputError,
+    check_text,
     count_responses,
+    int_or_none,
     optional_str,
     reject_unknown,
     require_dict,
     require_int,
 )
 
-STRENGTHS = {1: "slightly better", 2: "clearly better", 3: "much better"}
-DEFAULT_CONFIG = {"allow_tie": True, "require_rationale": False}
+# (strength, words, hotkey) as the form offers them.
+STRENGTH_CHOICES = [
+    (1, "slightly better", "s"),
+    (2, "clearly better", "c"),
+    (3, "much better", "m"),
+]
+STRENGTHS = {n: text for n, text, _ in STRENGTH_CHOICES}
+FORM_FIELDS = ("choice", "strength", "rationale")
 
 
-def clean_config(config: dict) -> dict:
-    config = {**DEFAULT_CONFIG, **require_dict(config, "config")}
-    reject_unknown(config, set(DEFAULT_CONFIG), "config")
-    for key in DEFAULT_CONFIG:
-        if not isinstance(config[key], bool):
-            raise KindError(f"config.{key}", "expected true or false")
-    return config
+class Pairwise(Kind):
+    name = "pairwise"
+    title = "Pairwise (A vs B)"
+    DEFAULT_CONFIG = {"allow_tie": True, "require_rationale": False}
+    objective = "pairwise"
+    scores_responses = True
+    training_unit = "pairs"
 
+    def clean_config(self, config: dict) -> dict:
+        config = {**self.DEFAULT_CONFIG, **require_dict(config, "config")}
+        reject_unknown(config, set(self.DEFAULT_CONFIG), "config")
+        for key in self.DEFAULT_CONFIG:
+            if not isinstance(config[key], bool):
+                raise KindError(f"config.{key}", "expected true or false")
+        return config
 
-def check_responses(responses: list[dict], config: dict) -> None:
-    count_responses(responses, 2, 2, "pairwise")
+    def check_responses(self, responses: list[dict], config: dict) -> None:
+        count_responses(responses, 2, 2, "pairwise")
 
+    def clean_label(self, label, responses: list[dict], config: dict) -> dict:
+        label = require_dict(label, "label")
+        reject_unknown(label, {"choice", "strength", "rationale"})
+        choice = label.get("choice")
+        if isinstance(choice, str):
+            choice = choice.strip()
+            choice = "tie" if choice.lower() == "tie" else choice.upper()
+        if choice not in ("A", "B", "tie"):
+            raise KindError("label.choice", f"expected A, B or tie, got {label.get('choice')!r}")
+        if choice == "tie" and not config["allow_tie"]:
+            raise KindError("label.choice", "this project does not allow ties")
+        if choice == "tie":
+            strength = None
+        elif label.get("strength") is None:
+            raise KindError("label.strength", "is required when one response is better (1, 2 or 3)")
+        else:
+            strength = require_int(label["strength"], "label.strength", 1, 3)
+        rationale = optional_str(label.get("rationale"), "label.rationale").strip()
+        if config["require_rationale"] and not rationale:
+            raise KindError("label.rationale", "this project asks for a rationale")
+        return {"choice": choice, "strength": strength, "rationale": rationale}
 
-def clean_label(label, responses: list[dict], config: dict) -> dict:
-    label = require_dict(label, "label")
-    reject_unknown(label, {"choice", "strength", "rationale"})
-    choice = label.get("choice")
-    if isinstance(choice, str):
-        choice = choice.strip()
-        choice = "tie" if choice.lower() == "tie" else choice.upper()
-    if choice not in ("A", "B", "tie"):
-        raise KindError("label.choice", f"expected A, B or tie, got {label.get('choice')!r}")
-    if choice == "tie" and not config["allow_tie"]:
-        raise KindError("label.choice", "this project does not allow ties")
-    if choice == "tie":
-        strength = None
-    elif label.get("strength") is None:
-        raise KindError("label.strength", "is required when one response is better (1, 2 or 3)")
-    else:
-        strength = require_int(label["strength"], "label.strength", 1, 3)
-    rationale = optional_str(label.get("rationale"), "label.rationale").strip()
-    if config["require_rationale"] and not rationale:
-        raise KindError("label.rationale", "this project asks for a rationale")
-    return {"choice": choice, "strength": strength, "rationale": rationale}
+    # Display: half of the leases show B first.
+
+    def draw_swap(self, rng) -> bool:
+        return rng.random() < 0.5
+
+    def swap_label(self, label: dict) -> dict:
+        if label.get("choice") not in ("A", "B"):
+            return label
+        return {**label, "choice": "B" if label["choice"] == "A" else "A"}
+
+    # Form: fields choice, strength, rationale.
+
+    def label_from_post(self, data, responses: list[dict], config: dict) -> dict:
+        choice, errors, strength = data.get("choice", ""), {}, None
+        if choice not in ("A", "B", "tie"):
+            errors["choice"] = "Choose A, B or tie." if config["allow_tie"] else "Choose A or B."
+        elif choice != "tie":
+            strength = int_or_none(data.get("strength"))
+            if strength not in (1, 2, 3):
+                errors["strength"] = "Say how much better: slightly, clearly or much."
+        if errors:
+            raise LabelInputError(errors)
+        return {"choice": choice, "strength": strength, "rationale": data.get("rationale", "")}
+
+    def post_from_label(self, label: dict, responses: list[dict]) -> dict:
+        strength = label.get("strength")
+        return {
+            "choice": label.get("choice", ""),
+            "strength": "" if strength is None else str(strength),
+            "rationale": label.get("rationale", ""),
+        }
+
+    def form_field_for(self, field: str, responses: list[dict], config: dict) -> str:
+        return field if field in FORM_FIELDS else "form"
+
+    def form_context(self, shown, config, responses, values, errors) -> dict:
+        for side, key in zip(shown, ("1", "2"), strict=False):
+            side["key"] = key
+        return {"sides": shown, "strengths": STRENGTH_CHOICES}
+
+    def label_summary(self, label: dict, letters: dict[str, str]) -> str:
+        if label.get("choice") == "tie":
+            return "tie"
+        return f"{label.get('choice')} {STRENGTHS.get(label.get('strength')) or ''}".strip()
+
+    # Gold, aggregation, import, training.
+
+    def gold_matches(self, label: dict, gold: dict) -> bool:
+        return label.get("choice") == gold.get("choice")
+
+    def aggregate(self, labels: list[dict], responses: list[dict], config: dict) -> tuple:
+        """Answer: the majority choice ("A", "B" or "tie"), None when A and B tie for it."""
+        return majority_vote([label.get("choice") for label in labels])
+
+    def label_from_preference(self, *, chosen_id: str, rejected_id: str) -> dict:
+        # The source says which is better, not by how much: strength stays unknown (None).
+        choice = "A" if chosen_id == "1" else "B"
+        return {"choice": choice, "strength": None, "rationale": ""}
+
+    def check_training_row(self, row: dict, where: str, **facts: Any) -> None:
+        for key in ("chosen", "rejected"):
+            if key not in row:
+                raise KindError(where, f"missing {key!r} (is this a pairwise export?)")
+            check_text(row[key], f"{where}: {key}", chat=True)
+        margin = row.get("margin")
+        if margin is not None and not isinstance(margin, int | float):
+            raise KindError(where, f"margin must be a number, got {margin!r}")

@@ -5,13 +5,23 @@ DESIGN.md's single-response shape {"aspects": {...}, "rationale": str} is accept
 one response and stored in the canonical shape.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
+from .aggregate import mean_ratings
 from .base import (
+    Kind,
     KindError,
+    LabelInputError,
     count_responses,
+    int_or_none,
     optional_str,
     reject_unknown,
     require_dict,
     require_int,
+    response_ids,
+    words,
 )
 
 # UltraFeedback's aspects.
@@ -26,53 +36,144 @@ DEFAULT_SCALE = {
     "max": 5,
     "labels": {"1": "very poor", "3": "acceptable", "5": "excellent"},
 }
-DEFAULT_CONFIG = {"aspects": DEFAULT_ASPECTS, "scale": DEFAULT_SCALE}
 
 
-def clean_config(config: dict) -> dict:
-    config = {**DEFAULT_CONFIG, **require_dict(config, "config")}
-    reject_unknown(config, set(DEFAULT_CONFIG), "config")
-    aspects = config["aspects"]
-    if not isinstance(aspects, list) or not aspects:
-        raise KindError("config.aspects", "expected a non-empty list of aspects")
-    cleaned, names = [], set()
-    for i, aspect in enumerate(aspects):
-        field = f"config.aspects[{i}]"
-        aspect = {"name": aspect} if isinstance(aspect, str) else require_dict(aspect, field)
-        name = aspect.get("name")
-        if not isinstance(name, str) or not name.strip() or name in names:
-            raise KindError(f"{field}.name", "is required and must be unique")
-        names.add(name)
-        cleaned.append({"name": name, "description": str(aspect.get("description") or "")})
-    scale = require_dict(config["scale"], "config.scale")
-    low = require_int(scale.get("min", 1), "config.scale.min", 0, 100)
-    high = require_int(scale.get("max", 5), "config.scale.max", low + 1, 100)
-    labels = require_dict(scale.get("labels") or {}, "config.scale.labels")
-    return {"aspects": cleaned, "scale": {"min": low, "max": high, "labels": labels}}
+class Ratings(Kind):
+    name = "ratings"
+    title = "Multi-aspect ratings"
+    DEFAULT_CONFIG = {"aspects": DEFAULT_ASPECTS, "scale": DEFAULT_SCALE}
+    shuffled = True
+    objective = "ratings"
 
+    def clean_config(self, config: dict) -> dict:
+        config = {**self.DEFAULT_CONFIG, **require_dict(config, "config")}
+        reject_unknown(config, set(self.DEFAULT_CONFIG), "config")
+        aspects = config["aspects"]
+        if not isinstance(aspects, list) or not aspects:
+            raise KindError("config.aspects", "expected a non-empty list of aspects")
+        cleaned, names = [], set()
+        for i, aspect in enumerate(aspects):
+            field = f"config.aspects[{i}]"
+            aspect = {"name": aspect} if isinstance(aspect, str) else require_dict(aspect, field)
+            name = aspect.get("name")
+            if not isinstance(name, str) or not name.strip() or name in names:
+                raise KindError(f"{field}.name", "is required and must be unique")
+            names.add(name)
+            cleaned.append({"name": name, "description": str(aspect.get("description") or "")})
+        scale = require_dict(config["scale"], "config.scale")
+        low = require_int(scale.get("min", 1), "config.scale.min", 0, 100)
+        high = require_int(scale.get("max", 5), "config.scale.max", low + 1, 100)
+        labels = require_dict(scale.get("labels") or {}, "config.scale.labels")
+        return {"aspects": cleaned, "scale": {"min": low, "max": high, "labels": labels}}
 
-def check_responses(responses: list[dict], config: dict) -> None:
-    count_responses(responses, 1, None, "ratings")
+    def check_responses(self, responses: list[dict], config: dict) -> None:
+        count_responses(responses, 1, None, "ratings")
 
-
-def clean_label(label, responses: list[dict], config: dict) -> dict:
-    label = require_dict(label, "label")
-    if "aspects" in label and len(responses) == 1:
-        label = {"responses": {responses[0]["id"]: label}}
-    reject_unknown(label, {"responses"})
-    rated = require_dict(label.get("responses"), "label.responses")
-    ids = [r["id"] for r in responses]
-    missing = [rid for rid in ids if rid not in rated]
-    if missing:
-        raise KindError("label.responses", f"rate every response: missing {missing}")
-    for rid in rated:
-        if rid not in ids:
-            raise KindError(f"label.responses.{rid}", "is not a response of this item")
-    return {
-        "responses": {
-            rid: _clean_rating(rated[rid], f"label.responses.{rid}", config) for rid in ids
+    def clean_label(self, label, responses: list[dict], config: dict) -> dict:
+        label = require_dict(label, "label")
+        if "aspects" in label and len(responses) == 1:
+            label = {"responses": {responses[0]["id"]: label}}
+        reject_unknown(label, {"responses"})
+        rated = require_dict(label.get("responses"), "label.responses")
+        ids = [r["id"] for r in responses]
+        missing = [rid for rid in ids if rid not in rated]
+        if missing:
+            raise KindError("label.responses", f"rate every response: missing {missing}")
+        for rid in rated:
+            if rid not in ids:
+                raise KindError(f"label.responses.{rid}", "is not a response of this item")
+        return {
+            "responses": {
+                rid: _clean_rating(rated[rid], f"label.responses.{rid}", config) for rid in ids
+            }
         }
-    }
+
+    # Form: rating-<id>-<aspect> and rationale-<id> per response.
+
+    def label_from_post(self, data, responses: list[dict], config: dict) -> dict:
+        low, high = config["scale"]["min"], config["scale"]["max"]
+        rated, errors = {}, {}
+        for response in responses:
+            rid, scores = response["id"], {}
+            for aspect in config["aspects"]:
+                field = f"rating-{rid}-{aspect['name']}"
+                score = int_or_none(data.get(field))
+                if score is None or not low <= score <= high:
+                    errors[field] = f"Rate {words(aspect['name'])} from {low} to {high}."
+                scores[aspect["name"]] = score
+            rated[rid] = {"aspects": scores, "rationale": data.get(f"rationale-{rid}", "")}
+        if errors:
+            raise LabelInputError(errors)
+        return {"responses": rated}
+
+    def post_from_label(self, label: dict, responses: list[dict]) -> dict:
+        values = {}
+        for rid, rating in (label.get("responses") or {}).items():
+            for name, score in rating.get("aspects", {}).items():
+                values[f"rating-{rid}-{name}"] = str(score)
+            values[f"rationale-{rid}"] = rating.get("rationale", "")
+        return values
+
+    def form_field_for(self, field: str, responses: list[dict], config: dict) -> str:
+        for response in responses:
+            rid = response["id"]
+            if field == f"responses.{rid}.rationale":
+                return f"rationale-{rid}"
+            for aspect in config["aspects"]:
+                if field == f"responses.{rid}.aspects.{aspect['name']}":
+                    return f"rating-{rid}-{aspect['name']}"
+        return "form"
+
+    def form_context(self, shown, config, responses, values, errors) -> dict:
+        scale = config["scale"]
+        points = [
+            {"value": v, "label": str(scale["labels"].get(str(v), ""))}
+            for v in range(scale["min"], scale["max"] + 1)
+        ]
+        for entry in shown:
+            rid = entry["response"]["id"]
+            entry["aspects"] = [
+                {
+                    **aspect,
+                    "title": words(aspect["name"]),
+                    "field": f"rating-{rid}-{aspect['name']}",
+                    "value": values.get(f"rating-{rid}-{aspect['name']}", ""),
+                    "error": errors.get(f"rating-{rid}-{aspect['name']}", ""),
+                }
+                for aspect in config["aspects"]
+            ]
+            entry["rationale_field"] = f"rationale-{rid}"
+            entry["rationale"] = values.get(f"rationale-{rid}", "")
+        return {"rows": shown, "points": points}
+
+    def label_summary(self, label: dict, letters: dict[str, str]) -> str:
+        scores = [s for r in (label.get("responses") or {}).values() for s in r["aspects"].values()]
+        return f"mean {sum(scores) / len(scores):.1f}" if scores else ""
+
+    # Aggregation and training.
+
+    def aggregate(self, labels: list[dict], responses: list[dict], config: dict) -> tuple:
+        """Answer: the mean score {response id: {aspect: mean}} over the labels."""
+        aspects = [a["name"] for a in config["aspects"]]
+        low, high = config["scale"]["min"], config["scale"]["max"]
+        return mean_ratings(response_ids(responses), aspects, labels, low, high)
+
+    def check_training_row(self, row: dict, where: str, **facts: Any) -> None:
+        aspects = facts.get("aspects")
+        completions = row.get("completions")
+        if not isinstance(completions, list) or not completions:
+            raise KindError(where, "expected `completions` (is this a ratings export?)")
+        for i, completion in enumerate(completions):
+            if not isinstance(completion, dict) or not isinstance(completion.get("response"), str):
+                raise KindError(where, f"completions[{i}] needs a `response` string")
+            ratings = completion.get("ratings")
+            if not isinstance(ratings, dict):
+                raise KindError(where, f"completions[{i}] needs `ratings`")
+            for aspect, value in ratings.items():
+                if aspects is not None and aspect not in aspects:
+                    raise KindError(where, f"aspect {aspect!r} is not one of {aspects}")
+                if value is not None and not isinstance(value, int | float):
+                    raise KindError(where, f"rating {aspect!r} must be a number, got {value!r}")
 
 
 def _clean_rating(rating, field: str, config: dict) -> dict:

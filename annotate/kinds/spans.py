@@ -8,9 +8,18 @@ Offsets are character offsets (Unicode code points, as Python counts them) into 
 text; the page converts from the browser's UTF-16 units. An empty span list means "no errors".
 """
 
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .aggregate import majority_spans
 from .base import (
+    Kind,
     KindError,
+    LabelInputError,
     count_responses,
+    newlines,
     optional_str,
     reject_unknown,
     require_dict,
@@ -51,79 +60,179 @@ DEFAULT_TAXONOMY = [
         "description": "Contradicts the given passages or known facts.",
     },
 ]
-DEFAULT_CONFIG = {"taxonomy": DEFAULT_TAXONOMY, "allow_corrections": True}
 MAX_SPANS = 500
 
 
-def clean_config(config: dict) -> dict:
-    config = {**DEFAULT_CONFIG, **require_dict(config, "config")}
-    reject_unknown(config, set(DEFAULT_CONFIG), "config")
-    taxonomy = config["taxonomy"]
-    if not isinstance(taxonomy, list) or not taxonomy:
-        raise KindError("config.taxonomy", "expected a non-empty list of error types")
-    names, hotkeys, cleaned = set(), set(), []
-    for i, entry in enumerate(taxonomy):
-        field = f"config.taxonomy[{i}]"
-        if isinstance(entry, str):
-            entry = {"name": entry}
-        entry = require_dict(entry, field)
-        reject_unknown(entry, {"name", "category", "description", "hotkey"}, field)
-        name = entry.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise KindError(f"{field}.name", "is required")
-        name = name.strip()
-        if name in names:
-            raise KindError(f"{field}.name", f"{name!r} appears twice")
-        names.add(name)
-        hotkey = str(entry.get("hotkey") or "").lower()
-        if hotkey and (len(hotkey) != 1 or hotkey in hotkeys):
-            raise KindError(f"{field}.hotkey", f"{hotkey!r} must be one character, used once")
-        hotkeys.add(hotkey)
-        cleaned.append(
-            {
-                "name": name,
-                "category": str(entry.get("category") or name).strip(),
-                "description": str(entry.get("description") or ""),
-                "hotkey": hotkey,
-            }
+class Spans(Kind):
+    name = "spans"
+    title = "Fine-grained spans"
+    DEFAULT_CONFIG = {"taxonomy": DEFAULT_TAXONOMY, "allow_corrections": True}
+    submit_words = "Submit spans"
+    answers_no_errors = True
+    objective = "spans"
+
+    def clean_config(self, config: dict) -> dict:
+        config = {**self.DEFAULT_CONFIG, **require_dict(config, "config")}
+        reject_unknown(config, set(self.DEFAULT_CONFIG), "config")
+        taxonomy = config["taxonomy"]
+        if not isinstance(taxonomy, list) or not taxonomy:
+            raise KindError("config.taxonomy", "expected a non-empty list of error types")
+        names, hotkeys, cleaned = set(), set(), []
+        for i, entry in enumerate(taxonomy):
+            field = f"config.taxonomy[{i}]"
+            if isinstance(entry, str):
+                entry = {"name": entry}
+            entry = require_dict(entry, field)
+            reject_unknown(entry, {"name", "category", "description", "hotkey"}, field)
+            name = entry.get("name")
+            if not isinstance(name, str) or not name.strip():
+                raise KindError(f"{field}.name", "is required")
+            name = name.strip()
+            if name in names:
+                raise KindError(f"{field}.name", f"{name!r} appears twice")
+            names.add(name)
+            hotkey = str(entry.get("hotkey") or "").lower()
+            if hotkey and (len(hotkey) != 1 or hotkey in hotkeys):
+                raise KindError(f"{field}.hotkey", f"{hotkey!r} must be one character, used once")
+            hotkeys.add(hotkey)
+            cleaned.append(
+                {
+                    "name": name,
+                    "category": str(entry.get("category") or name).strip(),
+                    "description": str(entry.get("description") or ""),
+                    "hotkey": hotkey,
+                }
+            )
+        if not isinstance(config["allow_corrections"], bool):
+            raise KindError("config.allow_corrections", "expected true or false")
+        return {**config, "taxonomy": cleaned}
+
+    def check_responses(self, responses: list[dict], config: dict) -> None:
+        count_responses(responses, 1, None, "spans")
+
+    def clean_label(self, label, responses: list[dict], config: dict) -> dict:
+        label = require_dict(label, "label")
+        reject_unknown(label, {"spans", "missing", "corrected"})
+        spans = label.get("spans")
+        if not isinstance(spans, list):
+            raise KindError("label.spans", "expected a list (an empty list means no errors found)")
+        if len(spans) > MAX_SPANS:
+            raise KindError("label.spans", f"has {len(spans)} spans, over the limit of {MAX_SPANS}")
+        texts = {r["id"]: r["text"] for r in responses}
+        labels = {t["name"] for t in config["taxonomy"]}
+        cleaned = [
+            _clean_span(s, f"label.spans[{i}]", texts, labels, config) for i, s in enumerate(spans)
+        ]
+        cleaned.sort(
+            key=lambda s: (response_ids(responses).index(s["response"]), s["start"], s["end"])
         )
-    if not isinstance(config["allow_corrections"], bool):
-        raise KindError("config.allow_corrections", "expected true or false")
-    return {**config, "taxonomy": cleaned}
+        corrected = label.get("corrected") or {}
+        corrected = require_dict(corrected, "label.corrected")
+        if corrected and not config["allow_corrections"]:
+            raise KindError("label.corrected", "this project does not take corrections")
+        for rid, text in corrected.items():
+            if rid not in texts:
+                raise KindError(f"label.corrected.{rid}", "is not a response of this item")
+            if not isinstance(text, str):
+                raise KindError(f"label.corrected.{rid}", f"expected text, got {type_name(text)}")
+        return {
+            "spans": cleaned,
+            "missing": optional_str(label.get("missing"), "label.missing").strip(),
+            "corrected": {rid: corrected[rid] for rid in sorted(corrected)},
+        }
+
+    # Form: spans_json (the page's span list), missing, corrected-<id>; action=no_errors.
+
+    def label_from_post(self, data, responses: list[dict], config: dict) -> dict:
+        try:
+            spans = json.loads(data.get("spans_json") or "[]")
+        except ValueError:
+            spans = None
+        if not isinstance(spans, list):
+            raise LabelInputError({"spans": "The spans sent by the page are not a list."})
+        no_errors = data.get("action") == "no_errors"
+        if no_errors and spans:
+            n = len(spans)
+            raise LabelInputError(
+                {"spans": f"You marked {n} span{'s' if n > 1 else ''}: delete them or submit them."}
+            )
+        if not no_errors and not spans:
+            raise LabelInputError({"spans": "Mark at least one span, or answer “No errors”."})
+        corrected = {}
+        for response in responses if config["allow_corrections"] else []:
+            text = newlines(data.get(f"corrected-{response['id']}", ""))
+            if text.strip() and text != newlines(response["text"]):
+                corrected[response["id"]] = text
+        return {"spans": spans, "missing": data.get("missing", ""), "corrected": corrected}
+
+    def post_from_label(self, label: dict, responses: list[dict]) -> dict:
+        texts = {r["id"]: r["text"] for r in responses}
+        spans = [
+            {**s, "text": texts.get(s["response"], "")[s["start"] : s["end"]]}
+            for s in label.get("spans", [])
+        ]
+        values = {"spans_json": json.dumps(spans, ensure_ascii=False)}
+        values["missing"] = label.get("missing", "")
+        for rid, text in (label.get("corrected") or {}).items():
+            values[f"corrected-{rid}"] = text
+        return values
+
+    def form_field_for(self, field: str, responses: list[dict], config: dict) -> str:
+        if field.startswith("spans"):
+            return "spans"
+        if field == "missing" or field.startswith("corrected."):
+            return field.replace(".", "-", 1)
+        return "form"
+
+    def form_context(self, shown, config, responses, values, errors) -> dict:
+        for entry in shown:
+            rid = entry["response"]["id"]
+            entry["corrected_field"] = f"corrected-{rid}"
+            entry["corrected"] = values.get(f"corrected-{rid}", "")
+            entry["corrected_error"] = errors.get(f"corrected-{rid}", "")
+        texts = {r["id"]: r["text"] for r in responses}
+        return {"responses": shown, "texts": texts, "spans_json": values.get("spans_json", "[]")}
+
+    def label_summary(self, label: dict, letters: dict[str, str]) -> str:
+        n = len(label.get("spans", []))
+        return f"{n} span{'s' if n != 1 else ''}" if n else "no errors"
+
+    # Aggregation and training.
+
+    def aggregate(self, labels: list[dict], responses: list[dict], config: dict) -> tuple:
+        """Per response, on its own: answer {response id: [(start, end, label), ...]} and
+        agreement {response id: agreement}."""
+        kept, agreement = {}, {}
+        for rid in response_ids(responses):
+            per_label = [
+                [s for s in label.get("spans", []) if s.get("response") == rid] for label in labels
+            ]
+            kept[rid], agreement[rid] = majority_spans(per_label, len(labels))
+        return kept, agreement
+
+    def check_training_row(self, row: dict, where: str, **facts: Any) -> None:
+        classes = span_classes(facts.get("taxonomy"))
+        response, spans = row.get("response"), row.get("spans")
+        if not isinstance(response, str) or not isinstance(spans, list):
+            raise KindError(where, "expected `response` and `spans` (is this a spans export?)")
+        for i, span in enumerate(spans):
+            if not isinstance(span, dict):
+                raise KindError(where, f"spans[{i}] must be an object")
+            start, end, label = span.get("start"), span.get("end"), span.get("label")
+            if label not in classes:
+                known = ", ".join(sorted(classes))
+                raise KindError(where, f"span label {label!r} is not in the taxonomy ({known})")
+            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end):
+                raise KindError(where, f"spans[{i}] needs integer 0 <= start < end")
+            if end > len(response):
+                raise KindError(where, f"spans[{i}] ends at {end}, past the response's end")
 
 
-def check_responses(responses: list[dict], config: dict) -> None:
-    count_responses(responses, 1, None, "spans")
-
-
-def clean_label(label, responses: list[dict], config: dict) -> dict:
-    label = require_dict(label, "label")
-    reject_unknown(label, {"spans", "missing", "corrected"})
-    spans = label.get("spans")
-    if not isinstance(spans, list):
-        raise KindError("label.spans", "expected a list (an empty list means no errors found)")
-    if len(spans) > MAX_SPANS:
-        raise KindError("label.spans", f"has {len(spans)} spans, over the limit of {MAX_SPANS}")
-    texts = {r["id"]: r["text"] for r in responses}
-    labels = {t["name"] for t in config["taxonomy"]}
-    cleaned = [
-        _clean_span(s, f"label.spans[{i}]", texts, labels, config) for i, s in enumerate(spans)
-    ]
-    cleaned.sort(key=lambda s: (response_ids(responses).index(s["response"]), s["start"], s["end"]))
-    corrected = label.get("corrected") or {}
-    corrected = require_dict(corrected, "label.corrected")
-    if corrected and not config["allow_corrections"]:
-        raise KindError("label.corrected", "this project does not take corrections")
-    for rid, text in corrected.items():
-        if rid not in texts:
-            raise KindError(f"label.corrected.{rid}", "is not a response of this item")
-        if not isinstance(text, str):
-            raise KindError(f"label.corrected.{rid}", f"expected text, got {type_name(text)}")
-    return {
-        "spans": cleaned,
-        "missing": optional_str(label.get("missing"), "label.missing").strip(),
-        "corrected": {rid: corrected[rid] for rid in sorted(corrected)},
-    }
+def span_classes(taxonomy: list[dict] | None) -> dict[str, str]:
+    """Span label → its reward category, from the project's taxonomy."""
+    if not taxonomy:
+        raise KindError("spans", "the project's taxonomy is needed (name, category per error type)")
+    return {t["name"]: t.get("category") or t["name"] for t in taxonomy}
 
 
 def _clean_span(span, field: str, texts: dict, labels: set, config: dict) -> dict:
