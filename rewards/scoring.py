@@ -8,15 +8,16 @@ from pathlib import Path
 
 import torch
 
+from annotate.kinds import objective_kind
+
 from .data import Encoder, as_text
-from .models import SCORING_OBJECTIVES
 from .registry import load_model
 
 
 @functools.lru_cache(maxsize=4)
 def _loaded(model_dir: str):
     model, tokenizer, meta = load_model(model_dir)
-    if meta["objective"] not in SCORING_OBJECTIVES:
+    if not objective_kind(meta["objective"]).scores_responses:
         raise ValueError(f"{model_dir}: a {meta['objective']} model gives no scalar reward")
     return model, Encoder(tokenizer, meta["max_length"]), tokenizer.pad_token_id
 
