@@ -24,7 +24,7 @@ from annotate.models import Project, Role
 from annotate.services import ServiceError
 
 from . import datasets
-from .exporters import EXPORTERS, formats_for_kind
+from .datasets import FORMATS, formats_for_kind
 from .models import DOWNLOADS, DatasetVersion
 from .pagination import IdCursorPagination
 from .permissions import get_project_for_user
@@ -60,7 +60,7 @@ class DatasetSplitSerializer(serializers.Serializer):
 
 
 class DatasetVersionCreateSerializer(serializers.Serializer):
-    format = serializers.ChoiceField(choices=list(EXPORTERS))
+    format = serializers.ChoiceField(choices=list(FORMATS))
     filters = DatasetFiltersSerializer(required=False)
     split = DatasetSplitSerializer(required=False)
 
@@ -228,7 +228,7 @@ def dataset_download(request, slug, number):
     if version.status != DatasetVersion.Status.DONE:
         raise NotReady()
     name = query.validated_data["file"]
-    path = datasets.version_file_path(version, name)
+    path = version.file_path(name)
     if path is None or not path.exists():
         raise Http404("The file is gone from the server.")
     filename = version.archive_name if name == "archive" else f"{version.archive_name[:-4]}-{name}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -82,6 +84,16 @@ class DatasetVersion(models.Model):
     @property
     def percent(self) -> int:
         return int(100 * self.progress)
+
+    @property
+    def folder(self) -> Path:
+        """Where this version's files are built, under MEDIA_ROOT."""
+        return Path(settings.MEDIA_ROOT) / "datasets" / str(self.project_id) / f"v{self.number}"
+
+    def file_path(self, name: str) -> Path | None:
+        """Where a done version's file is on disk; None when it has no such file."""
+        info = self.files.get(name)
+        return Path(settings.MEDIA_ROOT) / info["path"] if info else None
 
     @property
     def archive_name(self) -> str:

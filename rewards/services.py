@@ -35,7 +35,6 @@ from django.utils import timezone
 
 from annotate.models import Project
 from annotate.services import ServiceError
-from feedback_api.datasets import version_file_path
 from feedback_api.models import DatasetVersion
 
 from .config import ConfigError, TrainConfig
@@ -223,11 +222,11 @@ def _train(run: TrainingRun, reporter: _Reporter) -> dict:
 
     version = run.dataset_version
     project = version.project
-    test_path = version_file_path(version, "test.jsonl") if version.test_rows else None
+    test_path = version.file_path("test.jsonl") if version.test_rows else None
     aspects = [a["name"] for a in project.config.get("aspects", [])] or None
     return train(
         TrainConfig.from_dict(run.config),
-        train_path=version_file_path(version, "train.jsonl"),
+        train_path=version.file_path("train.jsonl"),
         eval_path=test_path,
         output_dir=run.output_path,
         taxonomy=project.config.get("taxonomy"),

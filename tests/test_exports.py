@@ -14,10 +14,10 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from annotate.kinds import get_kind
+from annotate.kinds.aggregate import aggregate_rankings, majority_spans, majority_vote
 from annotate.models import Annotation, Judge, Role
 from annotate.services import ServiceError
 from feedback_api import datasets
-from annotate.kinds.aggregate import aggregate_rankings, majority_spans, majority_vote
 from feedback_api.models import DatasetVersion
 
 from .factories import (
