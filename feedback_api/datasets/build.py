@@ -31,7 +31,7 @@ from .read import item_pages, read_batches
 from .selection import (
     clean_filters,
     clean_split,
-    in_test_split,
+    in_test_splits,
     labeled_items_queryset,
     project_items,
 )
@@ -116,13 +116,8 @@ class _Rows:
             return
         self.exporter.count(kept)
         self._agreements(kept.column("_agreement").filter(kept.column("_first")))
-        in_test = pa.array(
-            [
-                in_test_split(e, seed=self.seed, fraction=self.fraction)
-                for e in kept.column("external_id").to_pylist()
-            ],
-            pa.bool_(),
-        )
+        ids = kept.column("external_id").to_pylist()
+        in_test = pa.array(in_test_splits(ids, seed=self.seed, fraction=self.fraction))
         firsts = kept.column("_first")
         for name, mask in (("test", in_test), ("train", pc.invert(in_test))):
             stats[f"items.{name}"] += pc.sum(pc.cast(pc.and_(firsts, mask), pa.int64())).as_py()

@@ -9,16 +9,15 @@ column by column."""
 
 from __future__ import annotations
 
-import io
-import itertools
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from django.db import connection
+from django.db import connections
 from django.db.models import Count, Max, Min, QuerySet
 
-BLOCK_BYTES = 4 << 20  # CSV bytes per Arrow batch on PostgreSQL
+BLOCK_BYTES = 16 << 20  # CSV bytes per Arrow batch on PostgreSQL
 FETCH_ROWS = 10_000  # rows per Arrow batch on SQLite
 
 
@@ -38,18 +37,36 @@ def read_batches(
 ) -> Iterator[pa.RecordBatch]:
     """The rows of a values_list() queryset, whose columns are `schema`'s, in batches, a page
     of `key` (an item id) at a time."""
-    for low, high in pages:
-        page = queryset.filter(**{f"{key}__gte": low, f"{key}__lt": high})
-        sql, params = page.query.sql_with_params()
-        if connection.vendor == "postgresql":
-            batches = list(_copy_batches(sql, params, schema))
-        else:
-            batches = list(_fetched_batches(sql, params, schema))
-        yield from batches
+    database = connections[queryset.db]
+
+    def read(page: tuple[int, int]) -> list[pa.RecordBatch]:
+        low, high = page
+        rows = queryset.filter(**{f"{key}__gte": low, f"{key}__lt": high})
+        sql, params = rows.query.sql_with_params()
+        if database.vendor == "postgresql":
+            return list(_copy_batches(database, sql, params, schema))
+        return list(_fetched_batches(database, sql, params, schema))
+
+    if database.vendor != "postgresql":
+        for page in pages:
+            yield from read(page)
+        return
+    # PostgreSQL works on the next page while this process writes the last one: a thread
+    # shares the connection (psycopg serialises its use), so a transaction's rows are seen.
+    database.inc_thread_sharing()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            ahead = pool.submit(read, pages[0]) if pages else None
+            for k in range(len(pages)):
+                batches = ahead.result()
+                ahead = pool.submit(read, pages[k + 1]) if k + 1 < len(pages) else None
+                yield from batches
+    finally:
+        database.dec_thread_sharing()
 
 
-def _fetched_batches(sql, params, schema: pa.Schema):
-    with connection.cursor() as cursor:
+def _fetched_batches(database, sql, params, schema: pa.Schema):
+    with database.cursor() as cursor:
         cursor.execute(sql, params)
         while rows := cursor.fetchmany(FETCH_ROWS):
             columns = zip(*rows, strict=True)
@@ -63,27 +80,7 @@ def _array(values, kind: pa.DataType) -> pa.Array:
     return pa.array(values, kind)
 
 
-class _CopyStream(io.RawIOBase):
-    """COPY's output blocks as a file for Arrow's CSV reader."""
-
-    def __init__(self, blocks):
-        self.blocks, self.rest = blocks, memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self.rest:
-            block = next(self.blocks, None)
-            if block is None:
-                return 0
-            self.rest = memoryview(block)
-        n = min(len(buffer), len(self.rest))
-        buffer[:n], self.rest = self.rest[:n], self.rest[n:]
-        return n
-
-
-def _copy_batches(sql, params, schema: pa.Schema):
+def _copy_batches(database, sql, params, schema: pa.Schema):
     read = pacsv.ReadOptions(column_names=schema.names, block_size=BLOCK_BYTES)
     parse = pacsv.ParseOptions(newlines_in_values=True)
     # COPY's CSV: NULL is an empty unquoted field, an empty string is "".
@@ -97,14 +94,12 @@ def _copy_batches(sql, params, schema: pa.Schema):
     )
     copy_sql = f"COPY ({sql}) TO STDOUT (FORMAT csv)"
     with (
-        connection.cursor() as cursor,
+        database.cursor() as cursor,
         cursor.connection.cursor() as raw,
         raw.copy(copy_sql, params) as copy,
     ):
-        blocks = iter(copy)
-        first = next(blocks, None)  # Arrow's reader refuses an empty input
-        if first is None:
-            return
-        stream = _CopyStream(itertools.chain([first], blocks))
-        for batch in pacsv.open_csv(stream, read, parse, convert):
-            yield batch.select(schema.names).cast(schema)
+        data = b"".join(copy)  # a page: read whole, so that the connection is free
+    if not data:
+        return
+    table = pacsv.read_csv(pa.BufferReader(data), read, parse, convert)
+    yield from table.select(schema.names).cast(schema).to_batches()

@@ -4,6 +4,7 @@ as ORM filters that every export query reuses (both databases); the split hash."
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -142,12 +143,28 @@ def labeled_items_queryset(project: Project, filters: dict) -> QuerySet[Item]:
 # The split ----------------------------------------------------------------------------------
 
 
-def split_hash(seed: int, external_id: str) -> int:
-    """The first 8 bytes of sha256("<seed>:<external_id>") as an integer: the split's hash,
-    also what ratings-pairs picks its rejected response with."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{external_id}".encode()).digest()[:8], "big")
+def split_hashes(seed: int, external_ids: list[str]) -> list[int]:
+    """The first 8 bytes of sha256("<seed>:<external_id>") as integers: the split's hash, also
+    what ratings-pairs picks its rejected response with."""
+    sha256, prefix = hashlib.sha256, f"{seed}:"
+    return [int.from_bytes(sha256((prefix + e).encode()).digest()[:8], "big") for e in external_ids]
+
+
+@functools.lru_cache
+def _threshold(fraction: float) -> int:
+    """The smallest 64-bit x with x / 2^64 >= fraction: hash < it <=> hash / 2^64 < fraction."""
+    low, high = 0, 2**64
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (mid + 1, high) if mid / 2**64 < fraction else (low, mid)
+    return low
+
+
+def in_test_splits(external_ids: list[str], *, seed: int, fraction: float) -> list[bool]:
+    """Whether each item is in the test split: its hash as a fraction of 2^64 below `fraction`."""
+    threshold = _threshold(fraction)
+    return [h < threshold for h in split_hashes(seed, external_ids)]
 
 
 def in_test_split(external_id: str, *, seed: int, fraction: float) -> bool:
-    """Whether an item is in the test split: its hash as a fraction of 2^64 below `fraction`."""
-    return split_hash(seed, external_id) / 2**64 < fraction
+    return in_test_splits([external_id], seed=seed, fraction=fraction)[0]
