@@ -216,7 +216,7 @@ class PairwiseExporter(Exporter):
         names of items with several are read in one query per batch."""
         col = rows.column
         several = pc.fill_null(
-            pc.or_(pc.not_equal(col("u1"), col("u2")), pc.not_equal(col("j1"), col("j2"))),
+            pc.or_kleene(pc.not_equal(col("u1"), col("u2")), pc.not_equal(col("j1"), col("j2"))),
             False,
         )
         if not pc.any(several).as_py():
