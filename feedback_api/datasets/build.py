@@ -79,10 +79,10 @@ def build_export(
     if progress:
         progress(0, total)
     try:
-        query, columns, key = exporter.query(project, filters)
+        query, columns = exporter.query(project, filters)
         pages = item_pages(project_items(project, filters), chunk_size)
         with runtime.gc_paused():
-            for batch in read_batches(query, columns, key=key, pages=pages):
+            for batch in read_batches(query, columns, pages):
                 rows.write(exporter.convert(batch))
                 if progress:
                     progress(exporter.stats["items"], total)

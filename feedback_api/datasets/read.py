@@ -9,7 +9,7 @@ column by column."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
@@ -33,16 +33,14 @@ def item_pages(items: QuerySet, size: int) -> list[tuple[int, int]]:
 
 
 def read_batches(
-    queryset: QuerySet, schema: pa.Schema, *, key: str, pages: list[tuple[int, int]]
+    query: Callable[[int, int], QuerySet], schema: pa.Schema, pages: list[tuple[int, int]]
 ) -> Iterator[pa.RecordBatch]:
-    """The rows of a values_list() queryset, whose columns are `schema`'s, in batches, a page
-    of `key` (an item id) at a time."""
-    database = connections[queryset.db]
+    """The rows of query(low, high), a values_list() queryset whose columns are `schema`'s,
+    for each page of item ids, in batches."""
+    database = connections["default"]
 
     def read(page: tuple[int, int]) -> list[pa.RecordBatch]:
-        low, high = page
-        rows = queryset.filter(**{f"{key}__gte": low, f"{key}__lt": high})
-        sql, params = rows.query.sql_with_params()
+        sql, params = query(*page).query.sql_with_params()
         if database.vendor == "postgresql":
             return list(_copy_batches(database, sql, params, schema))
         return list(_fetched_batches(database, sql, params, schema))

@@ -16,6 +16,7 @@ card) and `_first` (the item's first row).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
 import orjson
@@ -126,9 +127,11 @@ class Exporter:
     def prepare(self, project: Project, filters: dict) -> None:
         """Called before schema(): an exporter whose columns depend on the data asks here."""
 
-    def query(self, project: Project, filters: dict) -> tuple[QuerySet, pa.Schema, str]:
-        """What to read: a values_list() queryset in item order, its columns' types, and the
-        field that holds the item id (for reading in pages of items)."""
+    def query(
+        self, project: Project, filters: dict
+    ) -> tuple[Callable[[int, int], QuerySet], pa.Schema]:
+        """What to read: the values_list() queryset, in item order, of the items with ids in
+        [low, high) (a page), and its columns' types."""
         raise NotImplementedError
 
     def convert(self, batch: pa.RecordBatch) -> pa.Table | None:
@@ -229,14 +232,19 @@ class LabelsExporter(Exporter):
         return as_messages(item.prompt) if self.chat else item.prompt
 
     def query(self, project: Project, filters: dict):
-        labels = labels_of(project, filters).annotate(
-            prompt_json=json_text("item__prompt"),
-            responses_json=json_text("item__responses"),
-            label_json=json_text("label"),
-        )
         names = ["item_id", "item__external_id", "prompt_json", "responses_json", "label_json"]
         names += ["source", "annotator__username", "judge__name"]
-        return labels.order_by("item_id", "id").values_list(*names), LABEL_ROWS, "item_id"
+
+        def page(low: int, high: int):
+            labels = labels_of(project, filters).filter(item_id__gte=low, item_id__lt=high)
+            labels = labels.annotate(
+                prompt_json=json_text("item__prompt"),
+                responses_json=json_text("item__responses"),
+                label_json=json_text("label"),
+            )
+            return labels.order_by("item_id", "id").values_list(*names)
+
+        return page, LABEL_ROWS
 
     def rows(self, item: ItemRecord, labels: list[LabelRecord]) -> list[dict[str, Any]]:
         """The output rows of one item with at least one label; each has an `agreement`.

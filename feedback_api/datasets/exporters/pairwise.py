@@ -75,10 +75,11 @@ class PairwiseExporter(Exporter):
     def fields(self):
         return pair_fields(self) + ([("margin", pa.float64())] if self.margin else [])
 
-    def counted(self, items):
-        """The items with their filtered labels counted by choice, source and strength."""
+    def counted(self, items, labels: Q | None = None):
+        """The items with their filtered labels (and `labels`) counted by choice, source and
+        strength."""
         return (
-            items.filter(label_q(self.filters, A))
+            items.filter(label_q(self.filters, A) & (labels or Q()))
             .values("id")
             .annotate(
                 n=Count(A + "id"),
@@ -110,8 +111,19 @@ class PairwiseExporter(Exporter):
         return False
 
     def query(self, project: Project, filters: dict):
-        items = Item.objects.filter(item_q(project, filters))
-        counted = self.counted(items).annotate(
+        columns = ["ext" if f == "external_id" else f for f in READ.names]
+        columns = ["text" if f == "prompt" else "is_chat" if f == "chat" else f for f in columns]
+
+        def page(low: int, high: int):
+            # Both sides' ids bounded: each index scan starts at the page.
+            items = Item.objects.filter(item_q(project, filters), id__gte=low, id__lt=high)
+            labels = _labels(item_id__gte=low, item_id__lt=high)
+            return self._page(items, labels).order_by("id").values_list(*columns)
+
+        return page, READ
+
+    def _page(self, items, labels: Q):
+        return self.counted(items, labels).annotate(
             n_human=Count(A + "id", filter=_labels(source="human")),
             n_imported=Count(A + "id", filter=_labels(source="imported")),
             n_judge=Count(A + "id", filter=_labels(source="judge")),
@@ -127,9 +139,6 @@ class PairwiseExporter(Exporter):
             r1_id=OfItem(KT("responses__1__id")),
             r1_text=OfItem(KT("responses__1__text")),
         )
-        columns = ["ext" if f == "external_id" else f for f in READ.names]
-        columns = ["text" if f == "prompt" else "is_chat" if f == "chat" else f for f in columns]
-        return counted.order_by("id").values_list(*columns), READ, "id"
 
     def convert(self, batch: pa.RecordBatch) -> pa.Table | None:
         col = batch.column
