@@ -38,7 +38,7 @@ from .selection import (
 from .services import Progress
 from .write import SplitWriter, file_info, write_archive
 
-CHUNK_SIZE = 20_000  # items per page read
+CHUNK_SIZE = 10_000  # items per page read
 
 
 @dataclass
