@@ -110,6 +110,10 @@ def mean_ratings(
     ids: list[str], aspects: list[str], labels: list[dict], low: int, high: int
 ) -> tuple[dict[str, dict[str, float]], float]:
     """Mean score per response and aspect over the labels, and the agreement."""
+    if len(labels) == 1:  # the common case, the same numbers without the sums
+        given = labels[0].get("responses", {})
+        means = {rid: given.get(rid, {}).get("aspects", {}) for rid in ids}
+        return {rid: {a: s[a] / 1 for a in aspects if a in s} for rid, s in means.items()}, 1.0
     means: dict[str, dict[str, float]] = {}
     deviation = count = 0.0
     for rid in ids:
