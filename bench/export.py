@@ -176,44 +176,83 @@ def label_of(kind: str, n: int, config: dict) -> dict:
 
 
 def fill(project, n: int) -> None:
-    """n items with one label each, as the import would make them (not timed)."""
+    """n items with one label each (not timed): COPY on PostgreSQL, bulk_create on SQLite."""
     from django.db import connection
 
-    from annotate.models import Annotation, Item
-
     kind, config = project.kind, project.config
-    responses = 2 if kind in ("pairwise", "spans") else 4
+    count = 2 if kind in ("pairwise", "spans") else 4
     user = _user()
     for block in range(0, n, 10_000):
-        items = [
-            Item(
-                project=project,
-                external_id=f"b{k:08}",
-                prompt=f"Question {k}: {text(k, 12)}?",
-                responses=[
+        rows = [
+            (
+                f"b{k:08}",
+                f"Question {k}: {text(k, 12)}?",
+                [
                     {"id": str(j + 1), "text": text(k + 3 * j, 40), "model": f"m{j}"}
-                    for j in range(responses)
+                    for j in range(count)
                 ],
-                created_at=NOW,
+                label_of(kind, k, config),
             )
             for k in range(block, min(block + 10_000, n))
         ]
-        Item.objects.bulk_create(items)
-        Annotation.objects.bulk_create(
-            Annotation(
-                item=item,
-                source="human",
-                annotator=user,
-                kind=kind,
-                label=label_of(kind, k, config),
-                created_at=NOW,
-            )
-            for k, item in enumerate(items, start=block)
-        )
+        if connection.vendor == "postgresql":
+            _copy_in(project, user, rows)
+        else:
+            _create(project, user, rows)
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
         if connection.vendor == "postgresql":
             cursor.execute("CHECKPOINT")
+
+
+def _create(project, user, rows) -> None:
+    from annotate.models import Annotation, Item
+
+    items = Item.objects.bulk_create(
+        Item(project=project, external_id=e, prompt=p, responses=r, created_at=NOW)
+        for e, p, r, _ in rows
+    )
+    Annotation.objects.bulk_create(
+        Annotation(item=item, source="human", annotator=user, kind=project.kind, label=label)
+        for item, (*_, label) in zip(items, rows, strict=True)
+    )
+
+
+def _copy_in(project, user, rows) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor, cursor.connection.cursor() as cur:
+        with cur.copy(
+            "COPY annotate_item (project_id, external_id, prompt, responses, metadata, "
+            "priority, created_at) FROM STDIN"
+        ) as copy:
+            for e, p, r, _ in rows:
+                copy.write_row((project.pk, e, json.dumps(p), json.dumps(r), "{}", 0, NOW))
+        cur.execute(
+            "SELECT id FROM annotate_item WHERE project_id = %s AND external_id >= %s "
+            "AND external_id <= %s ORDER BY external_id",
+            [project.pk, rows[0][0], rows[-1][0]],
+        )
+        ids = [row[0] for row in cur.fetchall()]
+        with cur.copy(
+            "COPY annotate_annotation (item_id, source, annotator_id, kind, label, origin, "
+            "judge_model, prompt_version, raw_output, created_at) FROM STDIN"
+        ) as copy:
+            for item_id, (*_, label) in zip(ids, rows, strict=True):
+                copy.write_row(
+                    (
+                        item_id,
+                        "human",
+                        user.pk,
+                        project.kind,
+                        json.dumps(label),
+                        "",
+                        "",
+                        "",
+                        "",
+                        NOW,
+                    )
+                )
 
 
 def _user():
