@@ -143,27 +143,32 @@ def labeled_items_queryset(project: Project, filters: dict) -> QuerySet[Item]:
 # The split ----------------------------------------------------------------------------------
 
 
-def split_hashes(seed: int, external_ids: list[str]) -> list[int]:
-    """The first 8 bytes of sha256("<seed>:<external_id>") as integers: the split's hash, also
-    what ratings-pairs picks its rejected response with."""
+def split_digests(seed: int, external_ids: list[str]) -> list[bytes]:
+    """sha256("<seed>:<external_id>") of each item: the split's hash (its first 8 bytes, big
+    endian, as a fraction of 2^64), also what ratings-pairs picks its rejected response with."""
     sha256, prefix = hashlib.sha256, f"{seed}:"
-    return [int.from_bytes(sha256((prefix + e).encode()).digest()[:8], "big") for e in external_ids]
+    return [sha256((prefix + e).encode()).digest() for e in external_ids]
+
+
+def split_hash(seed: int, external_id: str) -> int:
+    return int.from_bytes(split_digests(seed, [external_id])[0][:8], "big")
 
 
 @functools.lru_cache
-def _threshold(fraction: float) -> int:
-    """The smallest 64-bit x with x / 2^64 >= fraction: hash < it <=> hash / 2^64 < fraction."""
+def _threshold(fraction: float) -> bytes:
+    """The smallest 64-bit x with x / 2^64 >= fraction, as 8 bytes: a digest sorts below them
+    exactly when its first 8 bytes, as a fraction of 2^64, are below `fraction`."""
     low, high = 0, 2**64
     while low < high:
         mid = (low + high) // 2
         low, high = (mid + 1, high) if mid / 2**64 < fraction else (low, mid)
-    return low
+    return low.to_bytes(8, "big") if low < 2**64 else b"\xff" * 9
 
 
 def in_test_splits(external_ids: list[str], *, seed: int, fraction: float) -> list[bool]:
     """Whether each item is in the test split: its hash as a fraction of 2^64 below `fraction`."""
     threshold = _threshold(fraction)
-    return [h < threshold for h in split_hashes(seed, external_ids)]
+    return [digest < threshold for digest in split_digests(seed, external_ids)]
 
 
 def in_test_split(external_id: str, *, seed: int, fraction: float) -> bool:

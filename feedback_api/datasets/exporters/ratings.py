@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from annotate.kinds.aggregate import mean_ratings
 
-from ..selection import split_hashes
+from ..selection import split_hash
 from .base import (
     ItemRecord,
     LabelRecord,
@@ -111,7 +111,7 @@ class RatingsPairsExporter(RatingsExporter):
         if not worse:
             self.stats["left_out.ties"] += 1
             return []
-        rejected = worse[split_hashes(self.seed, [item.external_id])[0] % len(worse)]
+        rejected = worse[split_hash(self.seed, item.external_id) % len(worse)]
         by_id = {r["id"]: r for r in item.responses}
         return [
             {
