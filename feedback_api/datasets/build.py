@@ -13,6 +13,7 @@ batch at a time, whatever the export's size.
 
 from __future__ import annotations
 
+import concurrent.futures
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
@@ -87,7 +88,9 @@ def build_export(
                 if progress:
                     progress(exporter.stats["items"], total)
             rows.write(exporter.finish())
+        rows.flush()
     finally:
+        rows.flush(wait_only=True)
         for writer in writers.values():
             writer.close()
     if progress:
@@ -103,6 +106,8 @@ class _Rows:
         self.seed, self.fraction = split["seed"], split["test_fraction"]
         self.agreement_micros = self.unanimous = self.items = 0
         self.lowest: float | None = None
+        self.pool = concurrent.futures.ThreadPoolExecutor(1)  # writes one batch at a time
+        self.pending: concurrent.futures.Future | None = None
 
     def write(self, table: pa.Table | None) -> None:
         if table is None:
@@ -118,10 +123,27 @@ class _Rows:
         self._agreements(kept.column("_agreement").filter(kept.column("_first")))
         ids = kept.column("external_id").to_pylist()
         in_test = pa.array(in_test_splits(ids, seed=self.seed, fraction=self.fraction))
-        firsts = kept.column("_first")
+        firsts, tables = kept.column("_first"), {}
         for name, mask in (("test", in_test), ("train", pc.invert(in_test))):
             stats[f"items.{name}"] += pc.sum(pc.cast(pc.and_(firsts, mask), pa.int64())).as_py()
-            self.writers[name].write(kept.filter(mask))
+            tables[name] = kept.filter(mask)
+        self.flush()
+        self.pending = self.pool.submit(self._write, tables)
+
+    def _write(self, tables: dict[str, pa.Table]) -> None:
+        for name, table in tables.items():
+            self.writers[name].write(table)
+
+    def flush(self, wait_only: bool = False) -> None:
+        """Waits for the batch being written (polars and Parquet write without the GIL: the
+        next batch is made meanwhile); its error, if any, is raised here."""
+        pending, self.pending = self.pending, None
+        if pending is not None and wait_only:
+            concurrent.futures.wait([pending])
+        elif pending is not None:
+            pending.result()
+        if wait_only:
+            self.pool.shutdown()
 
     def _agreements(self, agreements: pa.ChunkedArray) -> None:
         """Sums for the card: agreements have 6 decimals, summed exactly in millionths."""
