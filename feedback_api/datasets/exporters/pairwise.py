@@ -14,8 +14,9 @@ from __future__ import annotations
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from django.db.models import Count, F, Max, Min, Q, Sum
+from django.db.models import Case, Count, F, Max, Min, Q, Sum, When
 from django.db.models.fields.json import KT
+from django.db.models.lookups import GreaterThan
 
 from annotate.models import Item, Project
 
@@ -38,7 +39,7 @@ A = "annotations__"
 READ = pa.schema(
     [("id", pa.int64()), ("external_id", pa.string()), ("prompt", pa.string())]
     + [("chat", pa.bool_())]
-    + [(name, pa.string()) for name in ("r0_id", "r0_text", "r1_id", "r1_text")]
+    + [(name, pa.string()) for name in ("chosen_id", "chosen", "rejected_id", "rejected")]
     + [(name, pa.int64()) for name in ("n", "na", "nb", "nt", "n_human", "n_imported")]
     + [(name, pa.int64()) for name in ("n_judge", "sa", "ca", "sb", "cb")]
     + [(name, pa.string()) for name in ("u1", "u2", "j1", "j2")]
@@ -48,6 +49,14 @@ SOURCE_NAMES = ("human", "imported", "judge")  # sorted: a row's `sources` in th
 SOURCE_LISTS = pa.array(
     [[s for k, s in enumerate(SOURCE_NAMES) if code >> k & 1] for code in range(8)], NAMES
 )
+
+
+def _pick(this, other, key: str):
+    """Response 0's `key` when `this` count beats `other`, else response 1's."""
+    return Case(
+        When(GreaterThan(this, other), then=KT(f"responses__0__{key}")),
+        default=KT(f"responses__1__{key}"),
+    )
 
 
 def _labels(**lookups) -> Q:
@@ -134,10 +143,11 @@ class PairwiseExporter(Exporter):
             ext=OfItem(F("external_id")),
             text=OfItem(JSONRoot("prompt")),
             is_chat=OfItem(F("chat")),
-            r0_id=OfItem(KT("responses__0__id")),
-            r0_text=OfItem(KT("responses__0__text")),
-            r1_id=OfItem(KT("responses__1__id")),
-            r1_text=OfItem(KT("responses__1__text")),
+            # The majority's response first (the database picks: no copy of the texts here).
+            chosen_id=_pick(F("na"), F("nb"), "id"),
+            chosen=_pick(F("na"), F("nb"), "text"),
+            rejected_id=_pick(F("nb"), F("na"), "id"),
+            rejected=_pick(F("nb"), F("na"), "text"),
         )
 
     def convert(self, batch: pa.RecordBatch) -> pa.Table | None:
@@ -157,10 +167,10 @@ class PairwiseExporter(Exporter):
         agreement = of_micros(micros(top, col("n")))
         columns = {
             "prompt": self._prompts(col("prompt"), col("chat")),
-            "chosen": self._completion(pc.if_else(a, col("r0_text"), col("r1_text"))),
-            "rejected": self._completion(pc.if_else(a, col("r1_text"), col("r0_text"))),
-            "chosen_id": pc.if_else(a, col("r0_id"), col("r1_id")),
-            "rejected_id": pc.if_else(a, col("r1_id"), col("r0_id")),
+            "chosen": self._completion(col("chosen")),
+            "rejected": self._completion(col("rejected")),
+            "chosen_id": col("chosen_id"),
+            "rejected_id": col("rejected_id"),
             "margin": self._margins(a, rows) if self.margin else None,
             "external_id": col("external_id"),
             "n_labels": pc.cast(col("n"), pa.int32()),
