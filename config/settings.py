@@ -185,9 +185,6 @@ IMPORT_MAX_BYTES = envint("IMPORT_MAX_BYTES", str(1024 * 1024 * 1024))
 # Uploads at least this large run as a Celery job; smaller ones are imported during the request.
 IMPORT_ASYNC_BYTES = envint("IMPORT_ASYNC_BYTES", str(2 * 1024 * 1024))
 IMPORT_BATCH_SIZE = envint("IMPORT_BATCH_SIZE", "2000")
-# A pairwise export on PostgreSQL reads its rows over this many connections at once (one
-# snapshot; they take chunks of the items in turn), so that it can use as many database cores.
-EXPORT_DB_CONNECTIONS = max(1, envint("EXPORT_DB_CONNECTIONS", "2"))
 
 # Celery. The default broker needs no server: kombu's filesystem transport under var/broker (the
 # host is ignored; naming one keeps kombu from warning on every connection).

@@ -25,7 +25,7 @@ from annotate.models import Project, Role
 from annotate.services import ServiceError
 
 from . import datasets
-from .exporters import EXPORTERS, formats_for_kind
+from .datasets import FORMATS, formats_for_kind
 from .models import DOWNLOADS, DatasetVersion
 from .pagination import IdCursorPagination
 from .serializers import ErrorSerializer
@@ -60,7 +60,7 @@ class DatasetSplitSerializer(serializers.Serializer):
 
 
 class DatasetVersionCreateSerializer(serializers.Serializer):
-    format = serializers.ChoiceField(choices=list(EXPORTERS))
+    format = serializers.ChoiceField(choices=list(FORMATS))
     filters = DatasetFiltersSerializer(required=False)
     split = DatasetSplitSerializer(required=False)
 

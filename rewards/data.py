@@ -1,8 +1,8 @@
 """Dataset-version rows → tokenized examples, batches and the length-grouped sampler.
 
-Rows are the JSONL exports of feedback_api/exporters: pairwise (`prompt`, `chosen`, `rejected`,
-optional `margin`), listwise (`prompt`, `responses`, `ranking` best first), spans (`prompt`,
-`response`, `spans` with code-point offsets) and ratings (`prompt`, `completions` with
+Rows are the JSONL exports of feedback_api/datasets/exporters: pairwise (`prompt`, `chosen`,
+`rejected`, optional `margin`), listwise (`prompt`, `responses`, `ranking` best first), spans
+(`prompt`, `response`, `spans` with code-point offsets) and ratings (`prompt`, `completions` with
 `response` and per-aspect `ratings`). `check_rows` validates them without a tokenizer so that
 bad data fails before any model loads.
 

@@ -558,7 +558,7 @@ def test_creating_a_version_enqueues_the_build_which_finishes_it(
     assert version.stats["left_out.ties"] == 4
     assert len(version.checksum) == 64
     assert version.task_id
-    archive = datasets.version_file_path(version, "archive")
+    archive = version.file_path("archive")
     assert archive.name == "alices-pairs-v1-pairwise.zip"
     assert archive.exists()
     with django_capture_on_commit_callbacks(execute=True):

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -77,7 +78,19 @@ def bradley_terry(ids: list[str], wins: dict[tuple[str, str], float]) -> dict[st
 
 
 def aggregate_rankings(ids: list[str], labels: list[list]) -> tuple[list[str], dict, float]:
-    """(ranking best first, Bradley-Terry score per id, agreement) of several rankings."""
+    """(ranking best first, Bradley-Terry score per id, agreement) of several rankings.
+
+    Remembered by value: an export meets the same few patterns (one ranking of K responses
+    with the same ids) again and again, and the fit costs far more than the lookup."""
+    frozen = tuple(tuple(tuple(e) if isinstance(e, list) else e for e in r) for r in labels)
+    order, scores, agreement = _aggregate_rankings(tuple(ids), frozen)
+    return list(order), dict(scores), agreement
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _aggregate_rankings(ids: tuple, labels: tuple) -> tuple[list[str], dict, float]:
+    ids = list(ids)
+    labels = [[list(e) if isinstance(e, tuple) else e for e in r] for r in labels]
     rankings = [ranking_positions(r) for r in labels]
     if len(ids) < 2:
         return list(ids), dict.fromkeys(ids, 0.0), 1.0
@@ -97,6 +110,10 @@ def mean_ratings(
     ids: list[str], aspects: list[str], labels: list[dict], low: int, high: int
 ) -> tuple[dict[str, dict[str, float]], float]:
     """Mean score per response and aspect over the labels, and the agreement."""
+    if len(labels) == 1:  # the common case, the same numbers without the sums
+        given = labels[0].get("responses", {})
+        means = {rid: given.get(rid, {}).get("aspects", {}) for rid in ids}
+        return {rid: {a: s[a] / 1 for a in aspects if a in s} for rid, s in means.items()}, 1.0
     means: dict[str, dict[str, float]] = {}
     deviation = count = 0.0
     for rid in ids:

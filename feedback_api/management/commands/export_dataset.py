@@ -13,7 +13,6 @@ from tqdm import tqdm
 from annotate.management.commands._common import project_by_ref
 from annotate.services import ServiceError
 from feedback_api import datasets
-from feedback_api.exporters import EXPORTERS
 from feedback_api.models import DatasetVersion
 
 
@@ -22,7 +21,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("project", help="Slug, name or id.")
-        parser.add_argument("--format", required=True, choices=list(EXPORTERS))
+        parser.add_argument("--format", required=True, choices=list(datasets.FORMATS))
         parser.add_argument("--source", choices=list(datasets.SOURCES), default="both")
         parser.add_argument("--min-agreement", type=float, default=0.0)
         parser.add_argument("--exclude-gold", action="store_true")

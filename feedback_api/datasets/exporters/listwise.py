@@ -6,11 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from annotate.kinds.aggregate import aggregate_rankings
 
-from .base import Exporter, ItemRecord, LabelRecord, provenance
-from .pairwise import pair_fields, pair_row
+from .base import (
+    ItemRecord,
+    LabelRecord,
+    LabelsExporter,
+    count,
+    pair_fields,
+    pair_row,
+    provenance,
+)
 
 AGGREGATION = (
     "Bradley-Terry: log-strengths fitted by Hunter's MM algorithm on every pair each ranking "
@@ -26,7 +34,7 @@ def _aggregate(item: ItemRecord, labels: list[LabelRecord]):
     return aggregate_rankings(ids, [lb.label.get("ranking", []) for lb in labels])
 
 
-class ListwiseExporter(Exporter):
+class ListwiseExporter(LabelsExporter):
     format = "listwise"
     kind = "listwise"
     aggregation = AGGREGATION
@@ -56,12 +64,14 @@ class ListwiseExporter(Exporter):
             }
         ]
 
-    def count(self, item: ItemRecord, rows: list[dict[str, Any]]) -> None:
-        self.stats["items.ranked"] += 1
-        self.stats[f"responses.{len(item.responses)}"] += 1
+    def count(self, kept: pa.Table) -> None:
+        count(self.stats, "items.ranked", kept.num_rows)
+        sizes = pc.value_counts(pc.list_value_length(kept.column("responses")))
+        for entry in sizes.to_pylist():
+            count(self.stats, f"responses.{entry['values']}", entry["counts"])
 
 
-class ListwisePairsExporter(Exporter):
+class ListwisePairsExporter(LabelsExporter):
     format = "listwise-pairs"
     kind = "listwise"
     aggregation = AGGREGATION + (
@@ -83,5 +93,5 @@ class ListwisePairsExporter(Exporter):
                 rows.append({**pair, "rank_chosen": i, "rank_rejected": j, **common})
         return rows
 
-    def count(self, item: ItemRecord, rows: list[dict[str, Any]]) -> None:
-        self.stats["pairs"] += len(rows)
+    def count(self, kept: pa.Table) -> None:
+        count(self.stats, "pairs", kept.num_rows)

@@ -7,10 +7,11 @@ from collections import Counter
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from annotate.kinds.aggregate import majority_spans
 
-from .base import Exporter, ItemRecord, LabelRecord, provenance
+from .base import ItemRecord, LabelRecord, LabelsExporter, count, provenance
 
 SPAN = pa.struct(
     [
@@ -24,7 +25,7 @@ SPAN = pa.struct(
 )
 
 
-class SpansExporter(Exporter):
+class SpansExporter(LabelsExporter):
     format = "spans"
     kind = "spans"
     aggregation = (
@@ -85,9 +86,11 @@ class SpansExporter(Exporter):
             )
         return rows
 
-    def count(self, item: ItemRecord, rows: list[dict[str, Any]]) -> None:
-        self.stats.update(f"spans.{s['label']}" for row in rows for s in row["spans"])
-        self.stats["responses"] += len(rows)
+    def count(self, kept: pa.Table) -> None:
+        labels = pc.struct_field(pc.list_flatten(kept.column("spans")), "label")
+        for entry in pc.value_counts(labels).to_pylist():
+            count(self.stats, f"spans.{entry['values']}", entry["counts"])
+        count(self.stats, "responses", kept.num_rows)
 
 
 def _correction(per_label: list[list[dict]], start: int, end: int, name: str) -> str | None:

@@ -4,15 +4,22 @@ one, picked deterministically from the seed and the item's external_id."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import pyarrow as pa
 
 from annotate.kinds.aggregate import mean_ratings
 
-from .base import Exporter, ItemRecord, LabelRecord, provenance
-from .pairwise import pair_fields, pair_row
+from ..selection import split_hash
+from .base import (
+    ItemRecord,
+    LabelRecord,
+    LabelsExporter,
+    count,
+    pair_fields,
+    pair_row,
+    provenance,
+)
 
 AGGREGATION = (
     "Mean score per response and aspect over the labels; `mean_score` is the mean of a "
@@ -21,7 +28,7 @@ AGGREGATION = (
 )
 
 
-class RatingsExporter(Exporter):
+class RatingsExporter(LabelsExporter):
     format = "ratings"
     kind = "ratings"
     aggregation = AGGREGATION
@@ -75,8 +82,8 @@ class RatingsExporter(Exporter):
             }
         ]
 
-    def count(self, item: ItemRecord, rows: list[dict[str, Any]]) -> None:
-        self.stats["items.rated"] += 1
+    def count(self, kept: pa.Table) -> None:
+        count(self.stats, "items.rated", kept.num_rows)
 
 
 class RatingsPairsExporter(RatingsExporter):
@@ -104,8 +111,7 @@ class RatingsPairsExporter(RatingsExporter):
         if not worse:
             self.stats["left_out.ties"] += 1
             return []
-        digest = hashlib.sha256(f"{self.seed}:{item.external_id}".encode()).digest()
-        rejected = worse[int.from_bytes(digest[:8], "big") % len(worse)]
+        rejected = worse[split_hash(self.seed, item.external_id) % len(worse)]
         by_id = {r["id"]: r for r in item.responses}
         return [
             {
@@ -116,7 +122,7 @@ class RatingsPairsExporter(RatingsExporter):
             }
         ]
 
-    def count(self, item: ItemRecord, rows: list[dict[str, Any]]) -> None:
+    def count(self, kept: pa.Table) -> None:
         pass
 
 

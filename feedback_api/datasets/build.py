@@ -1,0 +1,186 @@
+"""Build a dataset version's files: train/test JSONL + Parquet, README.md, the zip archive.
+
+One path for every format, on SQLite and PostgreSQL, in or out of a transaction: the
+exporter's query (ORM, the filters of selection.py) is read through Django's connection as
+Arrow batches (read.py), the exporter turns each batch into output rows (exporters/), and
+here the rows are filtered by min_agreement, counted, split by item and written (write.py).
+
+Determinism: rows come in item id order; JSONL keys are sorted; Parquet row groups have a fixed
+size and no timestamps; the card holds no date; the zip has fixed names, order, dates and
+permissions: the same data and filters give the same bytes, on either database. Streaming: a
+batch at a time, whatever the export's size.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from annotate.models import Project
+from config import runtime
+
+from ..models import DATA_FILES
+from .card import dataset_card
+from .exporters import Exporter, get_exporter
+from .read import item_pages, read_batches
+from .selection import (
+    clean_filters,
+    clean_split,
+    in_test_splits,
+    labeled_items_queryset,
+    project_items,
+)
+from .services import Progress
+from .write import SplitWriter, file_info, write_archive
+
+CHUNK_SIZE = 10_000  # items per page read
+
+
+@dataclass
+class BuildResult:
+    train_rows: int = 0
+    test_rows: int = 0
+    stats: dict = field(default_factory=dict)
+    card: str = ""
+    files: dict = field(default_factory=dict)  # name -> {name, bytes, sha256}
+    checksum: str = ""
+
+
+def build_export(
+    *,
+    project: Project,
+    fmt: str,
+    filters: dict,
+    split: dict,
+    out_dir: Path,
+    archive_name: str = "dataset.zip",
+    progress: Progress | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> BuildResult:
+    """Write train/test JSONL + Parquet, README.md and the zip archive into out_dir (built in
+    out_dir.partial, renamed when complete)."""
+    filters, split = clean_filters(filters), clean_split(split)
+    runtime.arrow_allocator()
+    items = labeled_items_queryset(project, filters)
+    total = items.count()
+    chat = items.filter(chat=True).exists()
+    exporter = get_exporter(fmt)(config=project.config, chat=chat, seed=split["seed"])
+    exporter.prepare(project, filters)
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    writers = {name: SplitWriter(partial, name, exporter.schema()) for name in ("train", "test")}
+    rows = _Rows(exporter, writers, filters["min_agreement"], split)
+    if progress:
+        progress(0, total)
+    try:
+        query, columns = exporter.query(project, filters)
+        pages = item_pages(project_items(project, filters), chunk_size)
+        with runtime.gc_paused():
+            for batch in read_batches(query, columns, pages):
+                rows.write(exporter.convert(batch))
+                if progress:
+                    progress(exporter.stats["items"], total)
+            rows.write(exporter.finish())
+        rows.flush()
+    finally:
+        rows.flush(wait_only=True)
+        for writer in writers.values():
+            writer.close()
+    if progress:
+        progress(exporter.stats["items"], total)
+    return _finish(project, exporter, filters, split, rows, partial, out_dir, archive_name)
+
+
+class _Rows:
+    """Output rows past the min_agreement filter, counted and written to their split."""
+
+    def __init__(self, exporter: Exporter, writers: dict, min_agreement: float, split: dict):
+        self.exporter, self.writers, self.min_agreement = exporter, writers, min_agreement
+        self.seed, self.fraction = split["seed"], split["test_fraction"]
+        self.agreement_micros = self.unanimous = self.items = 0
+        self.lowest: float | None = None
+        self.pool = concurrent.futures.ThreadPoolExecutor(1)  # writes one batch at a time
+        self.pending: concurrent.futures.Future | None = None
+
+    def write(self, table: pa.Table | None) -> None:
+        if table is None:
+            return
+        stats = self.exporter.stats
+        keep = pc.greater_equal(table.column("_agreement"), self.min_agreement)
+        below = pc.and_(table.column("_first"), pc.invert(keep))
+        stats["left_out.below_min_agreement"] += pc.sum(pc.cast(below, pa.int64())).as_py() or 0
+        kept = table.filter(keep)
+        if not kept.num_rows:
+            return
+        self.exporter.count(kept)
+        self._agreements(kept.column("_agreement").filter(kept.column("_first")))
+        ids = kept.column("external_id").to_pylist()
+        in_test = pa.array(in_test_splits(ids, seed=self.seed, fraction=self.fraction))
+        firsts, tables = kept.column("_first"), {}
+        for name, mask in (("test", in_test), ("train", pc.invert(in_test))):
+            stats[f"items.{name}"] += pc.sum(pc.cast(pc.and_(firsts, mask), pa.int64())).as_py()
+            tables[name] = kept.filter(mask)
+        self.flush()
+        self.pending = self.pool.submit(self._write, tables)
+
+    def _write(self, tables: dict[str, pa.Table]) -> None:
+        for name, table in tables.items():
+            self.writers[name].write(table)
+
+    def flush(self, wait_only: bool = False) -> None:
+        """Waits for the batch being written (polars and Parquet write without the GIL: the
+        next batch is made meanwhile); its error, if any, is raised here."""
+        pending, self.pending = self.pending, None
+        if pending is not None and wait_only:
+            concurrent.futures.wait([pending])
+        elif pending is not None:
+            pending.result()
+        if wait_only:
+            self.pool.shutdown()
+
+    def _agreements(self, agreements: pa.ChunkedArray) -> None:
+        """Sums for the card: agreements have 6 decimals, summed exactly in millionths."""
+        self.items += len(agreements)
+        scaled = pc.round(pc.multiply(agreements, 1_000_000.0))
+        self.agreement_micros += int(pc.sum(scaled).as_py())
+        self.unanimous += pc.sum(pc.cast(pc.greater_equal(agreements, 1.0), pa.int64())).as_py()
+        lowest = pc.min(agreements).as_py()
+        self.lowest = lowest if self.lowest is None else min(self.lowest, lowest)
+
+    def summary(self) -> dict | None:
+        if not self.items:
+            return None
+        return {
+            "mean": round(self.agreement_micros / self.items / 1_000_000, 6),
+            "min": round(self.lowest, 6),
+            "unanimous": self.unanimous,
+            "items": self.items,
+        }
+
+
+def _finish(project, exporter, filters, split, rows: _Rows, partial, out_dir, archive_name):
+    result = BuildResult(train_rows=rows.writers["train"].rows, test_rows=rows.writers["test"].rows)
+    stats = Counter({key: value for key, value in exporter.stats.items() if value})
+    summary = {key: stats[key] for key in sorted(stats)}
+    summary.update(rows_train=result.train_rows, rows_test=result.test_rows)
+    summary.setdefault("items", 0)
+    if rows.summary():
+        summary["agreement"] = rows.summary()
+    result.stats = summary
+    result.files = {name: file_info(partial / name) for name in DATA_FILES}
+    result.card = dataset_card(project, exporter, filters, split, result)
+    (partial / "README.md").write_text(result.card, encoding="utf-8")
+    result.files["README.md"] = file_info(partial / "README.md")
+    write_archive(partial / archive_name, partial, [*DATA_FILES, "README.md"])
+    result.files["archive"] = file_info(partial / archive_name)
+    result.checksum = result.files["archive"]["sha256"]
+    shutil.rmtree(out_dir, ignore_errors=True)
+    partial.rename(out_dir)
+    return result

@@ -1,0 +1,292 @@
+"""What every exporter provides: what to read, its output columns (the Arrow schema, defined
+once), and the conversion of a batch of read rows into a batch of output rows.
+
+Two shapes of exporter share the rest of the export (build.py):
+- ItemsExporter (pairwise): SQL aggregates each item's labels into counts, the rows are made
+  from whole columns with Arrow kernels, no Python per row;
+- LabelsExporter (listwise, spans, ratings): one read row per label; an item's labels are
+  aggregated in Python (annotate/kinds/aggregate.py), an item with one label the cheap way.
+
+Every output row keeps its item's provenance (external_id, n_labels, agreement, sources,
+annotators, judges). Internal columns, named with a leading "_", travel with a batch to the
+build and never reach the files: `_agreement` (the item's, for the min_agreement filter and the
+card) and `_first` (the item's first row).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from django.db.models import F, Func, QuerySet, TextField
+from django.db.models.functions import Cast
+
+from annotate.models import Project
+
+from ..formats import ExportError
+from ..selection import labels_of
+
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+MESSAGES = pa.list_(MESSAGE)
+NAMES = pa.list_(pa.string())
+PROVENANCE_FIELDS = [
+    ("external_id", pa.string()),
+    ("n_labels", pa.int32()),
+    ("agreement", pa.float64()),
+    ("sources", NAMES),
+    ("annotators", NAMES),
+    ("judges", NAMES),
+]
+INTERNAL_FIELDS = [("_agreement", pa.float64()), ("_first", pa.bool_())]
+
+__all__ = ["MESSAGE", "MESSAGES", "ExportError", "Exporter", "LabelsExporter", "JSONRoot"]
+
+
+class JSONRoot(Func):
+    """A JSON column's top value as text: a string's characters, else its JSON text."""
+
+    output_field = TextField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="(%(expressions)s #>> '{}')", **extra)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="json_extract(%(expressions)s, '$')")
+
+
+class OfItem(Func):
+    """An expression of the item's own columns in a query grouped by the item's id: no GROUP BY
+    entry of its own (PostgreSQL knows it depends on the id; SQLite does not ask)."""
+
+    template = "%(expressions)s"
+
+    def get_group_by_cols(self):
+        return []
+
+
+def json_text(field: str):
+    return Cast(F(field), TextField())
+
+
+def micros(top: pa.Array, n: pa.Array) -> pa.Array:
+    """round(top / n, 6) in millionths, half up, in integers: a share's or a mean's 6 decimals
+    (the same on every database and in every format)."""
+    top, n = pc.cast(top, pa.int64()), pc.cast(n, pa.int64())
+    return pc.divide(pc.add(pc.multiply(top, 2_000_000), n), pc.multiply(n, 2))
+
+
+def of_micros(values: pa.Array) -> pa.Array:
+    return pc.divide(pc.cast(values, pa.float64()), 1_000_000.0)
+
+
+def count(stats: Counter, key: str, value) -> None:
+    """stats[key] += value, leaving zero counts out of the card."""
+    value = int(value.as_py() if isinstance(value, pa.Scalar) else value or 0)
+    if value:
+        stats[key] += value
+
+
+class Exporter:
+    """Base class: subclasses set `format`, `kind`, `aggregation` and implement fields(),
+    query() and convert().
+
+    `chat` is true when any exported item has a chat prompt: the prompt column is then a message
+    list in every row (text prompts become one user message), so that the schema is one type.
+    """
+
+    format: ClassVar[str]
+    kind: ClassVar[str]  # the project kind whose labels it reads
+    aggregation: ClassVar[str]  # one paragraph for the dataset card
+    internal_fields: ClassVar[list] = []  # more "_" columns for count()
+
+    def __init__(self, *, config: dict, chat: bool = False, seed: int = 0):
+        self.config = config
+        self.chat = chat
+        self.seed = seed
+        self.stats: Counter[str] = Counter()
+
+    def prompt_type(self) -> pa.DataType:
+        return MESSAGES if self.chat else pa.string()
+
+    def fields(self) -> list[tuple[str, pa.DataType]]:
+        raise NotImplementedError
+
+    def schema(self) -> pa.Schema:
+        return pa.schema(
+            self.fields() + PROVENANCE_FIELDS, metadata={"prefhub.format": self.format}
+        )
+
+    def batch_schema(self) -> pa.Schema:
+        """The schema of convert()'s tables: the output columns and the internal ones."""
+        return pa.schema(self.fields() + PROVENANCE_FIELDS + INTERNAL_FIELDS + self.internal_fields)
+
+    def prepare(self, project: Project, filters: dict) -> None:
+        """Called before schema(): an exporter whose columns depend on the data asks here."""
+
+    def query(
+        self, project: Project, filters: dict
+    ) -> tuple[Callable[[int, int], QuerySet], pa.Schema]:
+        """What to read: the values_list() queryset, in item order, of the items with ids in
+        [low, high) (a page), and its columns' types."""
+        raise NotImplementedError
+
+    def convert(self, batch: pa.RecordBatch) -> pa.Table | None:
+        """Output rows (batch_schema()) of the items complete in this batch of read rows."""
+        raise NotImplementedError
+
+    def finish(self) -> pa.Table | None:
+        """Output rows of what convert() held back (an item whose labels may go on)."""
+        return None
+
+    def count(self, kept: pa.Table) -> None:
+        """Count the exported rows (past the min_agreement filter) in `stats`."""
+
+
+# Exporters that aggregate an item's labels in Python ----------------------------------------
+
+
+class ItemRecord(NamedTuple):
+    id: int
+    external_id: str
+    prompt: str | list[dict]
+    responses: list[dict]
+
+
+class LabelRecord(NamedTuple):
+    source: str
+    annotator: str  # username, "" for judge and anonymous imported labels
+    judge: str  # judge name, "" for the rest
+    label: dict
+
+
+LABEL_ROWS = pa.schema(
+    [("item_id", pa.int64())]
+    + [(name, pa.string()) for name in ("external_id", "prompt", "responses", "label")]
+    + [(name, pa.string()) for name in ("source", "annotator", "judge")]
+)
+
+
+def provenance(item: ItemRecord, labels: list[LabelRecord], agreement: float) -> dict[str, Any]:
+    return {
+        "external_id": item.external_id,
+        "n_labels": len(labels),
+        "agreement": round(agreement, 6),
+        "sources": sorted({lb.source for lb in labels}),
+        "annotators": sorted({lb.annotator for lb in labels if lb.annotator}),
+        "judges": sorted({lb.judge for lb in labels if lb.judge}),
+    }
+
+
+def as_messages(prompt: str | list[dict]) -> list[dict]:
+    """A prompt as chat messages: text becomes one user message."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [{"role": m["role"], "content": m["content"]} for m in prompt]
+
+
+def prompt_text(prompt: str | list[dict]) -> str:
+    """A chat prompt flattened for text-only formats: the messages' contents, one per line."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in prompt)
+
+
+def pair_fields(exporter: Exporter) -> list[tuple[str, pa.DataType]]:
+    """The TRL columns of a preference pair, for every pairs format."""
+    return [
+        ("prompt", exporter.prompt_type()),
+        ("chosen", exporter.prompt_type()),
+        ("rejected", exporter.prompt_type()),
+        ("chosen_id", pa.string()),
+        ("rejected_id", pa.string()),
+    ]
+
+
+def pair_row(exporter: Exporter, item: ItemRecord, chosen: dict, rejected: dict) -> dict[str, Any]:
+    """pair_fields' values for one pair; chosen and rejected are item responses."""
+
+    def completion(response: dict):
+        text = response["text"]
+        return [{"role": "assistant", "content": text}] if exporter.chat else text
+
+    return {
+        "prompt": exporter.prompt(item),
+        "chosen": completion(chosen),
+        "rejected": completion(rejected),
+        "chosen_id": chosen["id"],
+        "rejected_id": rejected["id"],
+    }
+
+
+class LabelsExporter(Exporter):
+    """Reads one row per label (item by item) and makes each item's rows in rows()."""
+
+    def prepare(self, project: Project, filters: dict) -> None:
+        self._pending: tuple[ItemRecord, list[LabelRecord]] | None = None
+
+    def prompt(self, item: ItemRecord):
+        return as_messages(item.prompt) if self.chat else item.prompt
+
+    def query(self, project: Project, filters: dict):
+        names = ["item_id", "item__external_id", "prompt_json", "responses_json", "label_json"]
+        names += ["source", "annotator__username", "judge__name"]
+
+        def page(low: int, high: int):
+            labels = labels_of(project, filters).filter(item_id__gte=low, item_id__lt=high)
+            labels = labels.annotate(
+                prompt_json=json_text("item__prompt"),
+                responses_json=json_text("item__responses"),
+                label_json=json_text("label"),
+            )
+            return labels.order_by("item_id", "id").values_list(*names)
+
+        return page, LABEL_ROWS
+
+    def rows(self, item: ItemRecord, labels: list[LabelRecord]) -> list[dict[str, Any]]:
+        """The output rows of one item with at least one label; each has an `agreement`.
+        Counts of what is left out go to `stats` here; counts of what is exported in count()."""
+        raise NotImplementedError
+
+    def convert(self, batch: pa.RecordBatch) -> pa.Table | None:
+        loads, items = orjson.loads, []
+        pending = self._pending
+        for item_id, ext, prompt, responses, label, source, user, judge in zip(
+            *(column.to_pylist() for column in batch.columns), strict=True
+        ):
+            if pending is None or pending[0].id != item_id:
+                if pending is not None:
+                    items.append(pending)
+                pending = (ItemRecord(item_id, ext, loads(prompt), loads(responses)), [])
+            pending[1].append(LabelRecord(source, user or "", judge or "", loads(label)))
+        self._pending = pending  # its labels may go on in the next batch
+        return self._table(items)
+
+    def finish(self) -> pa.Table | None:
+        pending, self._pending = self._pending, None
+        return self._table([pending] if pending else [])
+
+    def _table(self, items) -> pa.Table | None:
+        rows, agreements, firsts = [], [], []
+        stats = self.stats
+        for item, labels in items:
+            stats["items"] += 1
+            stats["labels"] += len(labels)
+            stats.update("sources." + lb.source for lb in labels)
+            made = self.rows(item, labels)
+            if made:
+                rows += made
+                agreements += [made[0]["agreement"]] * len(made)
+                firsts += [True] + [False] * (len(made) - 1)
+        if not rows:
+            return None
+        schema = self.batch_schema()
+        internal = {"_agreement": agreements, "_first": firsts}
+        columns = [
+            pa.array(internal[f.name] if f.name in internal else [r[f.name] for r in rows], f.type)
+            for f in schema
+        ]
+        return pa.Table.from_arrays(columns, schema=schema)
