@@ -10,6 +10,8 @@ import (exports included) without the training stack.
 from __future__ import annotations
 
 import importlib
+import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -48,6 +50,37 @@ def main() -> int:
         print(f"FAIL: the default worker's tasks load {', '.join(heavy)}", file=sys.stderr)
         return 1
     print("worker: tasks and the export code import without", ", ".join(TRAINING))
+    return export_smoke()
+
+
+def export_smoke() -> int:
+    """A real export of imported labels, as the default worker builds it: a fresh SQLite
+    database under PREFHUB_VAR_DIR (set it to a temporary folder)."""
+    from django.core.management import call_command
+
+    from annotate.services import item_import, project_create
+    from feedback_api.datasets import dataset_version_build, dataset_version_create
+
+    call_command("migrate", verbosity=0)
+    rows = [
+        json.dumps({"prompt": f"Q{n}?", "chosen": f"Yes {n}.", "rejected": f"No {n}."})
+        for n in range(20)
+    ]
+    project = project_create(name="Lean export check", kind="pairwise")
+    stream = io.BytesIO("\n".join(rows).encode())
+    report = item_import(project=project, stream=stream, fmt="jsonl", keep_labels=True)
+    version = dataset_version_create(project=project, user=None, format="pairwise", enqueue=False)
+    version = dataset_version_build(version_id=version.pk)
+    if version.status != version.Status.DONE or version.train_rows + version.test_rows != 20:
+        print(f"FAIL: export {version.status} {version.error} {report.summary()}", file=sys.stderr)
+        return 1
+    heavy = loaded(TRAINING)
+    if heavy:
+        print(f"FAIL: the export loads {', '.join(heavy)}", file=sys.stderr)
+        return 1
+    print(
+        f"worker: exported {version.train_rows + version.test_rows} rows; sha256 {version.checksum}"
+    )
     return 0
 
 
