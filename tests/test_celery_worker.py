@@ -76,6 +76,18 @@ class Worker:
         self.process.wait(timeout=5)
 
 
+def wait_until(condition, timeout: float, what: str, workers) -> None:
+    """Poll `condition` (a worker process writes what it waits for); fail with the workers'
+    output after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    output = "\n".join(w.output() for w in workers)
+    pytest.fail(f"{what} not within {timeout} s\n{output}")
+
+
 def _database_url() -> str:
     """The test database (not the development one) as a DATABASE_URL for the worker."""
     db = connection.settings_dict
@@ -141,10 +153,11 @@ def test_worker_runs_an_import_job(worker, transactional_db, media_root):
         project=project, upload=upload, user=user, skip_invalid=False, keep_labels=False
     )
 
-    deadline = time.monotonic() + TASK_TIMEOUT
-    while not job.finished and time.monotonic() < deadline:
-        time.sleep(0.2)
+    def finished() -> bool:
         job.refresh_from_db()
+        return job.finished
+
+    wait_until(finished, TASK_TIMEOUT, "the import job", [worker])
     assert job.status == ImportJob.Status.DONE, f"{job.status} {job.report}\n{worker.output()}"
     assert job.report["created"] == 30
     assert project.items.count() == 30

@@ -7,7 +7,6 @@ import io
 import json
 import zipfile
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from django.core.management import CommandError, call_command
@@ -160,15 +159,6 @@ def test_margin_column_stays_when_labels_without_strength_are_not_exported(proje
     rows = read_jsonl(folder / "train.jsonl")
     assert [r["external_id"] for r in rows] == ["outvoted", "below", "sure"]
     assert all("margin" not in r for r in rows)
-
-
-def test_an_export_allocates_arrow_memory_with_jemalloc(project, tmp_path, monkeypatch):
-    # mimalloc, Arrow's default, kept ~50 MB more of a 1M-row export resident.
-    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
-    pa.set_memory_pool(pa.mimalloc_memory_pool())
-    pair_label(ItemFactory(project=project))
-    export(project, tmp_path)
-    assert pa.default_memory_pool().backend_name == "jemalloc"
 
 
 def test_margin_column_needs_only_one_strength_in_each_exported_majority(project, tmp_path):

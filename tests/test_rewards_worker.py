@@ -7,7 +7,6 @@ delivery): the resume comes from the new worker's worker_ready handler, which fi
 
 import os
 import signal
-import time
 from datetime import timedelta
 
 import psutil
@@ -19,7 +18,7 @@ from config.celery import app
 from rewards import services
 from rewards.models import RewardModel, TrainingRun
 
-from .test_celery_worker import Worker, _database_url, _node_name
+from .test_celery_worker import Worker, _database_url, _node_name, wait_until
 from .test_health import isolated_broker
 from .test_rewards_runs import build_version
 
@@ -68,16 +67,6 @@ def training_env(django_db_setup, tmp_path, settings):
         }
 
 
-def _wait(condition, timeout: float, what: str, workers) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    output = "\n".join(w.output() for w in workers)
-    pytest.fail(f"{what} not within {timeout} s\n{output}")
-
-
 def test_a_killed_training_worker_run_resumes_from_its_checkpoint_on_the_next_worker(
     transactional_db, project, training_env, tmp_path
 ):
@@ -96,7 +85,7 @@ def test_a_killed_training_worker_run_resumes_from_its_checkpoint_on_the_next_wo
             assert run.status in TrainingRun.ACTIVE, run.logs
             return run.last_checkpoint_step() > 0
 
-        _wait(checkpointed, CHECKPOINT_TIMEOUT, "a checkpoint", [first])
+        wait_until(checkpointed, CHECKPOINT_TIMEOUT, "a checkpoint", [first])
         first.kill()
         checkpoint = run.last_checkpoint_step()
         run.refresh_from_db()
@@ -109,7 +98,7 @@ def test_a_killed_training_worker_run_resumes_from_its_checkpoint_on_the_next_wo
             cutoff = timezone.now() - timedelta(seconds=HEARTBEAT_TIMEOUT + 1)
             return run.heartbeat_at < cutoff
 
-        _wait(stale, 30, "a stale heartbeat", [first])
+        wait_until(stale, 30, "a stale heartbeat", [first])
         second = TrainingWorker(_node_name("train2"), training_env, tmp_path / "worker2.log")
         second.wait_until_ready()
 
@@ -117,7 +106,7 @@ def test_a_killed_training_worker_run_resumes_from_its_checkpoint_on_the_next_wo
             run.refresh_from_db()
             return run.finished
 
-        _wait(finished, RUN_TIMEOUT, "the resumed run to finish", [first, second])
+        wait_until(finished, RUN_TIMEOUT, "the resumed run to finish", [first, second])
     finally:
         for worker in (first, second):
             if worker is not None and worker.process.poll() is None:
