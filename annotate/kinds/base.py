@@ -73,6 +73,13 @@ class Kind:
         """The project's settings with defaults filled in; KindError if invalid."""
         raise NotImplementedError
 
+    def with_defaults(self, config) -> dict:
+        """`config` (an object) over DEFAULT_CONFIG; KindError for a key the kind does not have.
+        What clean_config starts from."""
+        config = {**self.DEFAULT_CONFIG, **require_dict(config, "config")}
+        reject_unknown(config, set(self.DEFAULT_CONFIG), "config")
+        return config
+
     def check_responses(self, responses: list[dict], config: dict) -> None:
         """The item's shape for this kind (how many responses); KindError if invalid."""
         raise NotImplementedError

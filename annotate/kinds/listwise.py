@@ -33,8 +33,7 @@ class Listwise(Kind):
     training_unit = "lists"
 
     def clean_config(self, config: dict) -> dict:
-        config = {**self.DEFAULT_CONFIG, **require_dict(config, "config")}
-        reject_unknown(config, set(self.DEFAULT_CONFIG), "config")
+        config = self.with_defaults(config)
         config["max_responses"] = require_int(
             config["max_responses"], "config.max_responses", 2, 100
         )

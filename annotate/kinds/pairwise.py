@@ -42,8 +42,7 @@ class Pairwise(Kind):
     training_unit = "pairs"
 
     def clean_config(self, config: dict) -> dict:
-        config = {**self.DEFAULT_CONFIG, **require_dict(config, "config")}
-        reject_unknown(config, set(self.DEFAULT_CONFIG), "config")
+        config = self.with_defaults(config)
         for key in self.DEFAULT_CONFIG:
             if not isinstance(config[key], bool):
                 raise KindError(f"config.{key}", "expected true or false")

@@ -46,8 +46,7 @@ class Ratings(Kind):
     objective = "ratings"
 
     def clean_config(self, config: dict) -> dict:
-        config = {**self.DEFAULT_CONFIG, **require_dict(config, "config")}
-        reject_unknown(config, set(self.DEFAULT_CONFIG), "config")
+        config = self.with_defaults(config)
         aspects = config["aspects"]
         if not isinstance(aspects, list) or not aspects:
             raise KindError("config.aspects", "expected a non-empty list of aspects")

@@ -72,8 +72,7 @@ class Spans(Kind):
     objective = "spans"
 
     def clean_config(self, config: dict) -> dict:
-        config = {**self.DEFAULT_CONFIG, **require_dict(config, "config")}
-        reject_unknown(config, set(self.DEFAULT_CONFIG), "config")
+        config = self.with_defaults(config)
         taxonomy = config["taxonomy"]
         if not isinstance(taxonomy, list) or not taxonomy:
             raise KindError("config.taxonomy", "expected a non-empty list of error types")
