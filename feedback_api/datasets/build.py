@@ -39,8 +39,6 @@ from .selection import (
 from .services import Progress
 from .write import SplitWriter, file_info, write_archive
 
-CHUNK_SIZE = 10_000  # items per page read
-
 
 @dataclass
 class BuildResult:
@@ -61,10 +59,11 @@ def build_export(
     out_dir: Path,
     archive_name: str = "dataset.zip",
     progress: Progress | None = None,
-    chunk_size: int = CHUNK_SIZE,
+    chunk_size: int | None = None,
 ) -> BuildResult:
     """Write train/test JSONL + Parquet, README.md and the zip archive into out_dir (built in
-    out_dir.partial, renamed when complete)."""
+    out_dir.partial, renamed when complete). chunk_size: items per page read, the exporter's
+    page_items unless given."""
     filters, split = clean_filters(filters), clean_split(split)
     runtime.arrow_allocator()
     items = labeled_items_queryset(project, filters)
@@ -81,7 +80,7 @@ def build_export(
         progress(0, total)
     try:
         query, columns = exporter.query(project, filters)
-        pages = item_pages(project_items(project, filters), chunk_size)
+        pages = item_pages(project_items(project, filters), chunk_size or exporter.page_items)
         with runtime.gc_paused():
             for batch in read_batches(query, columns, pages):
                 rows.write(exporter.convert(batch))
