@@ -1,5 +1,6 @@
 """Each export format's rows, byte for byte, against a golden file in tests/golden/ (the
-expected JSONL, reviewed by eye): the same on SQLite and PostgreSQL, in or out of a
+expected JSONL, reviewed by eye), and each whole archive by its checksum
+(tests/golden/archives.json): the same bytes on SQLite and PostgreSQL, in or out of a
 transaction. Small fixtures with what real data has: ties, several labels per item that
 disagree, human and judge labels, chat prompts, strings that need escaping.
 
@@ -8,6 +9,7 @@ disagree, human and judge labels, chat prompts, strings that need escaping.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -140,7 +142,10 @@ FORMATS = list(datasets.FORMATS)
 def project_with_data(kind: str, users):
     config, fill = KINDS[kind]
     project = ProjectFactory(
-        kind=kind, slug=f"golden-{kind}", config=get_kind(kind).clean_config(config)
+        kind=kind,
+        name=f"Golden {kind}",
+        slug=f"golden-{kind}",
+        config=get_kind(kind).clean_config(config),
     )
     judge = Judge.objects.create(project=project, name="judge-ü", provider="x", model_name="m")
     fill(project, users, judge)
@@ -167,11 +172,22 @@ def check_golden(name: str, body: bytes) -> None:
     assert body == path.read_bytes(), f"{name} differs from {path}"
 
 
+def check_archive(name: str, checksum: str) -> None:
+    """The whole archive (JSONL, Parquet, card, zip) has one checksum on both databases."""
+    path = GOLDEN / "archives.json"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    if os.getenv("UPDATE_GOLDEN"):
+        path.write_text(json.dumps({**known, name: checksum}, indent=2, sort_keys=True) + "\n")
+        known[name] = checksum
+    assert checksum == known[name], f"{name}'s archive differs from the one in {path}"
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_each_format_matches_its_golden_file(fmt, people, tmp_path):
     project = project_with_data(datasets.FORMATS[fmt], people)
     body, result = export_bytes(project, fmt, tmp_path)
     check_golden(fmt, body)
+    check_archive(fmt, result.checksum)
     assert result.train_rows + result.test_rows == body.count(b"\n")
 
 
