@@ -360,7 +360,9 @@ def _submit_in_one_statement(
     item = assignment.item
     kind = item.project.kind
     cleaned = clean_label(item=item, label=label, swapped=assignment.swapped)
-    gold = None if item.gold_label is None else gold_matches(kind, cleaned, item.gold_label)
+    gold = None
+    if item.gold_label is not None:
+        gold = get_kind(kind).gold_matches(cleaned, item.gold_label)
     now = timezone.now()
     pk = assignment_sql.submit(
         assignment_id=assignment.pk,
@@ -432,7 +434,7 @@ def _store(
     assignment.completed_at = now
     assignment.request_id = request_id[:100]
     if item.gold_label is not None:
-        assignment.gold_correct = gold_matches(item.project.kind, label, item.gold_label)
+        assignment.gold_correct = get_kind(item.project.kind).gold_matches(label, item.gold_label)
     assignment.save(update_fields=["status", "completed_at", "request_id", "gold_correct"])
     return annotation
 
@@ -534,11 +536,6 @@ def responses_in_display_order(assignment: Assignment) -> list[dict]:
     by_id = {r["id"]: r for r in assignment.item.responses}
     shown = [by_id[rid] for rid in assignment.order if rid in by_id]
     return shown + [r for r in assignment.item.responses if r["id"] not in assignment.order]
-
-
-def gold_matches(kind: str, label: dict, gold: dict) -> bool:
-    """Whether a label (item terms) agrees with a gold label, by the kind's rule."""
-    return get_kind(kind).gold_matches(label, gold)
 
 
 # Reads --------------------------------------------------------------------------------------

@@ -31,11 +31,7 @@ SPLIT_DEFAULTS = {"test_fraction": 0.1, "seed": 0}
 
 def clean_filters(filters: dict | None) -> dict:
     """Filters with defaults filled in; ServiceError naming the filter at fault."""
-    filters = dict(filters or {})
-    unknown = sorted(set(filters) - set(FILTER_DEFAULTS))
-    if unknown:
-        raise ServiceError(f"Unknown filter {unknown[0]!r}.", f"filters.{unknown[0]}")
-    cleaned = {**FILTER_DEFAULTS, **{k: v for k, v in filters.items() if v is not None}}
+    cleaned = _over_defaults(filters, FILTER_DEFAULTS, "filter", "filters")
     if cleaned["source"] not in SOURCES:
         raise ServiceError(f"Source must be one of {', '.join(SOURCES)}.", "filters.source")
     cleaned["min_agreement"] = _number(cleaned["min_agreement"], "filters.min_agreement", 0, 1)
@@ -55,11 +51,7 @@ def clean_filters(filters: dict | None) -> dict:
 
 
 def clean_split(split: dict | None) -> dict:
-    split = dict(split or {})
-    unknown = sorted(set(split) - set(SPLIT_DEFAULTS))
-    if unknown:
-        raise ServiceError(f"Unknown split option {unknown[0]!r}.", f"split.{unknown[0]}")
-    cleaned = {**SPLIT_DEFAULTS, **{k: v for k, v in split.items() if v is not None}}
+    cleaned = _over_defaults(split, SPLIT_DEFAULTS, "split option", "split")
     fraction = _number(cleaned["test_fraction"], "split.test_fraction", 0, 1)
     if fraction >= 1:
         raise ServiceError("The test fraction must be below 1.", "split.test_fraction")
@@ -67,6 +59,15 @@ def clean_split(split: dict | None) -> dict:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
         raise ServiceError("The seed must be a whole number from 0 to 2^31-1.", "split.seed")
     return {"test_fraction": fraction, "seed": seed}
+
+
+def _over_defaults(given: dict | None, defaults: dict, what: str, field: str) -> dict:
+    """`given` over `defaults` (a None keeps the default); ServiceError naming an unknown key."""
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ServiceError(f"Unknown {what} {unknown[0]!r}.", f"{field}.{unknown[0]}")
+    return {**defaults, **{k: v for k, v in given.items() if v is not None}}
 
 
 def _number(value, field: str, low: float, high: float) -> float:

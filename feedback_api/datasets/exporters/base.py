@@ -189,13 +189,6 @@ def as_messages(prompt: str | list[dict]) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in prompt]
 
 
-def prompt_text(prompt: str | list[dict]) -> str:
-    """A chat prompt flattened for text-only formats: the messages' contents, one per line."""
-    if isinstance(prompt, str):
-        return prompt
-    return "\n\n".join(f"{m['role']}: {m['content']}" for m in prompt)
-
-
 def pair_fields(exporter: Exporter) -> list[tuple[str, pa.DataType]]:
     """The TRL columns of a preference pair, for every pairs format."""
     return [
