@@ -338,20 +338,20 @@ def rank(item, *ranking):
 
 
 def test_bradley_terry_aggregates_conflicting_rankings():
-    order, scores, agreement = aggregate_rankings(
+    groups, scores, agreement = aggregate_rankings(
         ["a", "b", "c"], [["a", "b", "c"], ["a", "b", "c"], ["b", "a", "c"]]
     )
-    assert order == ["a", "b", "c"]
+    assert groups == [["a"], ["b"], ["c"]]
     assert scores["a"] > scores["b"] > scores["c"]
     # 9 (label, pair) comparisons, one disagrees (b over a).
     assert agreement == pytest.approx(8 / 9)
 
 
-def test_bradley_terry_of_one_ranking_is_that_ranking_and_ties_count_half():
-    assert aggregate_rankings(["a", "b", "c"], [["c", "a", "b"]])[0] == ["c", "a", "b"]
-    order, _, agreement = aggregate_rankings(["a", "b"], [[["a", "b"]]])
-    assert order == ["a", "b"]
-    assert agreement == 0.5
+def test_bradley_terry_of_one_ranking_is_that_ranking_with_its_ties():
+    assert aggregate_rankings(["a", "b", "c"], [["c", "a", "b"]])[0] == [["c"], ["a"], ["b"]]
+    groups, _, agreement = aggregate_rankings(["a", "b"], [[["a", "b"]], [["a", "b"]]])
+    assert groups == [["a", "b"]]
+    assert agreement == 1.0
 
 
 def test_listwise_rows_have_responses_and_ranking_as_indices(listwise, tmp_path):
@@ -362,7 +362,7 @@ def test_listwise_rows_have_responses_and_ranking_as_indices(listwise, tmp_path)
     (row,) = rows_of(listwise, tmp_path, "listwise")
     assert row["responses"] == [r["text"] for r in item.responses]
     assert row["response_ids"] == ["1", "2", "3"]
-    assert row["ranking"] == [2, 0, 1]
+    assert row["ranking"] == [[2], [0], [1]]
     assert row["agreement"] == pytest.approx(8 / 9, abs=1e-6)
     assert len(row["scores"]) == 3
 
