@@ -41,6 +41,11 @@ class DatasetFiltersSerializer(serializers.Serializer):
     min_agreement = serializers.FloatField(
         min_value=0, max_value=1, default=0.0, help_text="Leave out items whose labels agree less."
     )
+    keep_single_label = serializers.BooleanField(
+        default=True,
+        help_text="Items with one label have no agreement (null): keep them (the default) or "
+        "leave them out, whatever min_agreement.",
+    )
     exclude_gold = serializers.BooleanField(default=False)
     since = serializers.DateField(
         required=False, allow_null=True, help_text="Labels from this day."
@@ -244,6 +249,13 @@ class DatasetForm(forms.Form):
         choices=[("both", "Human, judge and imported"), ("human", "Human"), ("judge", "Judge")]
     )
     min_agreement = forms.FloatField(min_value=0, max_value=1, initial=0, label="Minimum agreement")
+    keep_single_label = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Keep items with one label",
+        help_text="One label has no agreement to measure: such items pass the minimum agreement "
+        "when this is ticked.",
+    )
     exclude_gold = forms.BooleanField(required=False, label="Leave out gold items")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
@@ -260,7 +272,8 @@ class DatasetForm(forms.Form):
 
     def service_arguments(self) -> dict:
         data = self.cleaned_data
-        filters = {k: data[k] for k in ("source", "min_agreement", "exclude_gold")}
+        keys = ("source", "min_agreement", "keep_single_label", "exclude_gold")
+        filters = {k: data[k] for k in keys}
         filters.update(
             since=data["since"].isoformat() if data["since"] else None,
             until=data["until"].isoformat() if data["until"] else None,

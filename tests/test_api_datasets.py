@@ -70,6 +70,7 @@ def test_create_with_defaults(alice, project, media):
     assert response.status_code == 202
     data = response.json()
     assert data["filters"]["source"] == "both"
+    assert data["filters"]["keep_single_label"] is True
     assert data["split"] == {"test_fraction": 0.1, "seed": 0}
 
 
@@ -86,6 +87,7 @@ def test_create_with_defaults(alice, project, media):
         ({"format": "pairwise", "split": {"test_fraction": 1.5}}, "split"),
         ({"format": "pairwise", "split": {"seed": -1}}, "split"),
         ({"format": "pairwise", "filters": "all"}, "filters"),
+        ({"format": "pairwise", "filters": {"keep_single_label": "maybe"}}, "filters"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_field(alice, project, body, field):

@@ -135,3 +135,94 @@ def test_listwise_parquet_ranking_is_a_list_of_groups(rankings, tmp_path):
     table = pq.read_table(tmp_path / "out" / "train.parquet")
     assert str(table.schema.field("ranking").type) == "list<element: list<element: int32>>"
     assert table.column("ranking").to_pylist()[0] == [[1], [0, 2], [3]]
+
+
+# Agreement of a single label ----------------------------------------------------------------
+
+
+def one_label_per_kind(people) -> dict[str, object]:
+    """A project of each kind with one item labelled once (with a tie where the kind has one)
+    and one item labelled twice, the same way."""
+    bodies = {
+        "pairwise": {"choice": "B", "strength": None, "rationale": ""},
+        "listwise": {"ranking": [["1", "2"], "3"]},
+        "spans": {
+            "spans": [{"response": "1", "start": 0, "end": 6, "label": "irrelevant"}],
+            "missing": "",
+            "corrected": {},
+        },
+        "ratings": {
+            "responses": {
+                "1": {"aspects": {"helpfulness": 4}},
+                "2": {"aspects": {"helpfulness": 2}},
+            }
+        },
+    }
+    projects = {}
+    for kind, body in bodies.items():
+        config = {"allow_ties": True} if kind == "listwise" else {}
+        if kind == "ratings":
+            config = {"aspects": ["helpfulness"]}
+        project = ProjectFactory(kind=kind, config=get_kind(kind).clean_config(config))
+        size = {"pairwise": 2, "listwise": 3, "spans": 1, "ratings": 2}[kind]
+        ids = [str(k) for k in range(1, size + 1)]
+        once, twice = (
+            ItemFactory(
+                project=project, external_id=ext, prompt=question(n), responses=answers(n, ids)
+            )
+            for n, ext in ((1, "once"), (2, "twice"))
+        )
+        AnnotationFactory(item=once, annotator=people[0], label=body)
+        for person in people[:2]:
+            AnnotationFactory(item=twice, annotator=person, label=body)
+        projects[kind] = project
+    return projects
+
+
+@pytest.mark.parametrize("fmt", list(datasets.FORMATS))
+def test_a_single_label_has_no_agreement_in_any_format(fmt, people, tmp_path):
+    project = one_label_per_kind(people)[datasets.FORMATS[fmt]]
+    result, rows = export(project, tmp_path, fmt)
+    agreements = {(r["external_id"], r["n_labels"], r["agreement"]) for r in all_rows(rows)}
+    assert agreements == {("once", 1, None), ("twice", 2, 1.0)}
+    assert result.stats["items_by_labels"] == {"1": 1, "2": 1}
+    assert result.stats["agreement"] == {"mean": 1.0, "min": 1.0, "unanimous": 1, "items": 1}
+    assert "Exported items by number of labels: 1 label: 1, 2 labels: 1." in result.card
+    assert "Of the 1 items with several labels: mean agreement 1.000" in result.card
+
+
+def test_min_agreement_keeps_single_label_items_unless_asked_to_drop_them(people, tmp_path):
+    project = ProjectFactory(kind="pairwise")
+    for n in range(3):
+        AnnotationFactory(
+            item=ItemFactory(project=project, external_id=f"once-{n}", prompt=question(n)),
+            annotator=people[0],
+            label={"choice": "A", "strength": None, "rationale": ""},
+        )
+    split = ItemFactory(project=project, external_id="split", prompt=question(9))
+    for person, choice in zip(people, "ABB", strict=True):
+        AnnotationFactory(item=split, annotator=person, label={"choice": choice, "strength": 1})
+    result, rows = export(project, tmp_path, "pairwise", filters={"min_agreement": 0.7})
+    assert [r["external_id"] for r in all_rows(rows)] == ["once-0", "once-1", "once-2"]
+    assert result.stats["left_out.below_min_agreement"] == 1
+    assert "Items with one label were kept" in result.card
+
+    filters = {"min_agreement": 0.6, "keep_single_label": False}
+    result, rows = export(project, tmp_path, "pairwise", "dropped", filters=filters)
+    assert [r["external_id"] for r in all_rows(rows)] == ["split"]
+    assert result.stats["left_out.single_label"] == 3
+    assert "left_out.below_min_agreement" not in result.stats
+    assert "Items with one label were left out" in result.card
+    # The margin column: the dropped single labels (no strength) have no say in it.
+    assert all_rows(rows)[0]["margin"] == 1.0
+
+
+def test_drop_single_label_from_the_command_line(people, tmp_path, settings):
+    from django.core.management import call_command
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    project = one_label_per_kind(people)["ratings"]
+    call_command("export_dataset", project.slug, "--format", "ratings", "--drop-single-label",
+                 "--test-fraction", "0", "--out", str(tmp_path / "cli"), verbosity=0)  # fmt: skip
+    rows = (tmp_path / "cli" / "train.jsonl").read_text().splitlines()
+    assert [json.loads(r)["external_id"] for r in rows] == ["twice"]

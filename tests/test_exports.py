@@ -64,7 +64,7 @@ def test_pairwise_rows_are_trl_prompt_chosen_rejected_with_margin_and_provenance
     assert row["rejected"] == item.responses[0]["text"]
     assert (row["chosen_id"], row["rejected_id"], row["margin"]) == ("2", "1", 3.0)
     assert row["external_id"] == "x1"
-    assert (row["n_labels"], row["agreement"], row["sources"]) == (1, 1.0, ["human"])
+    assert (row["n_labels"], row["agreement"], row["sources"]) == (1, None, ["human"])
     assert (row["annotators"], row["judges"]) == (["ann"], [])
 
 

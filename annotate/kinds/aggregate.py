@@ -1,5 +1,9 @@
 """How several labels of one item become one answer, and how much the labels agree.
 
+Agreement measures labellers against each other: an item with fewer than
+MIN_LABELS_FOR_AGREEMENT labels has none (None, "n/a"), whatever the kind (`agreement_of`, the
+one place of that rule; the pairwise export applies the same constant to whole columns).
+
 - pairwise: majority vote over A / B / tie; agreement = the majority's share of the labels.
   No majority (A and B equally often) or a majority for "tie" gives no pair.
 - rankings: Bradley-Terry scores fitted by Hunter's MM algorithm on every pair that each ranking
@@ -23,18 +27,25 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
+MIN_LABELS_FOR_AGREEMENT = 2
 BT_PRIOR = 0.1
 BT_ITERATIONS = 200
 BT_TOLERANCE = 1e-10
 
 
-def majority_vote(choices: Sequence[str]) -> tuple[str | None, float]:
+def agreement_of(n_labels: int, value: float) -> float | None:
+    """An item's agreement: `value` (its kind's formula), or None (n/a) for a single label."""
+    return value if n_labels >= MIN_LABELS_FOR_AGREEMENT else None
+
+
+def majority_vote(choices: Sequence[str]) -> tuple[str | None, float | None]:
     """The most frequent choice and its share; None when two choices are equally frequent."""
     counts = Counter(choices).most_common()
     top, n = counts[0]
+    share = agreement_of(len(choices), n / len(choices))
     if len(counts) > 1 and counts[1][1] == n:
-        return None, n / len(choices)
-    return top, n / len(choices)
+        return None, share
+    return top, share
 
 
 def ranking_positions(ranking: list) -> dict[str, int]:
@@ -79,7 +90,9 @@ def bradley_terry(ids: list[str], wins: dict[tuple[str, str], float]) -> dict[st
     return {a: math.log(v) for a, v in strength.items()}
 
 
-def aggregate_rankings(ids: list[str], labels: list[list]) -> tuple[list[list[str]], dict, float]:
+def aggregate_rankings(
+    ids: list[str], labels: list[list]
+) -> tuple[list[list[str]], dict, float | None]:
     """(ranking best first as tie groups, Bradley-Terry score per id, agreement) of several
     rankings; a group holds one id, or several that are tied, in item order.
 
@@ -96,12 +109,12 @@ def flat_ranking(groups: list[list[str]]) -> list:
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _aggregate_rankings(ids: tuple, labels: tuple) -> tuple[tuple, dict, float]:
+def _aggregate_rankings(ids: tuple, labels: tuple) -> tuple[tuple, dict, float | None]:
     ids = list(ids)
     labels = [[list(e) if isinstance(e, tuple) else e for e in r] for r in labels]
     rankings = [ranking_positions(r) for r in labels]
     if len(ids) < 2:
-        return (tuple(ids),) if ids else (), dict.fromkeys(ids, 0.0), 1.0
+        return (tuple(ids),) if ids else (), dict.fromkeys(ids, 0.0), agreement_of(len(labels), 1.0)
     wins = pairwise_wins(ids, rankings)
     scores = bradley_terry(ids, wins)
     borda = {a: sum(wins[(a, b)] for b in ids if b != a) for a in ids}
@@ -119,17 +132,17 @@ def _aggregate_rankings(ids: tuple, labels: tuple) -> tuple[tuple, dict, float]:
                     compared += 1
                     said = (positions[a] > positions[b]) - (positions[a] < positions[b])
                     agree += said == (position[a] > position[b]) - (position[a] < position[b])
-    return order, scores, (agree / compared if compared else 1.0)
+    return order, scores, agreement_of(len(labels), agree / compared if compared else 1.0)
 
 
 def mean_ratings(
     ids: list[str], aspects: list[str], labels: list[dict], low: int, high: int
-) -> tuple[dict[str, dict[str, float]], float]:
+) -> tuple[dict[str, dict[str, float]], float | None]:
     """Mean score per response and aspect over the labels, and the agreement."""
-    if len(labels) == 1:  # the common case, the same numbers without the sums
+    if len(labels) == 1:  # the common case, the same numbers without the sums; agreement n/a
         given = labels[0].get("responses", {})
         means = {rid: given.get(rid, {}).get("aspects", {}) for rid in ids}
-        return {rid: {a: s[a] / 1 for a in aspects if a in s} for rid, s in means.items()}, 1.0
+        return {rid: {a: s[a] / 1 for a in aspects if a in s} for rid, s in means.items()}, None
     means: dict[str, dict[str, float]] = {}
     deviation = count = 0.0
     for rid in ids:
@@ -147,12 +160,12 @@ def mean_ratings(
             deviation += sum(abs(s - mean) for s in scores)
             count += len(scores)
     width = max(high - low, 1)
-    return means, (1.0 - deviation / count / width if count else 1.0)
+    return means, agreement_of(len(labels), 1.0 - deviation / count / width if count else 1.0)
 
 
 def majority_spans(
     spans_per_label: list[list[dict]], n_labels: int
-) -> tuple[list[tuple[int, int, str]], float]:
+) -> tuple[list[tuple[int, int, str]], float | None]:
     """Spans (start, end, label) that more than half of n_labels mark, and the agreement.
 
     spans_per_label holds, for each label of the item, its spans on one response.
@@ -182,4 +195,4 @@ def majority_spans(
                 else:
                     run.append([start, end])
     kept = sorted((s, e, name) for name, run in runs.items() for s, e in run)
-    return kept, (agree / marked if marked else 1.0)
+    return kept, agreement_of(n_labels, agree / marked if marked else 1.0)

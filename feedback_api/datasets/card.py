@@ -30,15 +30,7 @@ def dataset_card(project: Project, exporter: Exporter, filters: dict, split: dic
         lines.append(f"| {name} | {rows} | {info['bytes']} | `{info['sha256']}` |")
     lines += ["", "## Counts", "", "| what | count |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in stats.items() if not isinstance(value, dict)]
-    agreement = stats.get("agreement")
-    lines += ["", "## Agreement", ""]
-    if agreement:
-        lines.append(
-            f"Mean {agreement['mean']:.3f}, minimum {agreement['min']:.3f}; "
-            f"{agreement['unanimous']} of {agreement['items']} exported items unanimous."
-        )
-    else:
-        lines.append("No items exported.")
+    lines += ["", "## Agreement", "", *_agreement(stats, filters)]
     lines += ["", "## Aggregation", "", exporter.aggregation, ""]
     lines += ["## Provenance", ""]
     lines += [
@@ -67,3 +59,32 @@ def dataset_card(project: Project, exporter: Exporter, filters: dict, split: dic
     ]
     lines += [f"- `{f.name}`: {f.type}" for f in exporter.schema()]
     return "\n".join(lines) + "\n"
+
+
+def _agreement(stats: dict, filters: dict) -> list[str]:
+    """Exported items by number of labels, and the agreement of those with several."""
+    by_labels = stats.get("items_by_labels")
+    if not by_labels:
+        return ["No items exported."]
+    counts = ", ".join(
+        f"{n} label{'' if n == '1' else 's'}: {items}" for n, items in by_labels.items()
+    )
+    lines = [f"Exported items by number of labels: {counts}.", ""]
+    agreement = stats.get("agreement")
+    if agreement:
+        lines.append(
+            f"Of the {agreement['items']} items with several labels: mean agreement "
+            f"{agreement['mean']:.3f}, minimum {agreement['min']:.3f}, "
+            f"{agreement['unanimous']} unanimous."
+        )
+    else:
+        lines.append("No exported item has several labels.")
+    single = "kept" if filters["keep_single_label"] else "left out"
+    lines += [
+        "",
+        "Agreement measures labellers against each other: an item with one label has none "
+        "(`agreement` is null, n/a). Items with one label were "
+        f"{single} (filter keep_single_label); the others needed an agreement of at least "
+        f"{filters['min_agreement']:g}.",
+    ]
+    return lines

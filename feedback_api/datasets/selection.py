@@ -21,6 +21,9 @@ SOURCES = {
 FILTER_DEFAULTS = {
     "source": "both",
     "min_agreement": 0.0,
+    # An item labelled once has no agreement (n/a): kept by default, because most published
+    # preference data has one label per item and nothing says that label is doubtful.
+    "keep_single_label": True,
     "exclude_gold": False,
     "since": None,
     "until": None,
@@ -35,8 +38,9 @@ def clean_filters(filters: dict | None) -> dict:
     if cleaned["source"] not in SOURCES:
         raise ServiceError(f"Source must be one of {', '.join(SOURCES)}.", "filters.source")
     cleaned["min_agreement"] = _number(cleaned["min_agreement"], "filters.min_agreement", 0, 1)
-    if not isinstance(cleaned["exclude_gold"], bool):
-        raise ServiceError("Expected true or false.", "filters.exclude_gold")
+    for key in ("exclude_gold", "keep_single_label"):
+        if not isinstance(cleaned[key], bool):
+            raise ServiceError("Expected true or false.", f"filters.{key}")
     for key in ("since", "until"):
         cleaned[key] = _date(cleaned[key], f"filters.{key}")
     if cleaned["since"] and cleaned["until"] and cleaned["since"] > cleaned["until"]:

@@ -10,7 +10,8 @@ Two shapes of exporter share the rest of the export (build.py):
 Every output row keeps its item's provenance (external_id, n_labels, agreement, sources,
 annotators, judges). Internal columns, named with a leading "_", travel with a batch to the
 build and never reach the files: `_agreement` (the item's, for the min_agreement filter and the
-card) and `_first` (the item's first row).
+card; null when the item has one label: annotate.kinds.aggregate.agreement_of) and `_first`
+(the item's first row).
 """
 
 from __future__ import annotations
@@ -81,6 +82,13 @@ def micros(top: pa.Array, n: pa.Array) -> pa.Array:
 
 def of_micros(values: pa.Array) -> pa.Array:
     return pc.divide(pc.cast(values, pa.float64()), 1_000_000.0)
+
+
+def passes_agreement(filters: dict, agreement: pa.Array) -> pa.Array:
+    """Whether items with these agreements pass the filters: at least min_agreement; an item
+    with one label (agreement null, n/a) passes when filters["keep_single_label"]."""
+    at_least = pc.greater_equal(agreement, filters["min_agreement"])
+    return pc.fill_null(at_least, filters["keep_single_label"])
 
 
 def count(stats: Counter, key: str, value) -> None:
@@ -171,11 +179,13 @@ LABEL_ROWS = pa.schema(
 )
 
 
-def provenance(item: ItemRecord, labels: list[LabelRecord], agreement: float) -> dict[str, Any]:
+def provenance(
+    item: ItemRecord, labels: list[LabelRecord], agreement: float | None
+) -> dict[str, Any]:
     return {
         "external_id": item.external_id,
         "n_labels": len(labels),
-        "agreement": round(agreement, 6),
+        "agreement": None if agreement is None else round(agreement, 6),
         "sources": sorted({lb.source for lb in labels}),
         "annotators": sorted({lb.annotator for lb in labels if lb.annotator}),
         "judges": sorted({lb.judge for lb in labels if lb.judge}),

@@ -18,6 +18,7 @@ from django.db.models import Case, Count, F, Max, Min, Q, Sum, When
 from django.db.models.fields.json import KT
 from django.db.models.lookups import GreaterThan
 
+from annotate.kinds.aggregate import MIN_LABELS_FOR_AGREEMENT
 from annotate.models import Item, Project
 
 from ..selection import item_q, label_q, labels_of
@@ -33,6 +34,7 @@ from .base import (
     micros,
     of_micros,
     pair_fields,
+    passes_agreement,
 )
 
 A = "annotations__"
@@ -79,7 +81,7 @@ class PairwiseExporter(Exporter):
     def prepare(self, project: Project, filters: dict) -> None:
         self.project, self.filters = project, filters
         # A null margin is rejected by TRL's margin loss: the column only when every row has one.
-        self.margin = not self._majority_without_strength(filters["min_agreement"])
+        self.margin = not self._majority_without_strength()
 
     def fields(self):
         return pair_fields(self) + ([("margin", pa.float64())] if self.margin else [])
@@ -102,7 +104,7 @@ class PairwiseExporter(Exporter):
             )
         )
 
-    def _majority_without_strength(self, min_agreement: float) -> bool:
+    def _majority_without_strength(self) -> bool:
         """Whether an item that gives a row (a majority for A or B, its share at least
         min_agreement) has no strength among its majority's labels. Only items with an A or B
         label lacking a strength can: the query starts from those."""
@@ -115,7 +117,8 @@ class PairwiseExporter(Exporter):
             top, strengths = (na, ca) if na > nb else (nb, cb)
             if top > min(na, nb) and top > nt and not strengths:
                 share = of_micros(micros(pa.array([top]), pa.array([n])))[0].as_py()
-                if share >= min_agreement:
+                agreement = pa.array([share if n >= MIN_LABELS_FOR_AGREEMENT else None])
+                if passes_agreement(self.filters, agreement)[0].as_py():
                     return True
         return False
 
@@ -164,7 +167,12 @@ class PairwiseExporter(Exporter):
         a = a_top.filter(exported)
         col = rows.column
         top = pc.if_else(a, col("na"), col("nb"))
-        agreement = of_micros(micros(top, col("n")))
+        # annotate.kinds.aggregate.agreement_of on whole columns: n/a for a single label.
+        agreement = pc.if_else(
+            pc.greater_equal(col("n"), MIN_LABELS_FOR_AGREEMENT),
+            of_micros(micros(top, col("n"))),
+            pa.scalar(None, pa.float64()),
+        )
         columns = {
             "prompt": self._prompts(col("prompt"), col("chat")),
             "chosen": self._completion(col("chosen")),

@@ -24,6 +24,11 @@ class Command(BaseCommand):
         parser.add_argument("--format", required=True, choices=list(datasets.FORMATS))
         parser.add_argument("--source", choices=list(datasets.SOURCES), default="both")
         parser.add_argument("--min-agreement", type=float, default=0.0)
+        parser.add_argument(
+            "--drop-single-label",
+            action="store_true",
+            help="Leave out items with one label (their agreement is n/a); kept by default.",
+        )
         parser.add_argument("--exclude-gold", action="store_true")
         parser.add_argument("--since", help="Labels from this day (YYYY-MM-DD).")
         parser.add_argument("--until", help="Labels up to this day (YYYY-MM-DD).")
@@ -37,6 +42,7 @@ class Command(BaseCommand):
         filters = {
             "source": options["source"],
             "min_agreement": options["min_agreement"],
+            "keep_single_label": not options["drop_single_label"],
             "exclude_gold": options["exclude_gold"],
             "since": options["since"],
             "until": options["until"],
