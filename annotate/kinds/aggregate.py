@@ -48,15 +48,6 @@ def majority_vote(choices: Sequence[str]) -> tuple[str | None, float | None]:
     return top, share
 
 
-def ranking_positions(ranking: list) -> dict[str, int]:
-    """Position of each response id in a ranking, best = 0; a tied group shares a position."""
-    positions = {}
-    for position, entry in enumerate(ranking):
-        for rid in entry if isinstance(entry, list) else [entry]:
-            positions[str(rid)] = position
-    return positions
-
-
 def pairwise_wins(ids: list[str], rankings: list[dict[str, int]]) -> dict[tuple[str, str], float]:
     """wins[(a, b)]: how often a was ranked above b (half for a tie), over all rankings."""
     wins = {(a, b): 0.0 for a in ids for b in ids if a != b}
@@ -94,13 +85,28 @@ def aggregate_rankings(
     ids: list[str], labels: list[list]
 ) -> tuple[list[list[str]], dict, float | None]:
     """(ranking best first as tie groups, Bradley-Terry score per id, agreement) of several
-    rankings; a group holds one id, or several that are tied, in item order.
+    rankings; a group holds one id, or several that are tied, in item order."""
+    groups, scores, agreement = rank_indices(ids, labels)
+    return [[ids[i] for i in g] for g in groups], dict(zip(ids, scores, strict=True)), agreement
 
-    Remembered by value: an export meets the same few patterns (one ranking of K responses
-    with the same ids) again and again, and the fit costs far more than the lookup."""
-    frozen = tuple(tuple(tuple(e) if isinstance(e, list) else e for e in r) for r in labels)
-    groups, scores, agreement = _aggregate_rankings(tuple(ids), frozen)
-    return [list(g) for g in groups], dict(scores), agreement
+
+def rank_indices(ids: list[str], labels: list[list]) -> tuple[tuple, tuple, float | None]:
+    """aggregate_rankings with responses as indices into `ids`: (tie groups of indices, best
+    first; scores in `ids` order; agreement).
+
+    Remembered by each ranking's positions of ids[0], ids[1], ...: an export meets the same
+    few patterns (one ranking of K responses) again and again, whatever the ids, and the fit
+    costs far more than the lookup."""
+    index = {rid: k for k, rid in enumerate(ids)}
+    patterns = []
+    for ranking in labels:
+        positions = [None] * len(ids)
+        for position, entry in enumerate(ranking):
+            for rid in entry if isinstance(entry, list) else (entry,):
+                if (k := index.get(str(rid))) is not None:
+                    positions[k] = position
+        patterns.append(tuple(positions))
+    return _rank_patterns(len(ids), tuple(patterns))
 
 
 def flat_ranking(groups: list[list[str]]) -> list:
@@ -109,21 +115,20 @@ def flat_ranking(groups: list[list[str]]) -> list:
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _aggregate_rankings(ids: tuple, labels: tuple) -> tuple[tuple, dict, float | None]:
-    ids = list(ids)
-    labels = [[list(e) if isinstance(e, tuple) else e for e in r] for r in labels]
-    rankings = [ranking_positions(r) for r in labels]
-    if len(ids) < 2:
-        return (tuple(ids),) if ids else (), dict.fromkeys(ids, 0.0), agreement_of(len(labels), 1.0)
+def _rank_patterns(n: int, patterns: tuple) -> tuple[tuple, tuple, float | None]:
+    ids = [str(k) for k in range(n)]  # positions are what counts: ids by index
+    rankings = [{ids[k]: p for k, p in enumerate(ps) if p is not None} for ps in patterns]
+    if n < 2:
+        return ((0,),) if n else (), (0.0,) * n, agreement_of(len(patterns), 1.0)
     wins = pairwise_wins(ids, rankings)
     scores = bradley_terry(ids, wins)
     borda = {a: sum(wins[(a, b)] for b in ids if b != a) for a in ids}
     key = {a: (-round(scores[a], 9), -borda[a]) for a in ids}
-    groups: dict[tuple, list[str]] = {}
-    for a in sorted(ids, key=lambda a: (key[a], ids.index(a))):
-        groups.setdefault(key[a], []).append(a)
+    groups: dict[tuple, list[int]] = {}
+    for k in sorted(range(n), key=lambda k: (key[ids[k]], k)):
+        groups.setdefault(key[ids[k]], []).append(k)
     order = tuple(tuple(g) for g in groups.values())
-    position = {a: k for k, group in enumerate(order) for a in group}
+    position = {ids[k]: g for g, group in enumerate(order) for k in group}
     agree = compared = 0
     for positions in rankings:
         for i, a in enumerate(ids):
@@ -132,7 +137,8 @@ def _aggregate_rankings(ids: tuple, labels: tuple) -> tuple[tuple, dict, float |
                     compared += 1
                     said = (positions[a] > positions[b]) - (positions[a] < positions[b])
                     agree += said == (position[a] > position[b]) - (position[a] < position[b])
-    return order, scores, agreement_of(len(labels), agree / compared if compared else 1.0)
+    agreement = agreement_of(len(patterns), agree / compared if compared else 1.0)
+    return order, tuple(scores[a] for a in ids), agreement
 
 
 def mean_ratings(
