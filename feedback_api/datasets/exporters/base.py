@@ -2,10 +2,11 @@
 once), and the conversion of a batch of read rows into a batch of output rows.
 
 Two shapes of exporter share the rest of the export (build.py):
-- ItemsExporter (pairwise): SQL aggregates each item's labels into counts, the rows are made
-  from whole columns with Arrow kernels, no Python per row;
-- LabelsExporter (listwise, spans, ratings): one read row per label; an item's labels are
-  aggregated in Python (annotate/kinds/aggregate.py), an item with one label the cheap way.
+- pairwise: SQL aggregates each item's labels into counts, the rows are made from whole
+  columns with Arrow kernels, no Python per row;
+- LabelsExporter (listwise, spans, ratings): one read row per label; the items' own columns
+  (prompt, responses: JSON parsed by Arrow) and provenance are made a batch at a time, and
+  only each item's aggregate runs in Python (annotate/kinds/aggregate.py), into flat lists.
 
 Every output row keeps its item's provenance (external_id, n_labels, agreement, sources,
 annotators, judges). Internal columns, named with a leading "_", travel with a batch to the
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pajson
 from django.db.models import F, Func, QuerySet, TextField
 from django.db.models.functions import Cast
 
@@ -121,6 +123,25 @@ class Exporter:
     def prompt_type(self) -> pa.DataType:
         return MESSAGES if self.chat else pa.string()
 
+    def prompts(self, texts: pa.Array, chat: pa.Array) -> pa.Array:
+        """The prompt column from the prompts' text (a chat prompt's: its JSON): in a chat
+        export, every prompt as messages (a text prompt as one user message)."""
+        if not self.chat:
+            return texts
+        prompts = [
+            as_messages(orjson.loads(text) if is_chat else text)
+            for text, is_chat in zip(texts.to_pylist(), chat.to_pylist(), strict=True)
+        ]
+        return pa.array(prompts, MESSAGES)
+
+    def completions(self, texts: pa.Array) -> pa.Array:
+        """Responses' texts, or in a chat export each as one assistant message."""
+        if not self.chat:
+            return texts
+        roles = pa.repeat(pa.scalar("assistant"), len(texts))
+        messages = pa.StructArray.from_arrays([roles, texts], fields=list(MESSAGE))
+        return pa.ListArray.from_arrays(pa.array(range(len(texts) + 1), pa.int32()), messages)
+
     def fields(self) -> list[tuple[str, pa.DataType]]:
         raise NotImplementedError
 
@@ -155,43 +176,6 @@ class Exporter:
         """Count the exported rows (past the min_agreement filter) in `stats`."""
 
 
-# Exporters that aggregate an item's labels in Python ----------------------------------------
-
-
-class ItemRecord(NamedTuple):
-    id: int
-    external_id: str
-    prompt: str | list[dict]
-    responses: list[dict]
-
-
-class LabelRecord(NamedTuple):
-    source: str
-    annotator: str  # username, "" for judge and anonymous imported labels
-    judge: str  # judge name, "" for the rest
-    label: dict
-
-
-LABEL_ROWS = pa.schema(
-    [("item_id", pa.int64())]
-    + [(name, pa.string()) for name in ("external_id", "prompt", "responses", "label")]
-    + [(name, pa.string()) for name in ("source", "annotator", "judge")]
-)
-
-
-def provenance(
-    item: ItemRecord, labels: list[LabelRecord], agreement: float | None
-) -> dict[str, Any]:
-    return {
-        "external_id": item.external_id,
-        "n_labels": len(labels),
-        "agreement": None if agreement is None else round(agreement, 6),
-        "sources": sorted({lb.source for lb in labels}),
-        "annotators": sorted({lb.annotator for lb in labels if lb.annotator}),
-        "judges": sorted({lb.judge for lb in labels if lb.judge}),
-    }
-
-
 def as_messages(prompt: str | list[dict]) -> list[dict]:
     """A prompt as chat messages: text becomes one user message."""
     if isinstance(prompt, str):
@@ -210,41 +194,133 @@ def pair_fields(exporter: Exporter) -> list[tuple[str, pa.DataType]]:
     ]
 
 
-def pair_row(exporter: Exporter, item: ItemRecord, chosen: dict, rejected: dict) -> dict[str, Any]:
-    """pair_fields' values for one pair; chosen and rejected are item responses."""
+# Exporters that aggregate an item's labels in Python ----------------------------------------
 
-    def completion(response: dict):
-        text = response["text"]
-        return [{"role": "assistant", "content": text}] if exporter.chat else text
+RESPONSE = pa.struct([("id", pa.string()), ("text", pa.string()), ("model", pa.string())])
+LABEL_ROWS = pa.schema(
+    [("item_id", pa.int64()), ("external_id", pa.string()), ("prompt", pa.string())]
+    + [("chat", pa.bool_()), ("responses", pa.string()), ("label", pa.string())]
+    + [(name, pa.string()) for name in ("source", "annotator", "judge")]
+)
 
+
+def list_parts(lists: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """A list array's offsets (from 0) and its values, flat."""
+    offsets = lists.offsets
+    return pc.subtract(offsets, offsets[0]), pc.list_flatten(lists)
+
+
+def split_lists(values: list, offsets: list[int]) -> list[list]:
+    return [values[a:b] for a, b in zip(offsets, offsets[1:], strict=False)]
+
+
+def json_column(texts: pa.Array, kind: pa.DataType) -> pa.Array:
+    """JSON texts parsed by Arrow (C++) into values of type `kind`; fields not in it ignored."""
+    lines = pc.binary_join_element_wise('{"v":', texts, "}\n", "")
+    data = lines.buffers()[2].slice(0, pc.sum(pc.binary_length(lines)).as_py() or 0)
+    options = pajson.ParseOptions(
+        explicit_schema=pa.schema([("v", kind)]), unexpected_field_behavior="ignore"
+    )
+    read = pajson.ReadOptions(block_size=max(data.size, 1 << 20))
+    return pajson.read_json(pa.BufferReader(data), read, options).column("v").combine_chunks()
+
+
+class Items:
+    """The complete items of a batch of label rows (one row per label, item by item), column
+    by column: the item's own columns (Arrow), its labels parsed (Python), its provenance."""
+
+    def __init__(self, rows: pa.Table):
+        item_ids = rows.column("item_id").combine_chunks()
+        n = len(item_ids)
+        change = pc.not_equal(item_ids.slice(1), item_ids.slice(0, n - 1))
+        after = pc.cast(pc.add(pc.indices_nonzero(change), 1), pa.int64())
+        starts = pa.concat_arrays([pa.array([0], pa.int64()), after])
+        first = rows.take(starts)
+        self.count = len(starts)
+        self.bounds = starts.to_pylist() + [n]
+        self.n_labels = [b - a for a, b in zip(self.bounds, self.bounds[1:], strict=False)]
+        self.external_id = first.column("external_id").combine_chunks()
+        self.prompt = first.column("prompt").combine_chunks()
+        self.chat = first.column("chat").combine_chunks()
+        self.response_offsets, responses = list_parts(
+            json_column(first.column("responses").combine_chunks(), pa.list_(RESPONSE))
+        )
+        self.response_ids = responses.field("id")
+        self.response_texts = responses.field("text")
+        self.models = pc.fill_null(responses.field("model"), "")
+        loads = orjson.loads
+        self.labels = split_lists(
+            [loads(label) for label in rows.column("label").to_pylist()], self.bounds
+        )
+        self.sources = self._names(rows.column("source"))
+        self.annotators = self._names(rows.column("annotator"))
+        self.judges = self._names(rows.column("judge"))
+
+    def _names(self, column: pa.ChunkedArray) -> list[list[str]]:
+        """Each item's distinct names, sorted ("" and null left out)."""
+        names = column.to_pylist()
+        out = []
+        for a, b in zip(self.bounds, self.bounds[1:], strict=False):
+            if b - a == 1:
+                out.append([names[a]] if names[a] else [])
+            else:
+                out.append(sorted({name for name in names[a:b] if name}))
+        return out
+
+    def ids(self) -> list[list[str]]:
+        """Each item's response ids."""
+        return split_lists(self.response_ids.to_pylist(), self.response_offsets.to_pylist())
+
+    def per_response(self, values: pa.Array) -> pa.Array:
+        """A flat column of the items' responses (item by item) as one list per item."""
+        return pa.ListArray.from_arrays(self.response_offsets, values)
+
+    def response_at(self, item: pa.Array, index: pa.Array) -> pa.Array:
+        """Positions in the flat response columns of the index-th response of each item."""
+        return pc.add(pc.take(self.response_offsets, item), pc.cast(index, pa.int64()))
+
+
+class ItemRows(NamedTuple):
+    """What an exporter makes of a batch's items: its own columns for each output row, the
+    item each row comes from, and each row's and each item's agreement."""
+
+    columns: dict[str, pa.Array]
+    item: pa.Array  # per row, an index into the batch's items
+    agreement: list[float | None]  # per row
+    item_agreement: list[float | None]  # per item (its first row's, for the filter and card)
+
+
+def pair_columns(exporter: Exporter, items: Items, item, chosen, rejected) -> dict[str, pa.Array]:
+    """pair_fields' columns of pairs of responses, given by their index in their item."""
+    item = pa.array(item, pa.int64())
+    chosen = items.response_at(item, pa.array(chosen, pa.int64()))
+    rejected = items.response_at(item, pa.array(rejected, pa.int64()))
+    texts, ids = items.response_texts, items.response_ids
     return {
-        "prompt": exporter.prompt(item),
-        "chosen": completion(chosen),
-        "rejected": completion(rejected),
-        "chosen_id": chosen["id"],
-        "rejected_id": rejected["id"],
+        "chosen": exporter.completions(texts.take(chosen)),
+        "rejected": exporter.completions(texts.take(rejected)),
+        "chosen_id": ids.take(chosen),
+        "rejected_id": ids.take(rejected),
     }
 
 
 class LabelsExporter(Exporter):
-    """Reads one row per label (item by item) and makes each item's rows in rows()."""
+    """Reads one row per label (item by item); its subclass aggregates each item's labels in
+    item_rows(), the columns common to every format (prompt, provenance) are made here."""
 
-    page_items = 2_500  # a page's rows become Python dicts: 10,000 took ~480 MB at 1M
+    page_items = 2_500  # peak RSS at 1M rows: see bench/README.md
 
     def prepare(self, project: Project, filters: dict) -> None:
-        self._pending: tuple[ItemRecord, list[LabelRecord]] | None = None
-
-    def prompt(self, item: ItemRecord):
-        return as_messages(item.prompt) if self.chat else item.prompt
+        self._pending: pa.Table | None = None  # the last item's labels: may go on
 
     def query(self, project: Project, filters: dict):
-        names = ["item_id", "item__external_id", "prompt_json", "responses_json", "label_json"]
-        names += ["source", "annotator__username", "judge__name"]
+        names = ["item_id", "item__external_id", "prompt_text", "item__chat", "responses_json"]
+        names += ["label_json", "source", "annotator__username", "judge__name"]
 
         def page(low: int, high: int):
             labels = labels_of(project, filters).filter(item_id__gte=low, item_id__lt=high)
             labels = labels.annotate(
-                prompt_json=json_text("item__prompt"),
+                prompt_text=JSONRoot("item__prompt"),
                 responses_json=json_text("item__responses"),
                 label_json=json_text("label"),
             )
@@ -252,47 +328,53 @@ class LabelsExporter(Exporter):
 
         return page, LABEL_ROWS
 
-    def rows(self, item: ItemRecord, labels: list[LabelRecord]) -> list[dict[str, Any]]:
-        """The output rows of one item with at least one label; each has an `agreement`.
-        Counts of what is left out go to `stats` here; counts of what is exported in count()."""
+    def item_rows(self, items: Items) -> ItemRows:
+        """The output rows of a batch's items, each with at least one label. Counts of what is
+        left out go to `stats` here; counts of what is exported in count()."""
         raise NotImplementedError
 
     def convert(self, batch: pa.RecordBatch) -> pa.Table | None:
-        loads, items = orjson.loads, []
-        pending = self._pending
-        for item_id, ext, prompt, responses, label, source, user, judge in zip(
-            *(column.to_pylist() for column in batch.columns), strict=True
-        ):
-            if pending is None or pending[0].id != item_id:
-                if pending is not None:
-                    items.append(pending)
-                pending = (ItemRecord(item_id, ext, loads(prompt), loads(responses)), [])
-            pending[1].append(LabelRecord(source, user or "", judge or "", loads(label)))
-        self._pending = pending  # its labels may go on in the next batch
-        return self._table(items)
+        rows = pa.Table.from_batches([batch])
+        if self._pending is not None:
+            rows = pa.concat_tables([self._pending, rows])
+        # The last item's labels may go on in the next batch: held back.
+        last = pc.index(rows.column("item_id"), rows.column("item_id")[-1]).as_py()
+        self._pending = rows.slice(last)
+        return self._table(rows.slice(0, last))
 
     def finish(self) -> pa.Table | None:
         pending, self._pending = self._pending, None
-        return self._table([pending] if pending else [])
+        return self._table(pending) if pending is not None else None
 
-    def _table(self, items) -> pa.Table | None:
-        rows, agreements, firsts = [], [], []
-        stats = self.stats
-        for item, labels in items:
-            stats["items"] += 1
-            stats["labels"] += len(labels)
-            stats.update("sources." + lb.source for lb in labels)
-            made = self.rows(item, labels)
-            if made:
-                rows += made
-                agreements += [made[0]["agreement"]] * len(made)
-                firsts += [True] + [False] * (len(made) - 1)
-        if not rows:
+    def _table(self, rows: pa.Table) -> pa.Table | None:
+        if not rows.num_rows:
             return None
+        items = Items(rows)
+        self.stats["items"] += items.count
+        self.stats["labels"] += rows.num_rows
+        for entry in pc.value_counts(rows.column("source")).to_pylist():
+            self.stats["sources." + entry["values"]] += entry["counts"]
+        made = self.item_rows(items)
+        if not len(made.item):
+            return None
+        item = made.item
+        first = pc.not_equal(item, pa.concat_arrays([pa.array([-1], pa.int64()), item[:-1]]))
+        common = {
+            "prompt": self.prompts(items.prompt, items.chat).take(item),
+            "external_id": items.external_id.take(item),
+            "n_labels": pa.array(items.n_labels, pa.int32()).take(item),
+            "agreement": _rounded(made.agreement),
+            "sources": pa.array(items.sources, NAMES).take(item),
+            "annotators": pa.array(items.annotators, NAMES).take(item),
+            "judges": pa.array(items.judges, NAMES).take(item),
+            "_agreement": _rounded(made.item_agreement).take(item),
+            "_first": first,
+        }
+        columns = {**common, **made.columns}
         schema = self.batch_schema()
-        internal = {"_agreement": agreements, "_first": firsts}
-        columns = [
-            pa.array(internal[f.name] if f.name in internal else [r[f.name] for r in rows], f.type)
-            for f in schema
-        ]
-        return pa.Table.from_arrays(columns, schema=schema)
+        return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def _rounded(agreements: list[float | None]) -> pa.Array:
+    """Agreements to 6 decimals (null: n/a)."""
+    return pa.array([a if a is None else round(a, 6) for a in agreements], pa.float64())

@@ -4,22 +4,12 @@ ranking implies, in the pairwise format ("listwise-pairs"), tied pairs left out.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from annotate.kinds.aggregate import aggregate_rankings
+from annotate.kinds.aggregate import rank_indices
 
-from .base import (
-    ItemRecord,
-    LabelRecord,
-    LabelsExporter,
-    count,
-    pair_fields,
-    pair_row,
-    provenance,
-)
+from .base import ItemRows, Items, LabelsExporter, count, pair_columns, pair_fields
 
 AGGREGATION = (
     "Bradley-Terry: log-strengths fitted by Hunter's MM algorithm on every pair each ranking "
@@ -39,9 +29,12 @@ RANKING = (
 )
 
 
-def _aggregate(item: ItemRecord, labels: list[LabelRecord]):
-    ids = [r["id"] for r in item.responses]
-    return aggregate_rankings(ids, [lb.label.get("ranking", []) for lb in labels])
+def _rankings(items: Items) -> list[tuple[tuple, tuple, float | None]]:
+    """Each item's (tie groups of response indices, scores in response order, agreement)."""
+    return [
+        rank_indices(ids, [label.get("ranking", []) for label in labels])
+        for ids, labels in zip(items.ids(), items.labels, strict=True)
+    ]
 
 
 class ListwiseExporter(LabelsExporter):
@@ -59,20 +52,24 @@ class ListwiseExporter(LabelsExporter):
             ("scores", pa.list_(pa.float64())),
         ]
 
-    def rows(self, item: ItemRecord, labels: list[LabelRecord]) -> list[dict[str, Any]]:
-        groups, scores, agreement = _aggregate(item, labels)
-        ids = [r["id"] for r in item.responses]
-        return [
-            {
-                "prompt": self.prompt(item),
-                "responses": [r["text"] for r in item.responses],
-                "response_ids": ids,
-                "models": [r.get("model") or "" for r in item.responses],
-                "ranking": [[ids.index(rid) for rid in group] for group in groups],
-                "scores": [round(scores[rid], 6) for rid in ids],
-                **provenance(item, labels, agreement),
-            }
+    def item_rows(self, items: Items) -> ItemRows:
+        rankings = _rankings(items)
+        rounded: dict[tuple, list[float]] = {}  # the few distinct scores of a batch, rounded
+        scores = [
+            rounded.get(s) or rounded.setdefault(s, [round(x, 6) for x in s])
+            for _, s, _ in rankings
         ]
+        agreements = [agreement for *_, agreement in rankings]
+        columns = {
+            "responses": items.per_response(items.response_texts),
+            "response_ids": items.per_response(items.response_ids),
+            "models": items.per_response(items.models),
+            "ranking": pa.array(
+                [groups for groups, *_ in rankings], pa.list_(pa.list_(pa.int32()))
+            ),
+            "scores": pa.array(scores, pa.list_(pa.float64())),
+        }
+        return ItemRows(columns, pa.array(range(items.count), pa.int64()), agreements, agreements)
 
     def count(self, kept: pa.Table) -> None:
         count(self.stats, "items.ranked", kept.num_rows)
@@ -97,22 +94,31 @@ class ListwisePairsExporter(LabelsExporter):
     def fields(self):
         return pair_fields(self) + [("rank_chosen", pa.int32()), ("rank_rejected", pa.int32())]
 
-    def rows(self, item: ItemRecord, labels: list[LabelRecord]) -> list[dict[str, Any]]:
-        groups, _scores, agreement = _aggregate(item, labels)
-        by_id = {r["id"]: r for r in item.responses}
-        common = provenance(item, labels, agreement)
-        rows = []
-        for i, better in enumerate(groups):
-            for j in range(i + 1, len(groups)):
-                for chosen in better:
-                    for rejected in groups[j]:
-                        pair = pair_row(self, item, by_id[chosen], by_id[rejected])
-                        rows.append({**pair, "rank_chosen": i, "rank_rejected": j, **common})
-        tied = sum(len(g) * (len(g) - 1) // 2 for g in groups)
-        count(self.stats, "left_out.tied_pairs", tied)
-        if not rows:
-            count(self.stats, "left_out.all_tied", 1)
-        return rows
+    def item_rows(self, items: Items) -> ItemRows:
+        item, chosen, rejected, ranks, agreements = [], [], [], ([], []), []
+        item_agreements = []
+        for k, (groups, _scores, agreement) in enumerate(_rankings(items)):
+            before = len(item)
+            for i, better in enumerate(groups):
+                for j in range(i + 1, len(groups)):
+                    for c in better:
+                        for r in groups[j]:
+                            item.append(k)
+                            chosen.append(c)
+                            rejected.append(r)
+                            ranks[0].append(i)
+                            ranks[1].append(j)
+            agreements += [agreement] * (len(item) - before)
+            item_agreements.append(agreement)
+            count(
+                self.stats, "left_out.tied_pairs", sum(len(g) * (len(g) - 1) // 2 for g in groups)
+            )
+            if len(item) == before:
+                count(self.stats, "left_out.all_tied", 1)
+        columns = pair_columns(self, items, item, chosen, rejected)
+        columns["rank_chosen"] = pa.array(ranks[0], pa.int32())
+        columns["rank_rejected"] = pa.array(ranks[1], pa.int32())
+        return ItemRows(columns, pa.array(item, pa.int64()), agreements, item_agreements)
 
     def count(self, kept: pa.Table) -> None:
         count(self.stats, "pairs", kept.num_rows)

@@ -11,7 +11,6 @@ several people (their names).
 
 from __future__ import annotations
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from django.db.models import Case, Count, F, Max, Min, Q, Sum, When
@@ -23,13 +22,10 @@ from annotate.models import Item, Project
 
 from ..selection import item_q, label_q, labels_of
 from .base import (
-    MESSAGE,
-    MESSAGES,
     NAMES,
     Exporter,
     JSONRoot,
     OfItem,
-    as_messages,
     count,
     micros,
     of_micros,
@@ -174,9 +170,9 @@ class PairwiseExporter(Exporter):
             pa.scalar(None, pa.float64()),
         )
         columns = {
-            "prompt": self._prompts(col("prompt"), col("chat")),
-            "chosen": self._completion(col("chosen")),
-            "rejected": self._completion(col("rejected")),
+            "prompt": self.prompts(col("prompt"), col("chat")),
+            "chosen": self.completions(col("chosen")),
+            "rejected": self.completions(col("rejected")),
             "chosen_id": col("chosen_id"),
             "rejected_id": col("rejected_id"),
             "margin": self._margins(a, rows) if self.margin else None,
@@ -204,23 +200,6 @@ class PairwiseExporter(Exporter):
         count(stats, "left_out.ties", ties)
         n_exported = pc.sum(pc.cast(exported, pa.int64())).as_py() or 0
         count(stats, "left_out.no_majority", batch.num_rows - n_exported - ties)
-
-    def _prompts(self, texts: pa.Array, chat: pa.Array) -> pa.Array:
-        if not self.chat:
-            return texts
-        prompts = [
-            as_messages(orjson.loads(text) if is_chat else text)
-            for text, is_chat in zip(texts.to_pylist(), chat.to_pylist(), strict=True)
-        ]
-        return pa.array(prompts, MESSAGES)
-
-    def _completion(self, texts: pa.Array) -> pa.Array:
-        """A response's text, or as one assistant message in a chat export."""
-        if not self.chat:
-            return texts
-        roles = pa.repeat(pa.scalar("assistant"), len(texts))
-        messages = pa.StructArray.from_arrays([roles, texts], fields=list(MESSAGE))
-        return pa.ListArray.from_arrays(pa.array(range(len(texts) + 1), pa.int32()), messages)
 
     def _margins(self, a: pa.Array, rows: pa.RecordBatch) -> pa.Array:
         """The mean strength of the majority's labels; null where none has one."""

@@ -4,22 +4,12 @@ one, picked deterministically from the seed and the item's external_id."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pyarrow as pa
 
 from annotate.kinds.aggregate import mean_ratings
 
 from ..selection import split_hash
-from .base import (
-    ItemRecord,
-    LabelRecord,
-    LabelsExporter,
-    count,
-    pair_fields,
-    pair_row,
-    provenance,
-)
+from .base import ItemRows, Items, LabelsExporter, count, pair_columns, pair_fields
 
 AGGREGATION = (
     "Mean score per response and aspect over the labels; `mean_score` is the mean of a "
@@ -38,7 +28,10 @@ class RatingsExporter(LabelsExporter):
         return [a["name"] for a in self.config["aspects"]]
 
     def fields(self):
-        completion = pa.struct(
+        return [("prompt", self.prompt_type()), ("completions", pa.list_(self.completion()))]
+
+    def completion(self) -> pa.StructType:
+        return pa.struct(
             [
                 ("id", pa.string()),
                 ("model", pa.string()),
@@ -48,39 +41,46 @@ class RatingsExporter(LabelsExporter):
                 ("rationales", pa.list_(pa.string())),
             ]
         )
-        return [("prompt", self.prompt_type()), ("completions", pa.list_(completion))]
 
-    def completions(self, item: ItemRecord, labels: list[LabelRecord]) -> tuple[list, float]:
-        scale = self.config["scale"]
-        ids = [r["id"] for r in item.responses]
-        means, agreement = mean_ratings(
-            ids, self.aspects, [lb.label for lb in labels], scale["min"], scale["max"]
+    def rated(self, items: Items) -> tuple[dict[str, list], list[float | None]]:
+        """Every response's (item by item) mean scores per aspect, mean score and
+        rationales, as flat lists; and each item's agreement."""
+        scale, aspects = self.config["scale"], self.aspects
+        means_of = {a: [] for a in aspects}
+        mean_scores, rationales, agreements = [], [], []
+        for ids, labels in zip(items.ids(), items.labels, strict=True):
+            means, agreement = mean_ratings(ids, aspects, labels, scale["min"], scale["max"])
+            agreements.append(agreement)
+            for rid in ids:
+                scores = means[rid]
+                for aspect in aspects:
+                    means_of[aspect].append(_round(scores.get(aspect)))
+                mean_scores.append(_round(sum(scores.values()) / len(scores) if scores else None))
+                rated = [label.get("responses", {}).get(rid, {}) for label in labels]
+                rationales.append([r["rationale"] for r in rated if r.get("rationale")])
+        flat = {"means": means_of, "mean_score": mean_scores, "rationales": rationales}
+        return flat, agreements
+
+    def item_rows(self, items: Items) -> ItemRows:
+        flat, agreements = self.rated(items)
+        kind = self.completion()
+        ratings = pa.StructArray.from_arrays(
+            [pa.array(values, pa.float64()) for values in flat["means"].values()],
+            fields=list(kind.field("ratings").type),
         )
-        completions = []
-        for response in item.responses:
-            scores = means[response["id"]]
-            rated = [lb.label.get("responses", {}).get(response["id"], {}) for lb in labels]
-            completions.append(
-                {
-                    "id": response["id"],
-                    "model": response.get("model") or "",
-                    "response": response["text"],
-                    "ratings": {a: _round(scores.get(a)) for a in self.aspects},
-                    "mean_score": _round(sum(scores.values()) / len(scores) if scores else None),
-                    "rationales": [r["rationale"] for r in rated if r.get("rationale")],
-                }
-            )
-        return completions, agreement
-
-    def rows(self, item: ItemRecord, labels: list[LabelRecord]) -> list[dict[str, Any]]:
-        completions, agreement = self.completions(item, labels)
-        return [
-            {
-                "prompt": self.prompt(item),
-                "completions": completions,
-                **provenance(item, labels, agreement),
-            }
-        ]
+        completions = pa.StructArray.from_arrays(
+            [
+                items.response_ids,
+                items.models,
+                items.response_texts,
+                ratings,
+                pa.array(flat["mean_score"], pa.float64()),
+                pa.array(flat["rationales"], pa.list_(pa.string())),
+            ],
+            fields=list(kind),
+        )
+        columns = {"completions": items.per_response(completions)}
+        return ItemRows(columns, pa.array(range(items.count), pa.int64()), agreements, agreements)
 
     def count(self, kept: pa.Table) -> None:
         count(self.stats, "items.rated", kept.num_rows)
@@ -100,27 +100,34 @@ class RatingsPairsExporter(RatingsExporter):
             ("score_rejected", pa.float64()),
         ]
 
-    def rows(self, item: ItemRecord, labels: list[LabelRecord]) -> list[dict[str, Any]]:
-        completions, agreement = self.completions(item, labels)
-        scored = [c for c in completions if c["mean_score"] is not None]
-        if not scored:
-            self.stats["left_out.unrated"] += 1
-            return []
-        best = max(scored, key=lambda c: c["mean_score"])  # the first of equals: item order
-        worse = [c for c in scored if c["mean_score"] < best["mean_score"]]
-        if not worse:
-            self.stats["left_out.ties"] += 1
-            return []
-        rejected = worse[split_hash(self.seed, item.external_id) % len(worse)]
-        by_id = {r["id"]: r for r in item.responses}
-        return [
-            {
-                **pair_row(self, item, by_id[best["id"]], by_id[rejected["id"]]),
-                "score_chosen": best["mean_score"],
-                "score_rejected": rejected["mean_score"],
-                **provenance(item, labels, agreement),
-            }
-        ]
+    def item_rows(self, items: Items) -> ItemRows:
+        flat, agreements = self.rated(items)
+        mean_scores, offsets = flat["mean_score"], items.response_offsets.to_pylist()
+        external_ids = items.external_id.to_pylist()
+        item, chosen, rejected, scores, item_agreements = [], [], [], ([], []), []
+        for k, agreement in enumerate(agreements):
+            item_agreements.append(agreement)
+            means = mean_scores[offsets[k] : offsets[k + 1]]
+            scored = [(j, mean) for j, mean in enumerate(means) if mean is not None]
+            if not scored:
+                self.stats["left_out.unrated"] += 1
+                continue
+            best = max(scored, key=lambda c: c[1])  # the first of equals: item order
+            worse = [c for c in scored if c[1] < best[1]]
+            if not worse:
+                self.stats["left_out.ties"] += 1
+                continue
+            worst = worse[split_hash(self.seed, external_ids[k]) % len(worse)]
+            item.append(k)
+            chosen.append(best[0])
+            rejected.append(worst[0])
+            scores[0].append(best[1])
+            scores[1].append(worst[1])
+        columns = pair_columns(self, items, item, chosen, rejected)
+        columns["score_chosen"] = pa.array(scores[0], pa.float64())
+        columns["score_rejected"] = pa.array(scores[1], pa.float64())
+        agreements = [agreements[k] for k in item]
+        return ItemRows(columns, pa.array(item, pa.int64()), agreements, item_agreements)
 
     def count(self, kept: pa.Table) -> None:
         pass

@@ -3,15 +3,15 @@ of Fine-Grained RLHF's feedback data."""
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from annotate.kinds.aggregate import majority_spans
 
-from .base import ItemRecord, LabelRecord, LabelsExporter, count, provenance
+from .base import ItemRows, Items, LabelsExporter, count, split_lists
 
 SPAN = pa.struct(
     [
@@ -49,48 +49,59 @@ class SpansExporter(LabelsExporter):
             ("missing", pa.list_(pa.string())),
         ]
 
-    def rows(self, item: ItemRecord, labels: list[LabelRecord]) -> list[dict[str, Any]]:
+    def item_rows(self, items: Items) -> ItemRows:
         categories = {t["name"]: t["category"] for t in self.config.get("taxonomy", [])}
-        missing = _distinct(lb.label.get("missing") for lb in labels)
-        rows = []
-        for response in item.responses:
-            rid, text = response["id"], response["text"]
-            per_label = [
-                [s for s in lb.label.get("spans", []) if s.get("response") == rid] for lb in labels
-            ]
-            kept, agreement = majority_spans(per_label, len(labels))
-            spans = [
-                {
-                    "start": start,
-                    "end": end,
-                    "label": name,
-                    "category": categories.get(name, name),
-                    "text": text[start:end],
-                    "correction": _correction(per_label, start, end, name),
-                }
-                for start, end, name in kept
-            ]
-            rows.append(
-                {
-                    "prompt": self.prompt(item),
-                    "response": text,
-                    "response_id": rid,
-                    "model": response.get("model") or "",
-                    "spans": spans,
-                    "corrections": _distinct(
-                        lb.label.get("corrected", {}).get(rid) for lb in labels
-                    ),
-                    "missing": missing,
-                    **provenance(item, labels, agreement),
-                }
-            )
-        return rows
+        texts = split_lists(items.response_texts.to_pylist(), items.response_offsets.to_pylist())
+        spans, span_counts, corrections, missing = [], [], [], []
+        agreements, item_agreements = [], []
+        for ids, responses, labels in zip(items.ids(), texts, items.labels, strict=True):
+            item_missing = _distinct(label.get("missing") for label in labels)
+            first = len(agreements)
+            for rid, text in zip(ids, responses, strict=True):
+                per_label = [
+                    [s for s in label.get("spans", []) if s.get("response") == rid]
+                    for label in labels
+                ]
+                kept, agreement = majority_spans(per_label, len(labels))
+                for start, end, name in kept:
+                    correction = _correction(per_label, start, end, name)
+                    spans.append(
+                        (start, end, name, categories.get(name, name), text[start:end], correction)
+                    )
+                span_counts.append(len(kept))
+                corrections.append(
+                    _distinct(label.get("corrected", {}).get(rid) for label in labels)
+                )
+                missing.append(item_missing)
+                agreements.append(agreement)
+            item_agreements.append(agreements[first] if ids else None)  # its first row's
+        columns = {
+            "response": items.response_texts,
+            "response_id": items.response_ids,
+            "model": items.models,
+            "spans": _spans(spans, span_counts),
+            "corrections": pa.array(corrections, pa.list_(pa.string())),
+            "missing": pa.array(missing, pa.list_(pa.string())),
+        }
+        item = pc.list_parent_indices(items.per_response(items.response_ids))
+        return ItemRows(columns, pc.cast(item, pa.int64()), agreements, item_agreements)
 
     def count(self, kept: pa.Table) -> None:
         labels = pc.struct_field(pc.list_flatten(kept.column("spans")), "label")
         for entry in pc.value_counts(labels).to_pylist():
             count(self.stats, f"spans.{entry['values']}", entry["counts"])
         count(self.stats, "responses", kept.num_rows)
+
+
+def _spans(spans: list[tuple], counts: list[int]) -> pa.Array:
+    """One list of SPAN per response, from the spans (tuples of SPAN's fields) in order."""
+    columns = list(zip(*spans, strict=True)) or [[] for _ in SPAN]
+    values = pa.StructArray.from_arrays(
+        [pa.array(column, f.type) for column, f in zip(columns, SPAN, strict=True)],
+        fields=list(SPAN),
+    )
+    offsets = pa.array([0, *itertools.accumulate(counts)], pa.int32())
+    return pa.ListArray.from_arrays(offsets, values)
 
 
 def _correction(per_label: list[list[dict]], start: int, end: int, name: str) -> str | None:
