@@ -8,10 +8,11 @@ Two shapes of exporter share the rest of the export (build.py):
   aggregated in Python (annotate/kinds/aggregate.py), an item with one label the cheap way.
 
 Every output row keeps its item's provenance (external_id, n_labels, agreement, sources,
-annotators, judges). Internal columns, named with a leading "_", travel with a batch to the
-build and never reach the files: `_agreement` (the item's, for the min_agreement filter and the
-card; null when the item has one label: annotate.kinds.aggregate.agreement_of) and `_first`
-(the item's first row).
+annotators, judges) and its `split_key`, the group key its train/test side was drawn by
+(selection.py: the prompt's content hash, or a metadata field). Internal columns, named with a
+leading "_", travel with a batch to the build and never reach the files: `_agreement` (the
+item's, for the min_agreement filter and the card; null when the item has one label:
+annotate.kinds.aggregate.agreement_of) and `_first` (the item's first row).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from django.db.models.functions import Cast
 from annotate.models import Project
 
 from ..formats import ExportError
-from ..selection import labels_of
+from ..selection import labels_of, metadata_key, metadata_path, prompt_key
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 MESSAGES = pa.list_(MESSAGE)
@@ -41,6 +42,7 @@ PROVENANCE_FIELDS = [
     ("sources", NAMES),
     ("annotators", NAMES),
     ("judges", NAMES),
+    ("split_key", pa.string()),
 ]
 INTERNAL_FIELDS = [("_agreement", pa.float64()), ("_first", pa.bool_())]
 
@@ -112,11 +114,23 @@ class Exporter:
     internal_fields: ClassVar[list] = []  # more "_" columns for count()
     page_items: ClassVar[int] = 10_000  # items read per page (peak RSS vs queries)
 
-    def __init__(self, *, config: dict, chat: bool = False, seed: int = 0):
+    def __init__(self, *, config: dict, chat: bool = False, seed: int = 0, split_by="prompt"):
         self.config = config
         self.chat = chat
         self.seed = seed
+        self.split_by = split_by
+        self.split_path = None if split_by == "prompt" else metadata_path(split_by)
         self.stats: Counter[str] = Counter()
+
+    def split_key(self, external_id: str, prompt: str | list[dict], metadata: dict) -> str:
+        """An item's group key for the train/test split; ExportError when it has none (an
+        item changed since the build checked them all)."""
+        if self.split_path is None:
+            return prompt_key(prompt)
+        key = metadata_key(metadata, self.split_path)
+        if key is None:
+            raise ExportError(f"item {external_id!r} has no {self.split_by} to split by")
+        return key
 
     def prompt_type(self) -> pa.DataType:
         return MESSAGES if self.chat else pa.string()
@@ -163,6 +177,8 @@ class ItemRecord(NamedTuple):
     external_id: str
     prompt: str | list[dict]
     responses: list[dict]
+    metadata: dict
+    split_key: str
 
 
 class LabelRecord(NamedTuple):
@@ -174,7 +190,8 @@ class LabelRecord(NamedTuple):
 
 LABEL_ROWS = pa.schema(
     [("item_id", pa.int64())]
-    + [(name, pa.string()) for name in ("external_id", "prompt", "responses", "label")]
+    + [(name, pa.string()) for name in ("external_id", "prompt", "responses", "metadata")]
+    + [("label", pa.string())]
     + [(name, pa.string()) for name in ("source", "annotator", "judge")]
 )
 
@@ -189,6 +206,7 @@ def provenance(
         "sources": sorted({lb.source for lb in labels}),
         "annotators": sorted({lb.annotator for lb in labels if lb.annotator}),
         "judges": sorted({lb.judge for lb in labels if lb.judge}),
+        "split_key": item.split_key,
     }
 
 
@@ -238,7 +256,8 @@ class LabelsExporter(Exporter):
         return as_messages(item.prompt) if self.chat else item.prompt
 
     def query(self, project: Project, filters: dict):
-        names = ["item_id", "item__external_id", "prompt_json", "responses_json", "label_json"]
+        names = ["item_id", "item__external_id", "prompt_json", "responses_json"]
+        names += ["metadata_json", "label_json"]
         names += ["source", "annotator__username", "judge__name"]
 
         def page(low: int, high: int):
@@ -246,6 +265,7 @@ class LabelsExporter(Exporter):
             labels = labels.annotate(
                 prompt_json=json_text("item__prompt"),
                 responses_json=json_text("item__responses"),
+                metadata_json=json_text("item__metadata"),
                 label_json=json_text("label"),
             )
             return labels.order_by("item_id", "id").values_list(*names)
@@ -260,13 +280,16 @@ class LabelsExporter(Exporter):
     def convert(self, batch: pa.RecordBatch) -> pa.Table | None:
         loads, items = orjson.loads, []
         pending = self._pending
-        for item_id, ext, prompt, responses, label, source, user, judge in zip(
+        for item_id, ext, prompt, responses, metadata, label, source, user, judge in zip(
             *(column.to_pylist() for column in batch.columns), strict=True
         ):
             if pending is None or pending[0].id != item_id:
                 if pending is not None:
                     items.append(pending)
-                pending = (ItemRecord(item_id, ext, loads(prompt), loads(responses)), [])
+                prompt, metadata = loads(prompt), loads(metadata)
+                key = self.split_key(ext, prompt, metadata)
+                record = ItemRecord(item_id, ext, prompt, loads(responses), metadata, key)
+                pending = (record, [])
             pending[1].append(LabelRecord(source, user or "", judge or "", loads(label)))
         self._pending = pending  # its labels may go on in the next batch
         return self._table(items)

@@ -31,6 +31,7 @@ from .base import (
     OfItem,
     as_messages,
     count,
+    json_text,
     micros,
     of_micros,
     pair_fields,
@@ -40,7 +41,7 @@ from .base import (
 A = "annotations__"
 READ = pa.schema(
     [("id", pa.int64()), ("external_id", pa.string()), ("prompt", pa.string())]
-    + [("chat", pa.bool_())]
+    + [("chat", pa.bool_()), ("metadata", pa.string())]
     + [(name, pa.string()) for name in ("chosen_id", "chosen", "rejected_id", "rejected")]
     + [(name, pa.int64()) for name in ("n", "na", "nb", "nt", "n_human", "n_imported")]
     + [(name, pa.int64()) for name in ("n_judge", "sa", "ca", "sb", "cb")]
@@ -124,7 +125,8 @@ class PairwiseExporter(Exporter):
 
     def query(self, project: Project, filters: dict):
         columns = ["ext" if f == "external_id" else f for f in READ.names]
-        columns = ["text" if f == "prompt" else "is_chat" if f == "chat" else f for f in columns]
+        renamed = {"prompt": "text", "chat": "is_chat", "metadata": "meta"}
+        columns = [renamed.get(f, f) for f in columns]
 
         def page(low: int, high: int):
             # Both sides' ids bounded: each index scan starts at the page.
@@ -146,6 +148,7 @@ class PairwiseExporter(Exporter):
             ext=OfItem(F("external_id")),
             text=OfItem(JSONRoot("prompt")),
             is_chat=OfItem(F("chat")),
+            meta=OfItem(json_text("metadata")),
             # The majority's response first (the database picks: no copy of the texts here).
             chosen_id=_pick(F("na"), F("nb"), "id"),
             chosen=_pick(F("na"), F("nb"), "text"),
@@ -185,6 +188,7 @@ class PairwiseExporter(Exporter):
             "agreement": agreement,
             "sources": self._sources(rows),
             **self._names(rows),
+            "split_key": self._split_keys(rows),
             "_agreement": agreement,
             "_first": pa.repeat(pa.scalar(True), rows.num_rows),
             "_chosen_a": a,
@@ -213,6 +217,23 @@ class PairwiseExporter(Exporter):
             for text, is_chat in zip(texts.to_pylist(), chat.to_pylist(), strict=True)
         ]
         return pa.array(prompts, MESSAGES)
+
+    def _split_keys(self, rows: pa.RecordBatch) -> pa.Array:
+        """Each row's group key for the train/test split (Exporter.split_key)."""
+        col, loads = rows.column, orjson.loads
+        by_prompt = self.split_path is None
+        keys = [
+            self.split_key(
+                ext,
+                (loads(text) if is_chat else text) if by_prompt else "",
+                {} if by_prompt else loads(meta),
+            )
+            for ext, text, is_chat, meta in zip(
+                *(col(n).to_pylist() for n in ("external_id", "prompt", "chat", "metadata")),
+                strict=True,
+            )
+        ]
+        return pa.array(keys, pa.string())
 
     def _completion(self, texts: pa.Array) -> pa.Array:
         """A response's text, or as one assistant message in a chat export."""
