@@ -62,6 +62,12 @@ class DatasetFiltersSerializer(serializers.Serializer):
 class DatasetSplitSerializer(serializers.Serializer):
     test_fraction = serializers.FloatField(min_value=0, max_value=0.99, default=0.1)
     seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
+    by = serializers.CharField(
+        max_length=200,
+        default="prompt",
+        help_text='Group key of the split: "prompt" (its content hash: every item of one prompt '
+        'on one side) or a metadata field, e.g. "metadata.question_id" (every item needs it).',
+    )
 
 
 class DatasetVersionCreateSerializer(serializers.Serializer):
@@ -264,6 +270,13 @@ class DatasetForm(forms.Form):
     )
     test_fraction = forms.FloatField(min_value=0, max_value=0.99, initial=0.1)
     seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, initial=0)
+    split_by = forms.CharField(
+        initial="prompt",
+        max_length=200,
+        label="Split by",
+        help_text='"prompt" keeps every item of one prompt on one side; or a metadata field, '
+        'e.g. "metadata.question_id".',
+    )
 
     def __init__(self, *args, project: Project, **kwargs):
         super().__init__(*args, **kwargs)
@@ -280,6 +293,7 @@ class DatasetForm(forms.Form):
             annotators=[a.strip() for a in data["annotators"].split(",") if a.strip()],
         )
         split = {"test_fraction": data["test_fraction"], "seed": data["seed"]}
+        split["by"] = data["split_by"]
         return {"format": data["format"], "filters": filters, "split": split}
 
 
@@ -296,7 +310,7 @@ def dataset_page(request, slug):
                 project=project, user=request.user, **form.service_arguments()
             )
         except ServiceError as exc:
-            field = exc.field.split(".")[-1]
+            field = "split_by" if exc.field == "split.by" else exc.field.split(".")[-1]
             form.add_error(field if field in form.fields else None, str(exc))
         else:
             messages.success(request, f"Version {version.number} is being built.")

@@ -46,7 +46,7 @@ def test_create_answers_202_and_the_worker_builds_it(
     data = response.json()
     assert (data["number"], data["status"], data["format"]) == (1, "pending", "pairwise")
     assert data["filters"]["since"] == "2020-01-01"
-    assert data["split"] == {"test_fraction": 0.2, "seed": 3}
+    assert data["split"] == {"test_fraction": 0.2, "seed": 3, "by": "prompt"}
     version = api(alice).get(data["url"]).json()
     assert version["status"] == "done"
     assert version["progress"] == 1.0
@@ -71,7 +71,7 @@ def test_create_with_defaults(alice, project, media):
     data = response.json()
     assert data["filters"]["source"] == "both"
     assert data["filters"]["keep_single_label"] is True
-    assert data["split"] == {"test_fraction": 0.1, "seed": 0}
+    assert data["split"] == {"test_fraction": 0.1, "seed": 0, "by": "prompt"}
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ FORM = {
     "annotators": "",
     "test_fraction": "0.2",
     "seed": "0",
+    "split_by": "prompt",
 }
 
 

@@ -14,6 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from annotate.kinds import get_kind
+from annotate.services import ServiceError
+from annotate.splits import prompt_key
 from feedback_api import datasets
 
 from .factories import AnnotationFactory, ItemFactory, ProjectFactory, UserFactory
@@ -226,3 +228,165 @@ def test_drop_single_label_from_the_command_line(people, tmp_path, settings):
                  "--test-fraction", "0", "--out", str(tmp_path / "cli"), verbosity=0)  # fmt: skip
     rows = (tmp_path / "cli" / "train.jsonl").read_text().splitlines()
     assert [json.loads(r)["external_id"] for r in rows] == ["twice"]
+
+
+# Splits grouped by prompt or by a metadata field ---------------------------------------------
+
+
+def preference_set(project, questions: int = 8, pairs: int = 6, paraphrase: bool = False):
+    """Each question asked with 4 answers, one item per pair of them (6 pairs per question, as
+    published sets give them), labelled once without a strength, some pairs tied."""
+    ids = ["a", "b", "c", "d"]
+    combos = [(x, y) for i, x in enumerate(ids) for y in ids[i + 1 :]][:pairs]
+    for n in range(questions):
+        for k, (x, y) in enumerate(combos):
+            prompt = question(n) + (f" (asked {k} times)" if paraphrase else "")
+            item = ItemFactory(
+                project=project,
+                external_id=f"q{n}-{x}{y}",
+                prompt=prompt,
+                responses=answers(n, [f"q{n}-{x}", f"q{n}-{y}"]),
+                metadata={"question_id": f"Q{n:03}", "source": {"split": "dev", "rank": k}},
+            )
+            choice = "tie" if (n + k) % 5 == 0 else "AB"[(n + k) % 2]
+            AnnotationFactory(
+                item=item,
+                source="imported",
+                annotator=None,
+                label={"choice": choice, "strength": None, "rationale": ""},
+            )
+
+
+def sides(rows: dict, key: str = "prompt") -> dict[str, set]:
+    return {part: {json.dumps(r[key]) for r in rows[part]} for part in ("train", "test")}
+
+
+def test_pairs_of_one_prompt_stay_on_one_side_of_the_split(people, tmp_path):
+    project = ProjectFactory(kind="pairwise")
+    preference_set(project)
+    split = {"test_fraction": 0.4, "seed": 3}
+    result, rows = export(project, tmp_path, "pairwise", split=split)
+    prompts = sides(rows)
+    assert prompts["train"] and prompts["test"]
+    assert not prompts["train"] & prompts["test"]
+    for row in all_rows(rows):
+        assert row["split_key"] == prompt_key(row["prompt"])
+    assert "Grouped by prompt: `split_key` is the prompt's content hash" in result.card
+
+
+def test_pairs_lists_and_spans_of_one_prompt_fall_on_the_same_side(people, tmp_path):
+    split = {"test_fraction": 0.5, "seed": 11}
+    test_prompts = {}
+    for kind in ("pairwise", "listwise", "spans"):
+        project = ProjectFactory(kind=kind)
+        for n in range(10):
+            prompt = question(n) if n % 3 else [{"role": "user", "content": question(n)}]
+            item = ItemFactory(project=project, prompt=prompt, responses=answers(n, ["1", "2"]))
+            body = {
+                "pairwise": {"choice": "A", "strength": None, "rationale": ""},
+                "listwise": {"ranking": ["2", "1"]},
+                "spans": {"spans": [], "missing": "", "corrected": {}},
+            }[kind]
+            AnnotationFactory(item=item, annotator=people[0], label=body)
+        _, rows = export(project, tmp_path, kind, name=kind, split=split)
+        test_prompts[kind] = {r["split_key"] for r in rows["test"]}
+    assert test_prompts["pairwise"]
+    assert test_prompts["pairwise"] == test_prompts["listwise"] == test_prompts["spans"]
+
+
+def test_split_by_a_metadata_field_keeps_its_items_together(people, tmp_path):
+    project = ProjectFactory(kind="pairwise")
+    preference_set(project, paraphrase=True)  # every item's prompt differs
+    split = {"test_fraction": 0.4, "seed": 3, "by": "metadata.question_id"}
+    result, rows = export(project, tmp_path, "pairwise", split=split)
+    questions = {part: {r["external_id"].split("-")[0] for r in rows[part]} for part in rows}
+    assert questions["train"] and questions["test"]
+    assert not questions["train"] & questions["test"]
+    assert {r["split_key"] for r in rows["test"]} <= {f"Q{n:03}" for n in range(8)}
+    assert "Grouped by `metadata.question_id`" in result.card
+    # A nested field, a number: its JSON text is the key.
+    split["by"] = "metadata.source.rank"
+    _, rows = export(project, tmp_path, "pairwise", "nested", split=split)
+    assert {r["split_key"] for r in all_rows(rows)} <= {str(k) for k in range(6)}
+
+
+def test_items_without_the_split_field_are_a_clear_error(people, tmp_path, alice, media):
+    project = ProjectFactory(kind="pairwise", slug="qa")
+    preference_set(project, questions=2)
+    lacking = ItemFactory(project=project, external_id="no-qid", metadata={"question_id": None})
+    AnnotationFactory(item=lacking, annotator=people[0])
+    split = {"by": "metadata.question_id"}
+    with pytest.raises(ServiceError) as error:
+        datasets.dataset_version_create(project=project, user=alice, format="pairwise", split=split)
+    assert error.value.field == "split.by"
+    assert "1 item to export has no metadata.question_id (e.g. no-qid)" in str(error.value)
+    with pytest.raises(datasets.ExportError, match="no-qid"):
+        export(project, tmp_path, "pairwise", split=split)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ServiceError) as error:
+        datasets.clean_split({"by": "question_id"})
+    assert error.value.field == "split.by"
+
+
+def test_split_by_over_the_api_the_page_and_the_command_line(people, alice, client, media):
+    from django.core.management import call_command
+    from django.urls import reverse
+
+    from annotate.models import Role
+    from feedback_api.models import DatasetVersion
+
+    from .factories import MembershipFactory, api
+
+    project = ProjectFactory(kind="pairwise", slug="qa")
+    MembershipFactory(project=project, user=alice, role=Role.RESEARCHER)
+    preference_set(project, questions=2)
+    url = f"/api/v1/projects/{project.slug}/datasets/"
+    body = {"format": "pairwise", "split": {"by": "metadata.question_id"}}
+    response = api(alice).post(url, body, format="json")
+    assert response.status_code == 202
+    assert response.json()["split"]["by"] == "metadata.question_id"
+    body = {"format": "pairwise", "split": {"by": "metadata.missing"}}
+    response = api(alice).post(url, body, format="json")
+    assert response.status_code == 400
+    assert "metadata.missing" in json.dumps(response.json())
+
+    client.force_login(alice)
+    form = {"format": "pairwise", "source": "both", "min_agreement": "0", "test_fraction": "0.5"}
+    form |= {"seed": "0", "keep_single_label": "on", "split_by": "metadata.nope"}
+    response = client.post(reverse("dataset-pages:datasets", args=[project.slug]), form)
+    assert response.status_code == 400
+    assert "split_by" in response.context["form"].errors
+
+    call_command("export_dataset", "qa", "--format", "pairwise", "--split-by",
+                 "metadata.question_id", verbosity=0)  # fmt: skip
+    assert DatasetVersion.objects.order_by("number").last().split["by"] == "metadata.question_id"
+
+
+def test_training_holds_out_rows_by_the_exports_rule(people, tmp_path):
+    from rewards.data import split_rows
+
+    project = ProjectFactory(kind="pairwise")
+    preference_set(project)
+    split = {"test_fraction": 0.4, "seed": 5}
+    _, by_export = export(project, tmp_path, "pairwise", "split", split=split)
+    _, whole = export(project, tmp_path, "pairwise", "whole")
+    train, held = split_rows(whole["train"], 0.4, 5)
+    assert [r["external_id"] for r in held] == [r["external_id"] for r in by_export["test"]]
+    assert [r["external_id"] for r in train] == [r["external_id"] for r in by_export["train"]]
+    # Rows of an older version have no split_key: their prompt's hash is the same key.
+    bare = [{k: v for k, v in r.items() if k != "split_key"} for r in whole["train"]]
+    assert [r["external_id"] for r in split_rows(bare, 0.4, 5)[1]] == [
+        r["external_id"] for r in held
+    ]
+
+
+def test_training_split_of_few_prompts_still_holds_one_out_without_a_leak():
+    from rewards.data import split_rows
+
+    rows = [{"prompt": p, "chosen": "x", "rejected": "y"} for p in ("one", "one", "two", "two")]
+    for seed in range(20):
+        train, held = split_rows(rows, 0.05, seed)
+        assert train and held
+        assert not {r["prompt"] for r in train} & {r["prompt"] for r in held}
+    # One prompt only: nothing can be held out without a leak.
+    assert all(split_rows(rows[:2], 0.9, seed) == (rows[:2], []) for seed in range(5))

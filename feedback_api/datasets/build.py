@@ -3,7 +3,8 @@
 One path for every format, on SQLite and PostgreSQL, in or out of a transaction: the
 exporter's query (ORM, the filters of selection.py) is read through Django's connection as
 Arrow batches (read.py), the exporter turns each batch into output rows (exporters/), and
-here the rows are filtered by agreement, counted, split by item and written (write.py).
+here the rows are filtered by agreement, counted, split by group (selection.py) and written
+(write.py).
 
 Determinism: rows come in item id order; JSONL keys are sorted; Parquet row groups have a fixed
 size and no timestamps; the card holds no date; the zip has fixed names, order, dates and
@@ -23,14 +24,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from annotate.models import Project
+from annotate.services import ServiceError
 from config import runtime
 
 from ..models import DATA_FILES
 from .card import dataset_card
 from .exporters import Exporter, get_exporter
 from .exporters.base import count, passes_agreement
+from .formats import ExportError
 from .read import item_pages, read_batches
 from .selection import (
+    check_split_keys,
     clean_filters,
     clean_split,
     in_test_splits,
@@ -68,9 +72,15 @@ def build_export(
     filters, split = clean_filters(filters), clean_split(split)
     runtime.arrow_allocator()
     items = labeled_items_queryset(project, filters)
+    try:
+        check_split_keys(items, split)
+    except ServiceError as exc:
+        raise ExportError(str(exc)) from None
     total = items.count()
     chat = items.filter(chat=True).exists()
-    exporter = get_exporter(fmt)(config=project.config, chat=chat, seed=split["seed"])
+    exporter = get_exporter(fmt)(
+        config=project.config, chat=chat, seed=split["seed"], split_by=split["by"]
+    )
     exporter.prepare(project, filters)
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -124,8 +134,8 @@ class _Rows:
             return
         self.exporter.count(kept)
         self._agreements(kept.filter(kept.column("_first")))
-        ids = kept.column("external_id").to_pylist()
-        in_test = pa.array(in_test_splits(ids, seed=self.seed, fraction=self.fraction))
+        keys = kept.column("split_key").to_pylist()
+        in_test = pa.array(in_test_splits(keys, seed=self.seed, fraction=self.fraction))
         firsts, tables = kept.column("_first"), {}
         for name, mask in (("test", in_test), ("train", pc.invert(in_test))):
             stats[f"items.{name}"] += pc.sum(pc.cast(pc.and_(firsts, mask), pa.int64())).as_py()

@@ -50,9 +50,7 @@ def dataset_card(project: Project, exporter: Exporter, filters: dict, split: dic
         "",
         "## Split",
         "",
-        f'An item is in the test split when sha256("{split["seed"]}:<external_id>"), its first '
-        f"8 bytes read as a fraction of 2^64, is below {split['test_fraction']:g}. Every row of "
-        "an item is in the same split.",
+        *_split(split),
         "",
         "## Columns",
         "",
@@ -88,3 +86,25 @@ def _agreement(stats: dict, filters: dict) -> list[str]:
         f"{filters['min_agreement']:g}.",
     ]
     return lines
+
+
+def _split(split: dict) -> list[str]:
+    if split["by"] == "prompt":
+        grouped = (
+            "Grouped by prompt: `split_key` is the prompt's content hash (sha256 of its "
+            "messages as canonical JSON, a text prompt being one user message), so every pair, "
+            "list or response of one prompt is on the same side."
+        )
+    else:
+        grouped = (
+            f"Grouped by `{split['by']}`: `split_key` is that field of the item's metadata (a "
+            "string as it is, another value as canonical JSON), so every item sharing it is on "
+            "the same side."
+        )
+    return [
+        grouped,
+        "",
+        f'A row is in the test split when sha256("{split["seed"]}:<split_key>"), its first 8 '
+        f"bytes read as a fraction of 2^64, is below {split['test_fraction']:g}. A training "
+        "run that holds out rows of a version without test rows uses the same rule.",
+    ]

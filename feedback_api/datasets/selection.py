@@ -1,17 +1,26 @@
 """What an export selects: its filters and split, validated; the labels and items they pick,
-as ORM filters that every export query reuses (both databases); the split hash."""
+as ORM filters that every export query reuses (both databases); the items that lack a split's
+group key. The split rule itself is annotate/splits.py (training uses it too)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import hashlib
+import re
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from annotate.models import Annotation, Item, Project
 from annotate.services import ServiceError
+from annotate.splits import (  # noqa: F401 (the rule, re-exported for the export's modules)
+    in_test_split,
+    in_test_splits,
+    metadata_key,
+    metadata_path,
+    prompt_key,
+    split_hash,
+)
 
 SOURCES = {
     "human": [Annotation.Source.HUMAN],
@@ -29,7 +38,11 @@ FILTER_DEFAULTS = {
     "until": None,
     "annotators": [],
 }
-SPLIT_DEFAULTS = {"test_fraction": 0.1, "seed": 0}
+# by: "prompt" (the prompt's content hash: every item of one prompt on one side) or
+# "metadata.<field>" (a field of the items' metadata, e.g. metadata.question_id; a dotted path
+# reaches into nested objects).
+SPLIT_DEFAULTS = {"test_fraction": 0.1, "seed": 0, "by": "prompt"}
+SPLIT_BY_PATTERN = re.compile(r"metadata(\.[^.\s]+)+")
 
 
 def clean_filters(filters: dict | None) -> dict:
@@ -62,7 +75,12 @@ def clean_split(split: dict | None) -> dict:
     seed = cleaned["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
         raise ServiceError("The seed must be a whole number from 0 to 2^31-1.", "split.seed")
-    return {"test_fraction": fraction, "seed": seed}
+    by = cleaned["by"].strip() if isinstance(cleaned["by"], str) else cleaned["by"]
+    if by != "prompt" and not (isinstance(by, str) and SPLIT_BY_PATTERN.fullmatch(by)):
+        raise ServiceError(
+            'Split by "prompt" or by a metadata field, e.g. "metadata.question_id".', "split.by"
+        )
+    return {"test_fraction": fraction, "seed": seed, "by": by}
 
 
 def _over_defaults(given: dict | None, defaults: dict, what: str, field: str) -> dict:
@@ -145,36 +163,30 @@ def labeled_items_queryset(project: Project, filters: dict) -> QuerySet[Item]:
     return project_items(project, filters).filter(Exists(labels))
 
 
-# The split ----------------------------------------------------------------------------------
+# The split (its rule: annotate/splits.py) ------------------------------------------------------
 
 
-def split_digests(seed: int, external_ids: list[str]) -> list[bytes]:
-    """sha256("<seed>:<external_id>") of each item: the split's hash (its first 8 bytes, big
-    endian, as a fraction of 2^64), also what ratings-pairs picks its rejected response with."""
-    sha256, prefix = hashlib.sha256, f"{seed}:"
-    return [sha256((prefix + e).encode()).digest() for e in external_ids]
+def items_without_split_key(items: QuerySet[Item], split: dict) -> tuple[int, list[str]]:
+    """How many of `items` have no value for the split's metadata field, and the first few
+    external ids (nothing for a split by prompt: every item has one)."""
+    if split["by"] == "prompt":
+        return 0, []
+    value = F("metadata")
+    for key in metadata_path(split["by"]):  # expressions: a key may be named like a lookup
+        value = KeyTransform(key, value)
+    lacking = items.alias(split_value=value).filter(
+        Q(split_value__isnull=True) | Q(split_value=None)
+    )
+    return lacking.count(), list(lacking.order_by("id").values_list("external_id", flat=True)[:3])
 
 
-def split_hash(seed: int, external_id: str) -> int:
-    return int.from_bytes(split_digests(seed, [external_id])[0][:8], "big")
-
-
-@functools.lru_cache
-def _threshold(fraction: float) -> bytes:
-    """The smallest 64-bit x with x / 2^64 >= fraction, as 8 bytes: a digest sorts below them
-    exactly when its first 8 bytes, as a fraction of 2^64, are below `fraction`."""
-    low, high = 0, 2**64
-    while low < high:
-        mid = (low + high) // 2
-        low, high = (mid + 1, high) if mid / 2**64 < fraction else (low, mid)
-    return low.to_bytes(8, "big") if low < 2**64 else b"\xff" * 9
-
-
-def in_test_splits(external_ids: list[str], *, seed: int, fraction: float) -> list[bool]:
-    """Whether each item is in the test split: its hash as a fraction of 2^64 below `fraction`."""
-    threshold = _threshold(fraction)
-    return [digest < threshold for digest in split_digests(seed, external_ids)]
-
-
-def in_test_split(external_id: str, *, seed: int, fraction: float) -> bool:
-    return in_test_splits([external_id], seed=seed, fraction=fraction)[0]
+def check_split_keys(items: QuerySet[Item], split: dict) -> None:
+    """ServiceError (field split.by) when an item to export has no group key."""
+    n, examples = items_without_split_key(items, split)
+    if n:
+        raise ServiceError(
+            f"{n} item{'s' if n > 1 else ''} to export ha{'ve' if n > 1 else 's'} no "
+            f"{split['by']} (e.g. {', '.join(examples)}): give every item that field, or split "
+            'by "prompt".',
+            "split.by",
+        )

@@ -17,7 +17,7 @@ from annotate.services import ServiceError
 
 from ..models import DatasetVersion
 from .formats import ExportError, formats_for_kind
-from .selection import clean_filters, clean_split
+from .selection import check_split_keys, clean_filters, clean_split, labeled_items_queryset
 
 Progress = Callable[[int, int], None]  # (items done, items total)
 
@@ -39,6 +39,7 @@ def dataset_version_create(
             "format",
         )
     filters, split = clean_filters(filters), clean_split(split)
+    check_split_keys(labeled_items_queryset(project, filters), split)
     with transaction.atomic():
         # Lock the project row: two versions created at once must not take the same number.
         Project.objects.select_for_update().filter(pk=project.pk).first()

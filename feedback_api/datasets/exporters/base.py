@@ -9,10 +9,11 @@ Two shapes of exporter share the rest of the export (build.py):
   only each item's aggregate runs in Python (annotate/kinds/aggregate.py), into flat lists.
 
 Every output row keeps its item's provenance (external_id, n_labels, agreement, sources,
-annotators, judges). Internal columns, named with a leading "_", travel with a batch to the
-build and never reach the files: `_agreement` (the item's, for the min_agreement filter and the
-card; null when the item has one label: annotate.kinds.aggregate.agreement_of) and `_first`
-(the item's first row).
+annotators, judges) and its `split_key`, the group key its train/test side was drawn by
+(selection.py: the prompt's content hash, or a metadata field). Internal columns, named with a
+leading "_", travel with a batch to the build and never reach the files: `_agreement` (the
+item's, for the min_agreement filter and the card; null when the item has one label:
+annotate.kinds.aggregate.agreement_of) and `_first` (the item's first row).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from django.db.models.functions import Cast
 from annotate.models import Project
 
 from ..formats import ExportError
-from ..selection import labels_of
+from ..selection import labels_of, metadata_key, metadata_path, prompt_key
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 MESSAGES = pa.list_(MESSAGE)
@@ -43,6 +44,7 @@ PROVENANCE_FIELDS = [
     ("sources", NAMES),
     ("annotators", NAMES),
     ("judges", NAMES),
+    ("split_key", pa.string()),
 ]
 INTERNAL_FIELDS = [("_agreement", pa.float64()), ("_first", pa.bool_())]
 
@@ -114,11 +116,41 @@ class Exporter:
     internal_fields: ClassVar[list] = []  # more "_" columns for count()
     page_items: ClassVar[int] = 10_000  # items read per page (peak RSS vs queries)
 
-    def __init__(self, *, config: dict, chat: bool = False, seed: int = 0):
+    def __init__(self, *, config: dict, chat: bool = False, seed: int = 0, split_by="prompt"):
         self.config = config
         self.chat = chat
         self.seed = seed
+        self.split_by = split_by
+        self.split_path = None if split_by == "prompt" else metadata_path(split_by)
         self.stats: Counter[str] = Counter()
+
+    def split_key(self, external_id: str, prompt: str | list[dict], metadata: dict) -> str:
+        """An item's group key for the train/test split; ExportError when it has none (an
+        item changed since the build checked them all)."""
+        if self.split_path is None:
+            return prompt_key(prompt)
+        key = metadata_key(metadata, self.split_path)
+        if key is None:
+            raise ExportError(f"item {external_id!r} has no {self.split_by} to split by")
+        return key
+
+    def split_keys(self, columns) -> pa.Array:
+        """split_key() of each item, from a table's external_id, prompt (the text, a chat
+        prompt's JSON), chat and metadata (JSON) columns."""
+        col, loads = columns.column, orjson.loads
+        by_prompt = self.split_path is None
+        keys = [
+            self.split_key(
+                ext,
+                (loads(text) if is_chat else text) if by_prompt else "",
+                {} if by_prompt else loads(meta),
+            )
+            for ext, text, is_chat, meta in zip(
+                *(col(n).to_pylist() for n in ("external_id", "prompt", "chat", "metadata")),
+                strict=True,
+            )
+        ]
+        return pa.array(keys, pa.string())
 
     def prompt_type(self) -> pa.DataType:
         return MESSAGES if self.chat else pa.string()
@@ -199,7 +231,8 @@ def pair_fields(exporter: Exporter) -> list[tuple[str, pa.DataType]]:
 RESPONSE = pa.struct([("id", pa.string()), ("text", pa.string()), ("model", pa.string())])
 LABEL_ROWS = pa.schema(
     [("item_id", pa.int64()), ("external_id", pa.string()), ("prompt", pa.string())]
-    + [("chat", pa.bool_()), ("responses", pa.string()), ("label", pa.string())]
+    + [("chat", pa.bool_()), ("responses", pa.string()), ("metadata", pa.string())]
+    + [("label", pa.string())]
     + [(name, pa.string()) for name in ("source", "annotator", "judge")]
 )
 
@@ -242,6 +275,7 @@ class Items:
         self.external_id = first.column("external_id").combine_chunks()
         self.prompt = first.column("prompt").combine_chunks()
         self.chat = first.column("chat").combine_chunks()
+        self.first = first
         self.response_offsets, responses = list_parts(
             json_column(first.column("responses").combine_chunks(), pa.list_(RESPONSE))
         )
@@ -315,13 +349,14 @@ class LabelsExporter(Exporter):
 
     def query(self, project: Project, filters: dict):
         names = ["item_id", "item__external_id", "prompt_text", "item__chat", "responses_json"]
-        names += ["label_json", "source", "annotator__username", "judge__name"]
+        names += ["metadata_json", "label_json", "source", "annotator__username", "judge__name"]
 
         def page(low: int, high: int):
             labels = labels_of(project, filters).filter(item_id__gte=low, item_id__lt=high)
             labels = labels.annotate(
                 prompt_text=JSONRoot("item__prompt"),
                 responses_json=json_text("item__responses"),
+                metadata_json=json_text("item__metadata"),
                 label_json=json_text("label"),
             )
             return labels.order_by("item_id", "id").values_list(*names)
@@ -362,6 +397,7 @@ class LabelsExporter(Exporter):
         common = {
             "prompt": self.prompts(items.prompt, items.chat).take(item),
             "external_id": items.external_id.take(item),
+            "split_key": self.split_keys(items.first).take(item),
             "n_labels": pa.array(items.n_labels, pa.int32()).take(item),
             "agreement": _rounded(made.agreement),
             "sources": pa.array(items.sources, NAMES).take(item),

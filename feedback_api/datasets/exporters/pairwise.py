@@ -27,6 +27,7 @@ from .base import (
     JSONRoot,
     OfItem,
     count,
+    json_text,
     micros,
     of_micros,
     pair_fields,
@@ -36,7 +37,7 @@ from .base import (
 A = "annotations__"
 READ = pa.schema(
     [("id", pa.int64()), ("external_id", pa.string()), ("prompt", pa.string())]
-    + [("chat", pa.bool_())]
+    + [("chat", pa.bool_()), ("metadata", pa.string())]
     + [(name, pa.string()) for name in ("chosen_id", "chosen", "rejected_id", "rejected")]
     + [(name, pa.int64()) for name in ("n", "na", "nb", "nt", "n_human", "n_imported")]
     + [(name, pa.int64()) for name in ("n_judge", "sa", "ca", "sb", "cb")]
@@ -120,7 +121,8 @@ class PairwiseExporter(Exporter):
 
     def query(self, project: Project, filters: dict):
         columns = ["ext" if f == "external_id" else f for f in READ.names]
-        columns = ["text" if f == "prompt" else "is_chat" if f == "chat" else f for f in columns]
+        renamed = {"prompt": "text", "chat": "is_chat", "metadata": "meta"}
+        columns = [renamed.get(f, f) for f in columns]
 
         def page(low: int, high: int):
             # Both sides' ids bounded: each index scan starts at the page.
@@ -142,6 +144,7 @@ class PairwiseExporter(Exporter):
             ext=OfItem(F("external_id")),
             text=OfItem(JSONRoot("prompt")),
             is_chat=OfItem(F("chat")),
+            meta=OfItem(json_text("metadata")),
             # The majority's response first (the database picks: no copy of the texts here).
             chosen_id=_pick(F("na"), F("nb"), "id"),
             chosen=_pick(F("na"), F("nb"), "text"),
@@ -181,6 +184,7 @@ class PairwiseExporter(Exporter):
             "agreement": agreement,
             "sources": self._sources(rows),
             **self._names(rows),
+            "split_key": self.split_keys(rows),
             "_agreement": agreement,
             "_first": pa.repeat(pa.scalar(True), rows.num_rows),
             "_chosen_a": a,

@@ -1,7 +1,8 @@
 """Build a dataset version in this process, with a progress bar:
 
     python manage.py export_dataset my-project --format pairwise --source human \
-        --min-agreement 0.6 --test-fraction 0.1 --seed 0 --out exports/
+        --min-agreement 0.6 --test-fraction 0.1 --seed 0 --split-by metadata.question_id \
+        --out exports/
 """
 
 import shutil
@@ -35,6 +36,12 @@ class Command(BaseCommand):
         parser.add_argument("--annotators", default="", help="Usernames or judge names, a,b,c.")
         parser.add_argument("--test-fraction", type=float, default=0.1)
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--split-by",
+            default="prompt",
+            help='Group key of the train/test split: "prompt" (default: every item of one '
+            'prompt on one side) or a metadata field, e.g. "metadata.question_id".',
+        )
         parser.add_argument("--out", type=Path, help="Also copy the files into this folder.")
 
     def handle(self, *args, **options):
@@ -48,7 +55,11 @@ class Command(BaseCommand):
             "until": options["until"],
             "annotators": [a for a in options["annotators"].split(",") if a.strip()],
         }
-        split = {"test_fraction": options["test_fraction"], "seed": options["seed"]}
+        split = {
+            "test_fraction": options["test_fraction"],
+            "seed": options["seed"],
+            "by": options["split_by"],
+        }
         try:
             version = datasets.dataset_version_create(
                 project=project,
