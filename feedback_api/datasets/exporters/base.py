@@ -399,11 +399,11 @@ class LabelsExporter(Exporter):
             "external_id": items.external_id.take(item),
             "split_key": self.split_keys(items.first).take(item),
             "n_labels": pa.array(items.n_labels, pa.int32()).take(item),
-            "agreement": _rounded(made.agreement),
+            "agreement": rounded(made.agreement),
             "sources": pa.array(items.sources, NAMES).take(item),
             "annotators": pa.array(items.annotators, NAMES).take(item),
             "judges": pa.array(items.judges, NAMES).take(item),
-            "_agreement": _rounded(made.item_agreement).take(item),
+            "_agreement": rounded(made.item_agreement).take(item),
             "_first": first,
         }
         columns = {**common, **made.columns}
@@ -411,6 +411,14 @@ class LabelsExporter(Exporter):
         return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
-def _rounded(agreements: list[float | None]) -> pa.Array:
-    """Agreements to 6 decimals (null: n/a)."""
-    return pa.array([a if a is None else round(a, 6) for a in agreements], pa.float64())
+def rounded(values: list[float | None]) -> pa.Array:
+    """Python's round(value, 6) of each value (None: null): Arrow finds the values with more
+    decimals than that (few: scores and means are mostly whole or halves), Python rounds them."""
+    array = pa.array(values, pa.float64())
+    inexact = pc.fill_null(pc.not_equal(pc.round(array, 6), array), False)
+    if not pc.any(inexact).as_py():
+        return array
+    fixed = list(values)
+    for k in pc.indices_nonzero(inexact).to_pylist():
+        fixed[k] = round(values[k], 6)
+    return pa.array(fixed, pa.float64())

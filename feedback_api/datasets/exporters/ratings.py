@@ -9,7 +9,7 @@ import pyarrow as pa
 from annotate.kinds.aggregate import mean_ratings
 
 from ..selection import split_hash
-from .base import ItemRows, Items, LabelsExporter, count, pair_columns, pair_fields
+from .base import ItemRows, Items, LabelsExporter, count, pair_columns, pair_fields, rounded
 
 AGGREGATION = (
     "Mean score per response and aspect over the labels; `mean_score` is the mean of a "
@@ -42,30 +42,32 @@ class RatingsExporter(LabelsExporter):
             ]
         )
 
-    def rated(self, items: Items) -> tuple[dict[str, list], list[float | None]]:
+    def rated(self, items: Items) -> tuple[dict[str, pa.Array], list[float | None]]:
         """Every response's (item by item) mean scores per aspect, mean score and
-        rationales, as flat lists; and each item's agreement."""
+        rationales, as flat columns; and each item's agreement."""
         scale, aspects = self.config["scale"], self.aspects
-        means_of = {a: [] for a in aspects}
-        mean_scores, rationales, agreements = [], [], []
+        means_per_response, rationales, agreements = [], [], []
         for ids, labels in zip(items.ids(), items.labels, strict=True):
             means, agreement = mean_ratings(ids, aspects, labels, scale["min"], scale["max"])
             agreements.append(agreement)
+            means_per_response += [means[rid] for rid in ids]
+            rated = [label.get("responses", {}) for label in labels]
             for rid in ids:
-                scores = means[rid]
-                for aspect in aspects:
-                    means_of[aspect].append(_round(scores.get(aspect)))
-                mean_scores.append(_round(sum(scores.values()) / len(scores) if scores else None))
-                rated = [label.get("responses", {}).get(rid, {}) for label in labels]
-                rationales.append([r["rationale"] for r in rated if r.get("rationale")])
-        flat = {"means": means_of, "mean_score": mean_scores, "rationales": rationales}
+                given = (by_response.get(rid, {}) for by_response in rated)
+                rationales.append([r["rationale"] for r in given if r.get("rationale")])
+        means = means_per_response
+        flat = {
+            "means": {a: rounded([scores.get(a) for scores in means]) for a in aspects},
+            "mean_score": rounded([sum(s.values()) / len(s) if s else None for s in means]),
+            "rationales": pa.array(rationales, pa.list_(pa.string())),
+        }
         return flat, agreements
 
     def item_rows(self, items: Items) -> ItemRows:
         flat, agreements = self.rated(items)
         kind = self.completion()
         ratings = pa.StructArray.from_arrays(
-            [pa.array(values, pa.float64()) for values in flat["means"].values()],
+            list(flat["means"].values()),
             fields=list(kind.field("ratings").type),
         )
         completions = pa.StructArray.from_arrays(
@@ -74,8 +76,8 @@ class RatingsExporter(LabelsExporter):
                 items.models,
                 items.response_texts,
                 ratings,
-                pa.array(flat["mean_score"], pa.float64()),
-                pa.array(flat["rationales"], pa.list_(pa.string())),
+                flat["mean_score"],
+                flat["rationales"],
             ],
             fields=list(kind),
         )
@@ -102,7 +104,8 @@ class RatingsPairsExporter(RatingsExporter):
 
     def item_rows(self, items: Items) -> ItemRows:
         flat, agreements = self.rated(items)
-        mean_scores, offsets = flat["mean_score"], items.response_offsets.to_pylist()
+        mean_scores = flat["mean_score"].to_pylist()
+        offsets = items.response_offsets.to_pylist()
         external_ids = items.external_id.to_pylist()
         item, chosen, rejected, scores, item_agreements = [], [], [], ([], []), []
         for k, agreement in enumerate(agreements):
@@ -131,7 +134,3 @@ class RatingsPairsExporter(RatingsExporter):
 
     def count(self, kept: pa.Table) -> None:
         pass
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 6)

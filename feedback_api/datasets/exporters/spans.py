@@ -54,24 +54,29 @@ class SpansExporter(LabelsExporter):
         texts = split_lists(items.response_texts.to_pylist(), items.response_offsets.to_pylist())
         spans, span_counts, corrections, missing = [], [], [], []
         agreements, item_agreements = [], []
+        unmarked: dict[int, tuple] = {}  # majority_spans of n labels marking nothing
         for ids, responses, labels in zip(items.ids(), texts, items.labels, strict=True):
+            n = len(labels)
             item_missing = _distinct(label.get("missing") for label in labels)
+            marked = [label.get("spans") or [] for label in labels]
+            corrected = [label.get("corrected") or {} for label in labels]
             first = len(agreements)
             for rid, text in zip(ids, responses, strict=True):
-                per_label = [
-                    [s for s in label.get("spans", []) if s.get("response") == rid]
-                    for label in labels
-                ]
-                kept, agreement = majority_spans(per_label, len(labels))
+                if any(marked):
+                    per_label = [[s for s in spans if s.get("response") == rid] for spans in marked]
+                    kept, agreement = majority_spans(per_label, n)
+                else:
+                    per_label = None
+                    if n not in unmarked:
+                        unmarked[n] = majority_spans([[] for _ in labels], n)
+                    kept, agreement = unmarked[n]
                 for start, end, name in kept:
                     correction = _correction(per_label, start, end, name)
                     spans.append(
                         (start, end, name, categories.get(name, name), text[start:end], correction)
                     )
                 span_counts.append(len(kept))
-                corrections.append(
-                    _distinct(label.get("corrected", {}).get(rid) for label in labels)
-                )
+                corrections.append(_distinct(by_response.get(rid) for by_response in corrected))
                 missing.append(item_missing)
                 agreements.append(agreement)
             item_agreements.append(agreements[first] if ids else None)  # its first row's
