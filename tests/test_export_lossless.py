@@ -390,3 +390,126 @@ def test_training_split_of_few_prompts_still_holds_one_out_without_a_leak():
         assert not {r["prompt"] for r in train} & {r["prompt"] for r in held}
     # One prompt only: nothing can be held out without a leak.
     assert all(split_rows(rows[:2], 0.9, seed) == (rows[:2], []) for seed in range(5))
+
+
+# Item metadata and each response's provenance --------------------------------------------------
+
+META = [
+    {"question_id": "Q000", "score": 3, "ratio": 0.5, "gold": True, "mixed": 1,
+     "source": {"split": "dev", "passages": ["p1", "p2"]}, "note": "é 中文 🙂 \"q\" \\"},
+    {"question_id": "Q001", "score": 4, "ratio": 1, "gold": False, "mixed": "one"},
+    {},
+]  # fmt: skip
+
+
+def metadata_project(kind: str, people):
+    """Three items with the metadata above, responses with their own ids and model names,
+    each labelled once."""
+    config = {"aspects": ["helpfulness"]} if kind == "ratings" else {}
+    project = ProjectFactory(kind=kind, config=get_kind(kind).clean_config(config))
+    size = {"pairwise": 2, "listwise": 3, "spans": 1, "ratings": 2}[kind]
+    items = []
+    for n, metadata in enumerate(META):
+        ids = [f"orig-{n}-{k}" for k in range(size)]
+        rated = {rid: {"aspects": {"helpfulness": 2 + k}} for k, rid in enumerate(ids)}
+        body = {
+            "pairwise": {"choice": "B", "strength": None, "rationale": ""},
+            "listwise": {"ranking": [ids[2], ids[0], ids[1]] if size > 2 else ids},
+            "spans": {"spans": [], "missing": "", "corrected": {}},
+            "ratings": {"responses": rated},
+        }[kind]
+        item = ItemFactory(
+            project=project,
+            external_id=f"m{n}",
+            prompt=question(n),
+            responses=answers(n, ids),
+            metadata=metadata,
+        )
+        AnnotationFactory(item=item, annotator=people[0], label=body)
+        items.append(item)
+    return project, items
+
+
+MODELS = {"gpt-x", "llama-y", "mistral-z"}
+
+
+@pytest.mark.parametrize("fmt", list(datasets.FORMATS))
+def test_every_format_exports_item_metadata_and_response_provenance(fmt, people, tmp_path):
+    project, items = metadata_project(datasets.FORMATS[fmt], people)
+    _, rows = export(project, tmp_path, fmt)
+    rows = all_rows(rows)
+    by_item = {item.external_id: item for item in items}
+    assert {r["external_id"] for r in rows} == set(by_item)
+    for row in rows:
+        item = by_item[row["external_id"]]
+        assert json.loads(row["metadata"]) == item.metadata
+        ids = {r["id"]: r["model"] for r in item.responses}
+        if "chosen_id" in row:
+            assert ids[row["chosen_id"]] == row["chosen_model"]
+            assert ids[row["rejected_id"]] == row["rejected_model"]
+        elif "response_ids" in row:
+            assert dict(zip(row["response_ids"], row["models"], strict=True)) == ids
+        elif "response_id" in row:
+            assert ids[row["response_id"]] == row["model"]
+        else:
+            assert {c["id"]: c["model"] for c in row["completions"]} == ids
+    assert set(ids.values()) <= MODELS
+
+
+def test_metadata_fields_are_flattened_into_typed_columns(people, tmp_path):
+    project, _ = metadata_project("pairwise", people)
+    fields = ["question_id", "score", "ratio", "gold", "mixed", "source", "absent"]
+    result = datasets.build_export(
+        project=project,
+        fmt="pairwise",
+        filters={},
+        split={"test_fraction": 0.0},
+        options={"metadata_fields": fields},
+        out_dir=tmp_path / "out",
+    )
+    table = pq.read_table(tmp_path / "out" / "train.parquet")
+    types = {name: str(table.schema.field(f"metadata.{name}").type) for name in fields}
+    assert types == {
+        "question_id": "string",
+        "score": "int64",
+        "ratio": "double",
+        "gold": "bool",
+        "mixed": "string",
+        "source": "string",
+        "absent": "string",
+    }
+    rows = table.to_pylist()
+    assert [r["metadata.question_id"] for r in rows] == ["Q000", "Q001", None]
+    assert [r["metadata.ratio"] for r in rows] == [0.5, 1.0, None]
+    assert [r["metadata.mixed"] for r in rows] == ["1", '"one"', None]
+    assert rows[0]["metadata.source"] == '{"passages":["p1","p2"],"split":"dev"}'
+    assert {r["metadata.absent"] for r in rows} == {None}
+    line = json.loads((tmp_path / "out" / "train.jsonl").read_text().splitlines()[0])
+    assert (line["metadata.score"], line["metadata.gold"]) == (3, True)
+    assert "flattened into columns: `metadata.question_id`" in result.card
+    assert "- `metadata.score`: int64" in result.card
+
+
+def test_metadata_fields_over_the_command_line_and_the_api(people, alice, media, tmp_path):
+    from django.core.management import call_command
+
+    from annotate.models import Role
+
+    from .factories import MembershipFactory, api
+
+    project, _ = metadata_project("listwise", people)
+    MembershipFactory(project=project, user=alice, role=Role.RESEARCHER)
+    call_command("export_dataset", project.slug, "--format", "listwise", "--metadata-fields",
+                 "question_id,score", "--test-fraction", "0", "--out", str(tmp_path / "cli"),
+                 verbosity=0)  # fmt: skip
+    first = json.loads((tmp_path / "cli" / "train.jsonl").read_text().splitlines()[0])
+    assert (first["metadata.question_id"], first["metadata.score"]) == ("Q000", 3)
+    url = f"/api/v1/projects/{project.slug}/datasets/"
+    body = {"format": "listwise", "options": {"metadata_fields": ["question_id"]}}
+    response = api(alice).post(url, body, format="json")
+    assert response.status_code == 202
+    assert response.json()["options"] == {"metadata_fields": ["question_id"]}
+    body = {"format": "listwise", "options": {"metadata_fields": ["source.split"]}}
+    response = api(alice).post(url, body, format="json")
+    assert response.status_code == 400
+    assert "options.metadata_fields" in response.json()

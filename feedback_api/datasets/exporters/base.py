@@ -8,8 +8,10 @@ Two shapes of exporter share the rest of the export (build.py):
   aggregated in Python (annotate/kinds/aggregate.py), an item with one label the cheap way.
 
 Every output row keeps its item's provenance (external_id, n_labels, agreement, sources,
-annotators, judges) and its `split_key`, the group key its train/test side was drawn by
-(selection.py: the prompt's content hash, or a metadata field). Internal columns, named with a
+annotators, judges), its `split_key`, the group key its train/test side was drawn by
+(annotate/splits.py: the prompt's content hash, or a metadata field), and the item's
+`metadata` as canonical JSON, with the top-level fields a researcher asks for flattened into
+columns `metadata.<field>` (MetadataColumns). Internal columns, named with a
 leading "_", travel with a batch to the build and never reach the files: `_agreement` (the
 item's, for the min_agreement filter and the card; null when the item has one label:
 annotate.kinds.aggregate.agreement_of) and `_first` (the item's first row).
@@ -43,10 +45,92 @@ PROVENANCE_FIELDS = [
     ("annotators", NAMES),
     ("judges", NAMES),
     ("split_key", pa.string()),
+    ("metadata", pa.string()),
 ]
 INTERNAL_FIELDS = [("_agreement", pa.float64()), ("_first", pa.bool_())]
 
 __all__ = ["MESSAGE", "MESSAGES", "ExportError", "Exporter", "LabelsExporter", "JSONRoot"]
+
+
+def canonical_json(value) -> str:
+    """JSON text with sorted keys and no spaces: the same for the same value on either
+    database (PostgreSQL's jsonb reorders keys, SQLite keeps them as written)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def metadata_json(text: str | None) -> tuple[dict, str]:
+    """An item's metadata (the database's JSON text) parsed, and as canonical JSON."""
+    if text in (None, "{}"):  # most items: no parse
+        return {}, "{}"
+    metadata = orjson.loads(text)
+    return metadata, canonical_json(metadata)
+
+
+class MetadataColumns:
+    """The flattened metadata fields of an export (options.metadata_fields): one column
+    `metadata.<field>` each, typed by the field's values over the exported items (scan()):
+    text, whole numbers (int64), numbers (float64) or booleans when all its values are of one
+    of those, else each value's canonical JSON text; null where an item lacks it."""
+
+    def __init__(self, names: list[str]):
+        self.names = list(names)
+        self.types: dict[str, str] = {}
+
+    def scan(self, items: QuerySet) -> None:
+        """Find each field's type from the metadata of `items` (one read, only when asked)."""
+        if not self.names:
+            return
+        seen: dict[str, set[str]] = {name: set() for name in self.names}
+        texts = items.annotate(m=json_text("metadata")).values_list("m", flat=True)
+        for text in texts.iterator(chunk_size=5_000):
+            metadata, _ = metadata_json(text)
+            for name in self.names:
+                value = metadata.get(name) if isinstance(metadata, dict) else None
+                if value is not None:
+                    seen[name].add(_json_kind(value))
+        for name, kinds in seen.items():
+            self.types[name] = (
+                kinds.pop() if len(kinds) == 1 else _MIXED.get(frozenset(kinds), "json")
+            )
+
+    def fields(self) -> list[tuple[str, pa.DataType]]:
+        return [
+            (f"metadata.{name}", _ARROW_TYPES[self.types.get(name, "string")])
+            for name in self.names
+        ]
+
+    def values(self, metadata) -> dict[str, Any]:
+        """One item's values of the flattened columns."""
+        out = {}
+        for name in self.names:
+            value = metadata.get(name) if isinstance(metadata, dict) else None
+            kind = self.types.get(name, "string")
+            if value is not None and kind == "json":
+                value = canonical_json(value)
+            elif value is not None and kind == "float64":
+                value = float(value)
+            out[f"metadata.{name}"] = value
+        return out
+
+
+def _json_kind(value) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int64"
+    if isinstance(value, float):
+        return "float64"
+    return "string" if isinstance(value, str) else "json"
+
+
+_MIXED = {frozenset({"int64", "float64"}): "float64"}
+_ARROW_TYPES = {
+    "string": pa.string(),
+    "json": pa.string(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+}
 
 
 class JSONRoot(Func):
@@ -114,12 +198,21 @@ class Exporter:
     internal_fields: ClassVar[list] = []  # more "_" columns for count()
     page_items: ClassVar[int] = 10_000  # items read per page (peak RSS vs queries)
 
-    def __init__(self, *, config: dict, chat: bool = False, seed: int = 0, split_by="prompt"):
+    def __init__(
+        self,
+        *,
+        config: dict,
+        chat: bool = False,
+        seed: int = 0,
+        split_by: str = "prompt",
+        metadata_fields: list[str] | None = None,
+    ):
         self.config = config
         self.chat = chat
         self.seed = seed
         self.split_by = split_by
         self.split_path = None if split_by == "prompt" else metadata_path(split_by)
+        self.metadata = MetadataColumns(metadata_fields or [])
         self.stats: Counter[str] = Counter()
 
     def split_key(self, external_id: str, prompt: str | list[dict], metadata: dict) -> str:
@@ -138,14 +231,24 @@ class Exporter:
     def fields(self) -> list[tuple[str, pa.DataType]]:
         raise NotImplementedError
 
+    def output_fields(self) -> list[tuple[str, pa.DataType]]:
+        return self.fields() + PROVENANCE_FIELDS + self.metadata.fields()
+
     def schema(self) -> pa.Schema:
-        return pa.schema(
-            self.fields() + PROVENANCE_FIELDS, metadata={"prefhub.format": self.format}
-        )
+        return pa.schema(self.output_fields(), metadata={"prefhub.format": self.format})
 
     def batch_schema(self) -> pa.Schema:
         """The schema of convert()'s tables: the output columns and the internal ones."""
-        return pa.schema(self.fields() + PROVENANCE_FIELDS + INTERNAL_FIELDS + self.internal_fields)
+        return pa.schema(self.output_fields() + INTERNAL_FIELDS + self.internal_fields)
+
+    def item_columns(self, external_id: str, prompt, metadata_text: str | None) -> dict:
+        """An item's split_key, metadata and flattened metadata columns (every format's)."""
+        metadata, text = metadata_json(metadata_text)
+        return {
+            "split_key": self.split_key(external_id, prompt, metadata),
+            "metadata": text,
+            **self.metadata.values(metadata),
+        }
 
     def prepare(self, project: Project, filters: dict) -> None:
         """Called before schema(): an exporter whose columns depend on the data asks here."""
@@ -177,8 +280,7 @@ class ItemRecord(NamedTuple):
     external_id: str
     prompt: str | list[dict]
     responses: list[dict]
-    metadata: dict
-    split_key: str
+    columns: dict  # Exporter.item_columns: split_key, metadata, flattened metadata
 
 
 class LabelRecord(NamedTuple):
@@ -206,7 +308,7 @@ def provenance(
         "sources": sorted({lb.source for lb in labels}),
         "annotators": sorted({lb.annotator for lb in labels if lb.annotator}),
         "judges": sorted({lb.judge for lb in labels if lb.judge}),
-        "split_key": item.split_key,
+        **item.columns,
     }
 
 
@@ -225,6 +327,8 @@ def pair_fields(exporter: Exporter) -> list[tuple[str, pa.DataType]]:
         ("rejected", exporter.prompt_type()),
         ("chosen_id", pa.string()),
         ("rejected_id", pa.string()),
+        ("chosen_model", pa.string()),
+        ("rejected_model", pa.string()),
     ]
 
 
@@ -241,6 +345,8 @@ def pair_row(exporter: Exporter, item: ItemRecord, chosen: dict, rejected: dict)
         "rejected": completion(rejected),
         "chosen_id": chosen["id"],
         "rejected_id": rejected["id"],
+        "chosen_model": chosen.get("model") or "",
+        "rejected_model": rejected.get("model") or "",
     }
 
 
@@ -286,10 +392,9 @@ class LabelsExporter(Exporter):
             if pending is None or pending[0].id != item_id:
                 if pending is not None:
                     items.append(pending)
-                prompt, metadata = loads(prompt), loads(metadata)
-                key = self.split_key(ext, prompt, metadata)
-                record = ItemRecord(item_id, ext, prompt, loads(responses), metadata, key)
-                pending = (record, [])
+                prompt = loads(prompt)
+                columns = self.item_columns(ext, prompt, metadata)
+                pending = (ItemRecord(item_id, ext, prompt, loads(responses), columns), [])
             pending[1].append(LabelRecord(source, user or "", judge or "", loads(label)))
         self._pending = pending  # its labels may go on in the next batch
         return self._table(items)
