@@ -513,3 +513,54 @@ def test_metadata_fields_over_the_command_line_and_the_api(people, alice, media,
     response = api(alice).post(url, body, format="json")
     assert response.status_code == 400
     assert "options.metadata_fields" in response.json()
+
+
+# Pairwise labels without a strength ------------------------------------------------------------
+
+
+def pick(choice: str, strength: int | None) -> dict:
+    return {"choice": choice, "strength": strength, "rationale": ""}
+
+
+def test_margin_column_only_when_every_exported_majority_has_a_strength(people, tmp_path):
+    project = ProjectFactory(kind="pairwise")
+    mixed = ItemFactory(project=project, external_id="mixed", prompt=question(1))
+    AnnotationFactory(item=mixed, annotator=people[0], label=pick("A", None))
+    AnnotationFactory(item=mixed, annotator=people[1], label=pick("A", 2))
+    known = ItemFactory(project=project, external_id="known", prompt=question(2))
+    AnnotationFactory(item=known, annotator=people[0], label=pick("B", 3))
+    AnnotationFactory(item=known, annotator=people[1], label=pick("B", 1))
+    _, rows = export(project, tmp_path, "pairwise", "with")
+    assert [(r["external_id"], r["margin"]) for r in all_rows(rows)] == [
+        ("mixed", 2.0),
+        ("known", 2.0),
+    ]
+    # A decided label with no strength, alone: no margin can be given, so no row has one.
+    unknown = ItemFactory(project=project, external_id="unknown", prompt=question(3))
+    AnnotationFactory(item=unknown, annotator=people[2], label=pick("A", None))
+    result, rows = export(project, tmp_path, "pairwise", "without")
+    assert [r["external_id"] for r in all_rows(rows)] == ["mixed", "known", "unknown"]
+    assert all("margin" not in r for r in all_rows(rows))
+    assert "margin" not in pq.read_table(tmp_path / "without" / "train.parquet").column_names
+    assert "- `margin`" not in result.card
+    # Left out as a single-label item, it has no say in the column.
+    filters = {"keep_single_label": False}
+    _, rows = export(project, tmp_path, "pairwise", "dropped", filters=filters)
+    assert [(r["external_id"], r["margin"]) for r in all_rows(rows)] == [
+        ("mixed", 2.0),
+        ("known", 2.0),
+    ]
+
+
+def test_a_set_without_strengths_exports_every_decided_pair_and_counts_ties(people, tmp_path):
+    project = ProjectFactory(kind="pairwise")
+    preference_set(project)  # 8 questions x 6 pairs, labelled once, no strength
+    result, rows = export(project, tmp_path, "pairwise")
+    ties = sum(1 for n in range(8) for k in range(6) if (n + k) % 5 == 0)
+    assert len(all_rows(rows)) == 48 - ties
+    assert result.stats["left_out.ties"] == ties
+    assert all("margin" not in r and r["agreement"] is None for r in all_rows(rows))
+    for row in all_rows(rows):
+        n = int(row["external_id"][1])
+        assert {row["chosen_id"], row["rejected_id"]} <= {f"q{n}-{x}" for x in "abcd"}
+        assert json.loads(row["metadata"])["question_id"] == f"Q{n:03}"
