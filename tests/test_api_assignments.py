@@ -100,6 +100,32 @@ def test_submit_stores_a_swapped_pair_unswapped(project, annotator, monkeypatch)
     assert Annotation.objects.get().label["choice"] == "B"
 
 
+@pytest.mark.parametrize("label", [{"choice": "B"}, {"choice": "B", "strength": None}])
+def test_decided_label_without_strength_is_stored_as_strength_unknown(lease, annotator, label):
+    response = api(annotator).post(submit_url(lease["id"]), {"label": label}, format="json")
+    assert response.status_code == 201, response.json()
+    annotation = Annotation.objects.get()
+    assert annotation.label["strength"] is None
+    assert (annotation.choice, annotation.strength) in {("A", None), ("B", None)}
+
+
+def test_project_patched_to_require_strength_refuses_a_label_without_one(
+    project, alice, lease, annotator
+):
+    patched = api(alice).patch(
+        "/api/v1/projects/alices-pairs/", {"config": {"require_strength": True}}, format="json"
+    )
+    assert patched.status_code == 200, patched.json()
+    assert patched.json()["config"]["require_strength"] is True
+    client = api(annotator)
+    response = client.post(submit_url(lease["id"]), {"label": {"choice": "A"}}, format="json")
+    assert response.status_code == 400
+    assert "asks how much better" in response.json()["label.strength"][0]
+    assert not Annotation.objects.exists()
+    label = {"choice": "A", "strength": 3}
+    assert client.post(submit_url(lease["id"]), {"label": label}, format="json").status_code == 201
+
+
 def test_time_spent_is_optional(lease, annotator):
     response = api(annotator).post(submit_url(lease["id"]), {"label": GOOD}, format="json")
     assert response.status_code == 201
@@ -116,7 +142,6 @@ def test_time_spent_is_optional(lease, annotator):
         ({"label": {}}, "label.choice"),
         ({"label": {"choice": "C", "strength": 1}}, "label.choice"),
         ({"label": {"choice": 1, "strength": 1}}, "label.choice"),
-        ({"label": {"choice": "A"}}, "label.strength"),
         ({"label": {"choice": "A", "strength": 0}}, "label.strength"),
         ({"label": {"choice": "A", "strength": 4}}, "label.strength"),
         ({"label": {"choice": "A", "strength": True}}, "label.strength"),

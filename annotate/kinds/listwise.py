@@ -148,7 +148,9 @@ class Listwise(Kind):
         )
         return {"ranking": order, "scores": scores}, agreement
 
-    def label_from_preference(self, *, chosen_id: str, rejected_id: str) -> dict:
+    def label_from_preference(
+        self, *, chosen_id: str, rejected_id: str, responses: list[dict]
+    ) -> dict:
         return {"ranking": [chosen_id, rejected_id]}
 
     def check_training_row(self, row: dict, where: str, **facts: Any) -> None:
