@@ -360,7 +360,7 @@ def test_someone_elses_label_cannot_be_reopened(client, alice, bob, pairwise):
 
 @pytest.fixture
 def listwise(alice):
-    project = make_project("listwise", alice, {"allow_ties": True})
+    project = make_project("listwise", alice)
     ItemFactory(
         project=project,
         prompt="Rank these.",
@@ -386,7 +386,7 @@ def test_listwise_page_and_ranking(client, alice, listwise):
 
 
 def test_listwise_missing_rank_and_forbidden_ties(client, alice):
-    project = make_project("listwise", alice)
+    project = make_project("listwise", alice, {"allow_ties": False})
     ItemFactory(project=project)
     client.force_login(alice)
     assignment = lease(client, project)

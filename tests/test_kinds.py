@@ -284,7 +284,7 @@ def test_listwise_ties_as_nested_groups_when_allowed():
     ],
 )
 def test_listwise_bad_labels(label, field, reason):
-    error = label_error("listwise", label, LIST)
+    error = label_error("listwise", label, LIST, config("listwise", allow_ties=False))
     assert error.field == field
     assert reason in error.message
 
