@@ -251,6 +251,12 @@ class ItemSerializer(serializers.ModelSerializer):
         ]
 
 
+LABELS_FOR_EXISTING = (
+    "Also add the labels to items already there (a label equal to one imported before is not "
+    "added again); implies keep_labels. Without it their labels are counted as skipped."
+)
+
+
 class ItemBulkCreateSerializer(serializers.Serializer):
     items = serializers.ListField(
         child=ItemRecordField(), min_length=1, max_length=MAX_BULK_ITEMS, validators=[storable_json]
@@ -261,6 +267,7 @@ class ItemBulkCreateSerializer(serializers.Serializer):
     keep_labels = serializers.BooleanField(
         default=False, help_text="Keep each item's `label` as an imported annotation."
     )
+    labels_for_existing = serializers.BooleanField(default=False, help_text=LABELS_FOR_EXISTING)
 
 
 class ItemImportSerializer(serializers.Serializer):
@@ -270,6 +277,7 @@ class ItemImportSerializer(serializers.Serializer):
     )
     skip_invalid = serializers.BooleanField(default=False)
     keep_labels = serializers.BooleanField(default=False)
+    labels_for_existing = serializers.BooleanField(default=False, help_text=LABELS_FOR_EXISTING)
 
 
 class RowErrorSerializer(serializers.Serializer):
@@ -286,6 +294,15 @@ class ImportReportSerializer(serializers.Serializer):
     duplicates = serializers.IntegerField()
     invalid = serializers.IntegerField()
     labels = serializers.IntegerField()
+    labels_skipped_existing = serializers.IntegerField(
+        help_text="Labels of rows whose item was already there, not kept (no labels_for_existing)."
+    )
+    labels_already_there = serializers.IntegerField(
+        help_text="Labels equal to an imported label their item already has, not added again."
+    )
+    labels_other_responses = serializers.IntegerField(
+        help_text="Labels not kept: their item is already there with other responses."
+    )
     fatal = serializers.CharField(allow_blank=True)
     errors = RowErrorSerializer(many=True)
 
