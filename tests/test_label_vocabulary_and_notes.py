@@ -4,8 +4,10 @@ config's spelling, ambiguous configs refused), and structured "missing informati
 
 import io
 import json
+import zipfile
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 
 from annotate.models import Annotation, Assignment, Item, Role
@@ -287,3 +289,34 @@ def test_structured_note_reopens_on_the_page_and_survives_a_correction(client, a
     assert "This note must stay JSON" in bad.content.decode()
     annotation.refresh_from_db()
     assert annotation.label["missing"] == STRUCTURED_NOTE
+
+
+def test_spans_export_carries_structured_notes_as_their_json_text(alice, spans, tmp_path):
+    ItemFactory(
+        project=spans, external_id="q2", responses=[{"id": "a1", "text": ANSWER, "model": ""}]
+    )
+    _, first = lease_and_submit(alice, spans, {"spans": [], "missing": STRUCTURED_NOTE})
+    _, second = lease_and_submit(alice, spans, {"spans": [], "missing": "The population."})
+    assert first.status_code == second.status_code == 201
+    call_command(
+        "export_dataset",
+        spans.slug,
+        "--format",
+        "spans",
+        "--test-fraction",
+        "0",
+        "--out",
+        str(tmp_path),
+    )
+    (archive,) = tmp_path.glob("*.zip")
+    with zipfile.ZipFile(archive) as zipped:
+        rows = [json.loads(line) for line in zipped.read("train.jsonl").decode().splitlines()]
+    notes = {row["prompt"]: row["missing"] for row in rows}
+    structured = [
+        json.loads(note)
+        for row_notes in notes.values()
+        for note in row_notes
+        if note.startswith("[")
+    ]
+    assert structured == [STRUCTURED_NOTE]
+    assert ["The population."] in notes.values()
