@@ -30,7 +30,8 @@ ITEM_RECORD_SCHEMA = {
     "description": "One item, in any shape a file import accepts: our own "
     "(external_id, prompt, responses, metadata, priority, gold, label) or TRL's "
     "(prompt, chosen, rejected; or only chosen/rejected with the prompt as their shared "
-    "beginning). Validated row by row exactly like a file import.",
+    "beginning; optional chosen_id/rejected_id and chosen_model/rejected_model are kept on the "
+    "two responses). Validated row by row exactly like a file import.",
     "properties": {
         "external_id": {"type": "string"},
         "prompt": PROMPT_SCHEMA,
@@ -57,6 +58,10 @@ ITEM_RECORD_SCHEMA = {
         "label": {"type": "object", "additionalProperties": True},
         "chosen": {"oneOf": [{"type": "string"}, {"type": "array", "items": MESSAGE_SCHEMA}]},
         "rejected": {"oneOf": [{"type": "string"}, {"type": "array", "items": MESSAGE_SCHEMA}]},
+        "chosen_id": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+        "rejected_id": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+        "chosen_model": {"type": "string"},
+        "rejected_model": {"type": "string"},
     },
     "additionalProperties": True,
 }
