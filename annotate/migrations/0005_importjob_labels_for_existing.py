@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotate', '0004_item_chat_and_project_index'),
+        ("annotate", "0004_item_chat_and_project_index"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='importjob',
-            name='labels_for_existing',
-            field=models.BooleanField(default=False, help_text="Also add the file's labels to items already there."),
+            model_name="importjob",
+            name="labels_for_existing",
+            field=models.BooleanField(
+                default=False, help_text="Also add the file's labels to items already there."
+            ),
         ),
     ]
