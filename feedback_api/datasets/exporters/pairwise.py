@@ -20,6 +20,7 @@ from django.db.models.lookups import GreaterThan
 
 from annotate.kinds.aggregate import MIN_LABELS_FOR_AGREEMENT
 from annotate.models import Item, Project
+from annotate.splits import prompt_key
 
 from ..selection import item_q, label_q, labels_of
 from .base import (
@@ -32,6 +33,7 @@ from .base import (
     as_messages,
     count,
     json_text,
+    metadata_json,
     micros,
     of_micros,
     pair_fields,
@@ -229,19 +231,22 @@ class PairwiseExporter(Exporter):
         ]
         return pa.array(prompts, MESSAGES)
 
-    def _item_columns(self, rows: pa.RecordBatch) -> dict[str, pa.Array]:
-        """Each row's split_key, metadata and flattened metadata (Exporter.item_columns)."""
+    def _item_columns(self, rows: pa.RecordBatch) -> dict[str, list]:
+        """Each row's split_key, metadata and flattened metadata (Exporter.item_columns, the
+        same values, column by column: the per-row work of a pairwise export)."""
         col, loads = rows.column, orjson.loads
-        by_prompt = self.split_path is None
-        made = [
-            self.item_columns(ext, (loads(text) if is_chat else text) if by_prompt else "", meta)
-            for ext, text, is_chat, meta in zip(
-                *(col(n).to_pylist() for n in ("external_id", "prompt", "chat", "metadata")),
-                strict=True,
-            )
-        ]
-        names = ["split_key", "metadata"] + [name for name, _ in self.metadata.fields()]
-        return {name: [m[name] for m in made] for name in names}
+        metadata = [metadata_json(text) for text in col("metadata").to_pylist()]
+        if self.split_path is None:
+            texts, chats = col("prompt").to_pylist(), col("chat").to_pylist()
+            keys = [prompt_key(loads(t) if c else t) for t, c in zip(texts, chats, strict=True)]
+        else:
+            ids = col("external_id").to_pylist()
+            keys = [self.split_key(e, "", m) for e, (m, _) in zip(ids, metadata, strict=True)]
+        columns = {"split_key": keys, "metadata": [text for _, text in metadata]}
+        if self.metadata.names:
+            flat = [self.metadata.values(m) for m, _ in metadata]
+            columns.update({name: [f[name] for f in flat] for name, _ in self.metadata.fields()})
+        return columns
 
     def _completion(self, texts: pa.Array) -> pa.Array:
         """A response's text, or as one assistant message in a chat export."""
