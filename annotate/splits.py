@@ -20,11 +20,12 @@ import orjson
 def prompt_key(prompt: str | list[dict]) -> str:
     """A prompt's content hash: sha256 of its canonical JSON as chat messages (a text prompt is
     one user message), so that an export's text and conversational rows of one prompt agree."""
-    if isinstance(prompt, str):
-        messages = [{"content": prompt, "role": "user"}]
+    if isinstance(prompt, str):  # the bytes orjson writes for the one message, made directly
+        text = b'[{"content":' + orjson.dumps(prompt) + b',"role":"user"}]'
     else:
         messages = [{"content": m["content"], "role": m["role"]} for m in prompt]
-    return hashlib.sha256(orjson.dumps(messages, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        text = orjson.dumps(messages, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(text).hexdigest()
 
 
 def metadata_path(by: str) -> list[str]:

@@ -70,10 +70,21 @@ class DatasetSplitSerializer(serializers.Serializer):
     )
 
 
+class DatasetOptionsSerializer(serializers.Serializer):
+    metadata_fields = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        default=list,
+        max_length=100,
+        help_text="Top-level metadata fields flattened into columns `metadata.<field>` (the "
+        "whole metadata is always the JSON column `metadata`).",
+    )
+
+
 class DatasetVersionCreateSerializer(serializers.Serializer):
     format = serializers.ChoiceField(choices=list(FORMATS))
     filters = DatasetFiltersSerializer(required=False)
     split = DatasetSplitSerializer(required=False)
+    options = DatasetOptionsSerializer(required=False)
 
 
 class DatasetFileSerializer(serializers.Serializer):
@@ -94,6 +105,7 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     filters = DatasetFiltersSerializer(read_only=True)
     split = DatasetSplitSerializer(read_only=True)
+    options = DatasetOptionsSerializer(read_only=True)
     stats = StatsField(read_only=True, help_text="The counts of the dataset card.")
     files = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
@@ -110,6 +122,7 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
             "error",
             "filters",
             "split",
+            "options",
             "train_rows",
             "test_rows",
             "checksum",
@@ -195,6 +208,7 @@ class DatasetListView(APIView):
                 format=data["format"],
                 filters=_jsonable(data.get("filters")),
                 split=data.get("split"),
+                options=data.get("options"),
             )
         except ServiceError as exc:
             raise invalid(exc) from None
@@ -278,6 +292,14 @@ class DatasetForm(forms.Form):
         'e.g. "metadata.question_id".',
     )
 
+    metadata_fields = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Metadata columns",
+        help_text="Top-level metadata fields to flatten into columns, comma-separated (the "
+        "whole metadata is always exported as JSON).",
+    )
+
     def __init__(self, *args, project: Project, **kwargs):
         super().__init__(*args, **kwargs)
         choices = [(f, DatasetVersion.Format(f).label) for f in formats_for_kind(project.kind)]
@@ -294,7 +316,8 @@ class DatasetForm(forms.Form):
         )
         split = {"test_fraction": data["test_fraction"], "seed": data["seed"]}
         split["by"] = data["split_by"]
-        return {"format": data["format"], "filters": filters, "split": split}
+        options = {"metadata_fields": [f for f in data["metadata_fields"].split(",") if f.strip()]}
+        return {"format": data["format"], "filters": filters, "split": split, "options": options}
 
 
 @login_required
@@ -310,7 +333,8 @@ def dataset_page(request, slug):
                 project=project, user=request.user, **form.service_arguments()
             )
         except ServiceError as exc:
-            field = "split_by" if exc.field == "split.by" else exc.field.split(".")[-1]
+            renamed = {"split.by": "split_by"}
+            field = renamed.get(exc.field, exc.field.split(".")[-1])
             form.add_error(field if field in form.fields else None, str(exc))
         else:
             messages.success(request, f"Version {version.number} is being built.")

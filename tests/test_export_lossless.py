@@ -390,3 +390,177 @@ def test_training_split_of_few_prompts_still_holds_one_out_without_a_leak():
         assert not {r["prompt"] for r in train} & {r["prompt"] for r in held}
     # One prompt only: nothing can be held out without a leak.
     assert all(split_rows(rows[:2], 0.9, seed) == (rows[:2], []) for seed in range(5))
+
+
+# Item metadata and each response's provenance --------------------------------------------------
+
+META = [
+    {"question_id": "Q000", "score": 3, "ratio": 0.5, "gold": True, "mixed": 1,
+     "source": {"split": "dev", "passages": ["p1", "p2"]}, "note": "é 中文 🙂 \"q\" \\"},
+    {"question_id": "Q001", "score": 4, "ratio": 1, "gold": False, "mixed": "one"},
+    {},
+]  # fmt: skip
+
+
+def metadata_project(kind: str, people):
+    """Three items with the metadata above, responses with their own ids and model names,
+    each labelled once."""
+    config = {"aspects": ["helpfulness"]} if kind == "ratings" else {}
+    project = ProjectFactory(kind=kind, config=get_kind(kind).clean_config(config))
+    size = {"pairwise": 2, "listwise": 3, "spans": 1, "ratings": 2}[kind]
+    items = []
+    for n, metadata in enumerate(META):
+        ids = [f"orig-{n}-{k}" for k in range(size)]
+        rated = {rid: {"aspects": {"helpfulness": 2 + k}} for k, rid in enumerate(ids)}
+        body = {
+            "pairwise": {"choice": "B", "strength": None, "rationale": ""},
+            "listwise": {"ranking": [ids[2], ids[0], ids[1]] if size > 2 else ids},
+            "spans": {"spans": [], "missing": "", "corrected": {}},
+            "ratings": {"responses": rated},
+        }[kind]
+        item = ItemFactory(
+            project=project,
+            external_id=f"m{n}",
+            prompt=question(n),
+            responses=answers(n, ids),
+            metadata=metadata,
+        )
+        AnnotationFactory(item=item, annotator=people[0], label=body)
+        items.append(item)
+    return project, items
+
+
+MODELS = {"gpt-x", "llama-y", "mistral-z"}
+
+
+@pytest.mark.parametrize("fmt", list(datasets.FORMATS))
+def test_every_format_exports_item_metadata_and_response_provenance(fmt, people, tmp_path):
+    project, items = metadata_project(datasets.FORMATS[fmt], people)
+    _, rows = export(project, tmp_path, fmt)
+    rows = all_rows(rows)
+    by_item = {item.external_id: item for item in items}
+    assert {r["external_id"] for r in rows} == set(by_item)
+    for row in rows:
+        item = by_item[row["external_id"]]
+        assert json.loads(row["metadata"]) == item.metadata
+        ids = {r["id"]: r["model"] for r in item.responses}
+        if "chosen_id" in row:
+            assert ids[row["chosen_id"]] == row["chosen_model"]
+            assert ids[row["rejected_id"]] == row["rejected_model"]
+        elif "response_ids" in row:
+            assert dict(zip(row["response_ids"], row["models"], strict=True)) == ids
+        elif "response_id" in row:
+            assert ids[row["response_id"]] == row["model"]
+        else:
+            assert {c["id"]: c["model"] for c in row["completions"]} == ids
+    assert set(ids.values()) <= MODELS
+
+
+def test_metadata_fields_are_flattened_into_typed_columns(people, tmp_path):
+    project, _ = metadata_project("pairwise", people)
+    fields = ["question_id", "score", "ratio", "gold", "mixed", "source", "absent"]
+    result = datasets.build_export(
+        project=project,
+        fmt="pairwise",
+        filters={},
+        split={"test_fraction": 0.0},
+        options={"metadata_fields": fields},
+        out_dir=tmp_path / "out",
+    )
+    table = pq.read_table(tmp_path / "out" / "train.parquet")
+    types = {name: str(table.schema.field(f"metadata.{name}").type) for name in fields}
+    assert types == {
+        "question_id": "string",
+        "score": "int64",
+        "ratio": "double",
+        "gold": "bool",
+        "mixed": "string",
+        "source": "string",
+        "absent": "string",
+    }
+    rows = table.to_pylist()
+    assert [r["metadata.question_id"] for r in rows] == ["Q000", "Q001", None]
+    assert [r["metadata.ratio"] for r in rows] == [0.5, 1.0, None]
+    assert [r["metadata.mixed"] for r in rows] == ["1", '"one"', None]
+    assert rows[0]["metadata.source"] == '{"passages":["p1","p2"],"split":"dev"}'
+    assert {r["metadata.absent"] for r in rows} == {None}
+    line = json.loads((tmp_path / "out" / "train.jsonl").read_text().splitlines()[0])
+    assert (line["metadata.score"], line["metadata.gold"]) == (3, True)
+    assert "flattened into columns: `metadata.question_id`" in result.card
+    assert "- `metadata.score`: int64" in result.card
+
+
+def test_metadata_fields_over_the_command_line_and_the_api(people, alice, media, tmp_path):
+    from django.core.management import call_command
+
+    from annotate.models import Role
+
+    from .factories import MembershipFactory, api
+
+    project, _ = metadata_project("listwise", people)
+    MembershipFactory(project=project, user=alice, role=Role.RESEARCHER)
+    call_command("export_dataset", project.slug, "--format", "listwise", "--metadata-fields",
+                 "question_id,score", "--test-fraction", "0", "--out", str(tmp_path / "cli"),
+                 verbosity=0)  # fmt: skip
+    first = json.loads((tmp_path / "cli" / "train.jsonl").read_text().splitlines()[0])
+    assert (first["metadata.question_id"], first["metadata.score"]) == ("Q000", 3)
+    url = f"/api/v1/projects/{project.slug}/datasets/"
+    body = {"format": "listwise", "options": {"metadata_fields": ["question_id"]}}
+    response = api(alice).post(url, body, format="json")
+    assert response.status_code == 202
+    assert response.json()["options"] == {"metadata_fields": ["question_id"]}
+    body = {"format": "listwise", "options": {"metadata_fields": ["source.split"]}}
+    response = api(alice).post(url, body, format="json")
+    assert response.status_code == 400
+    assert "options.metadata_fields" in response.json()
+
+
+# Pairwise labels without a strength ------------------------------------------------------------
+
+
+def pick(choice: str, strength: int | None) -> dict:
+    return {"choice": choice, "strength": strength, "rationale": ""}
+
+
+def test_margin_column_only_when_every_exported_majority_has_a_strength(people, tmp_path):
+    project = ProjectFactory(kind="pairwise")
+    mixed = ItemFactory(project=project, external_id="mixed", prompt=question(1))
+    AnnotationFactory(item=mixed, annotator=people[0], label=pick("A", None))
+    AnnotationFactory(item=mixed, annotator=people[1], label=pick("A", 2))
+    known = ItemFactory(project=project, external_id="known", prompt=question(2))
+    AnnotationFactory(item=known, annotator=people[0], label=pick("B", 3))
+    AnnotationFactory(item=known, annotator=people[1], label=pick("B", 1))
+    _, rows = export(project, tmp_path, "pairwise", "with")
+    assert [(r["external_id"], r["margin"]) for r in all_rows(rows)] == [
+        ("mixed", 2.0),
+        ("known", 2.0),
+    ]
+    # A decided label with no strength, alone: no margin can be given, so no row has one.
+    unknown = ItemFactory(project=project, external_id="unknown", prompt=question(3))
+    AnnotationFactory(item=unknown, annotator=people[2], label=pick("A", None))
+    result, rows = export(project, tmp_path, "pairwise", "without")
+    assert [r["external_id"] for r in all_rows(rows)] == ["mixed", "known", "unknown"]
+    assert all("margin" not in r for r in all_rows(rows))
+    assert "margin" not in pq.read_table(tmp_path / "without" / "train.parquet").column_names
+    assert "- `margin`" not in result.card
+    # Left out as a single-label item, it has no say in the column.
+    filters = {"keep_single_label": False}
+    _, rows = export(project, tmp_path, "pairwise", "dropped", filters=filters)
+    assert [(r["external_id"], r["margin"]) for r in all_rows(rows)] == [
+        ("mixed", 2.0),
+        ("known", 2.0),
+    ]
+
+
+def test_a_set_without_strengths_exports_every_decided_pair_and_counts_ties(people, tmp_path):
+    project = ProjectFactory(kind="pairwise")
+    preference_set(project)  # 8 questions x 6 pairs, labelled once, no strength
+    result, rows = export(project, tmp_path, "pairwise")
+    ties = sum(1 for n in range(8) for k in range(6) if (n + k) % 5 == 0)
+    assert len(all_rows(rows)) == 48 - ties
+    assert result.stats["left_out.ties"] == ties
+    assert all("margin" not in r and r["agreement"] is None for r in all_rows(rows))
+    for row in all_rows(rows):
+        n = int(row["external_id"][1])
+        assert {row["chosen_id"], row["rejected_id"]} <= {f"q{n}-{x}" for x in "abcd"}
+        assert json.loads(row["metadata"])["question_id"] == f"Q{n:03}"

@@ -36,6 +36,7 @@ from .read import item_pages, read_batches
 from .selection import (
     check_split_keys,
     clean_filters,
+    clean_options,
     clean_split,
     in_test_splits,
     labeled_items_queryset,
@@ -62,6 +63,7 @@ def build_export(
     filters: dict,
     split: dict,
     out_dir: Path,
+    options: dict | None = None,
     archive_name: str = "dataset.zip",
     progress: Progress | None = None,
     chunk_size: int | None = None,
@@ -69,7 +71,7 @@ def build_export(
     """Write train/test JSONL + Parquet, README.md and the zip archive into out_dir (built in
     out_dir.partial, renamed when complete). chunk_size: items per page read, the exporter's
     page_items unless given."""
-    filters, split = clean_filters(filters), clean_split(split)
+    filters, split, options = clean_filters(filters), clean_split(split), clean_options(options)
     runtime.arrow_allocator()
     items = labeled_items_queryset(project, filters)
     try:
@@ -79,9 +81,14 @@ def build_export(
     total = items.count()
     chat = items.filter(chat=True).exists()
     exporter = get_exporter(fmt)(
-        config=project.config, chat=chat, seed=split["seed"], split_by=split["by"]
+        config=project.config,
+        chat=chat,
+        seed=split["seed"],
+        split_by=split["by"],
+        metadata_fields=options["metadata_fields"],
     )
     exporter.prepare(project, filters)
+    exporter.metadata.scan(items)
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

@@ -41,6 +41,20 @@ def dataset_card(project: Project, exporter: Exporter, filters: dict, split: dic
     lines += [
         "- Each row names its item (`external_id`), its number of labels (`n_labels`), their "
         "`agreement`, `sources`, `annotators` (usernames) and `judges`.",
+        "- Each response keeps its id and model name as imported (pairs: `chosen_id`, "
+        "`rejected_id`, `chosen_model`, `rejected_model`; lists: `response_ids`, `models`; "
+        "spans: `response_id`, `model`; ratings: each completion's `id` and `model`); an "
+        "unknown model is an empty string.",
+        "- `metadata`: the item's metadata as JSON text (keys sorted)"
+        + (
+            "; flattened into columns: "
+            + ", ".join(f"`metadata.{n}`" for n in exporter.metadata.names)
+            + " (typed by their values: text, whole number, number or boolean when every "
+            "value is one of those, else each value's JSON text; null where an item lacks the "
+            "field)."
+            if exporter.metadata.names
+            else "."
+        ),
         "",
         "## Filters",
         "",

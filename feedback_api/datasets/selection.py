@@ -43,6 +43,10 @@ FILTER_DEFAULTS = {
 # reaches into nested objects).
 SPLIT_DEFAULTS = {"test_fraction": 0.1, "seed": 0, "by": "prompt"}
 SPLIT_BY_PATTERN = re.compile(r"metadata(\.[^.\s]+)+")
+# metadata_fields: top-level fields of the items' metadata flattened into columns
+# `metadata.<field>` (the whole metadata is always a JSON column).
+OPTION_DEFAULTS = {"metadata_fields": []}
+MAX_METADATA_FIELDS = 100
 
 
 def clean_filters(filters: dict | None) -> dict:
@@ -81,6 +85,31 @@ def clean_split(split: dict | None) -> dict:
             'Split by "prompt" or by a metadata field, e.g. "metadata.question_id".', "split.by"
         )
     return {"test_fraction": fraction, "seed": seed, "by": by}
+
+
+def clean_options(options: dict | None) -> dict:
+    """Output options with defaults filled in; ServiceError naming the option at fault."""
+    cleaned = _over_defaults(options, OPTION_DEFAULTS, "option", "options")
+    fields = cleaned["metadata_fields"]
+    if isinstance(fields, str):
+        fields = fields.split(",")
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise ServiceError("Expected a list of metadata field names.", "options.metadata_fields")
+    names = []
+    for name in (f.strip() for f in fields if f.strip()):
+        if name.startswith("metadata."):
+            name = name.removeprefix("metadata.")
+        if not name or "." in name or any(c.isspace() for c in name):
+            raise ServiceError(
+                f"{name!r} is not a top-level metadata field name.", "options.metadata_fields"
+            )
+        if name not in names:
+            names.append(name)
+    if len(names) > MAX_METADATA_FIELDS:
+        raise ServiceError(
+            f"At most {MAX_METADATA_FIELDS} metadata fields.", "options.metadata_fields"
+        )
+    return {"metadata_fields": names}
 
 
 def _over_defaults(given: dict | None, defaults: dict, what: str, field: str) -> dict:

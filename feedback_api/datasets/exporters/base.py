@@ -9,8 +9,10 @@ Two shapes of exporter share the rest of the export (build.py):
   only each item's aggregate runs in Python (annotate/kinds/aggregate.py), into flat lists.
 
 Every output row keeps its item's provenance (external_id, n_labels, agreement, sources,
-annotators, judges) and its `split_key`, the group key its train/test side was drawn by
-(selection.py: the prompt's content hash, or a metadata field). Internal columns, named with a
+annotators, judges), its `split_key`, the group key its train/test side was drawn by
+(annotate/splits.py: the prompt's content hash, or a metadata field), and the item's
+`metadata` as canonical JSON, with the top-level fields a researcher asks for flattened into
+columns `metadata.<field>` (MetadataColumns). Internal columns, named with a
 leading "_", travel with a batch to the build and never reach the files: `_agreement` (the
 item's, for the min_agreement filter and the card; null when the item has one label:
 annotate.kinds.aggregate.agreement_of) and `_first` (the item's first row).
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import orjson
 import pyarrow as pa
@@ -45,10 +47,92 @@ PROVENANCE_FIELDS = [
     ("annotators", NAMES),
     ("judges", NAMES),
     ("split_key", pa.string()),
+    ("metadata", pa.string()),
 ]
 INTERNAL_FIELDS = [("_agreement", pa.float64()), ("_first", pa.bool_())]
 
 __all__ = ["MESSAGE", "MESSAGES", "ExportError", "Exporter", "LabelsExporter", "JSONRoot"]
+
+
+def canonical_json(value) -> str:
+    """JSON text with sorted keys and no spaces: the same for the same value on either
+    database (PostgreSQL's jsonb reorders keys, SQLite keeps them as written)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def metadata_json(text: str | None) -> tuple[dict, str]:
+    """An item's metadata (the database's JSON text) parsed, and as canonical JSON."""
+    if text in (None, "{}"):  # most items: no parse
+        return {}, "{}"
+    metadata = orjson.loads(text)
+    return metadata, canonical_json(metadata)
+
+
+class MetadataColumns:
+    """The flattened metadata fields of an export (options.metadata_fields): one column
+    `metadata.<field>` each, typed by the field's values over the exported items (scan()):
+    text, whole numbers (int64), numbers (float64) or booleans when all its values are of one
+    of those, else each value's canonical JSON text; null where an item lacks it."""
+
+    def __init__(self, names: list[str]):
+        self.names = list(names)
+        self.types: dict[str, str] = {}
+
+    def scan(self, items: QuerySet) -> None:
+        """Find each field's type from the metadata of `items` (one read, only when asked)."""
+        if not self.names:
+            return
+        seen: dict[str, set[str]] = {name: set() for name in self.names}
+        texts = items.annotate(m=json_text("metadata")).values_list("m", flat=True)
+        for text in texts.iterator(chunk_size=5_000):
+            metadata, _ = metadata_json(text)
+            for name in self.names:
+                value = metadata.get(name) if isinstance(metadata, dict) else None
+                if value is not None:
+                    seen[name].add(_json_kind(value))
+        for name, kinds in seen.items():
+            self.types[name] = (
+                kinds.pop() if len(kinds) == 1 else _MIXED.get(frozenset(kinds), "json")
+            )
+
+    def fields(self) -> list[tuple[str, pa.DataType]]:
+        return [
+            (f"metadata.{name}", _ARROW_TYPES[self.types.get(name, "string")])
+            for name in self.names
+        ]
+
+    def values(self, metadata) -> dict[str, Any]:
+        """One item's values of the flattened columns."""
+        out = {}
+        for name in self.names:
+            value = metadata.get(name) if isinstance(metadata, dict) else None
+            kind = self.types.get(name, "string")
+            if value is not None and kind == "json":
+                value = canonical_json(value)
+            elif value is not None and kind == "float64":
+                value = float(value)
+            out[f"metadata.{name}"] = value
+        return out
+
+
+def _json_kind(value) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int64"
+    if isinstance(value, float):
+        return "float64"
+    return "string" if isinstance(value, str) else "json"
+
+
+_MIXED = {frozenset({"int64", "float64"}): "float64"}
+_ARROW_TYPES = {
+    "string": pa.string(),
+    "json": pa.string(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+}
 
 
 class JSONRoot(Func):
@@ -116,12 +200,21 @@ class Exporter:
     internal_fields: ClassVar[list] = []  # more "_" columns for count()
     page_items: ClassVar[int] = 10_000  # items read per page (peak RSS vs queries)
 
-    def __init__(self, *, config: dict, chat: bool = False, seed: int = 0, split_by="prompt"):
+    def __init__(
+        self,
+        *,
+        config: dict,
+        chat: bool = False,
+        seed: int = 0,
+        split_by: str = "prompt",
+        metadata_fields: list[str] | None = None,
+    ):
         self.config = config
         self.chat = chat
         self.seed = seed
         self.split_by = split_by
         self.split_path = None if split_by == "prompt" else metadata_path(split_by)
+        self.metadata = MetadataColumns(metadata_fields or [])
         self.stats: Counter[str] = Counter()
 
     def split_key(self, external_id: str, prompt: str | list[dict], metadata: dict) -> str:
@@ -134,23 +227,23 @@ class Exporter:
             raise ExportError(f"item {external_id!r} has no {self.split_by} to split by")
         return key
 
-    def split_keys(self, columns) -> pa.Array:
-        """split_key() of each item, from a table's external_id, prompt (the text, a chat
-        prompt's JSON), chat and metadata (JSON) columns."""
-        col, loads = columns.column, orjson.loads
-        by_prompt = self.split_path is None
-        keys = [
-            self.split_key(
-                ext,
-                (loads(text) if is_chat else text) if by_prompt else "",
-                {} if by_prompt else loads(meta),
-            )
-            for ext, text, is_chat, meta in zip(
-                *(col(n).to_pylist() for n in ("external_id", "prompt", "chat", "metadata")),
-                strict=True,
-            )
-        ]
-        return pa.array(keys, pa.string())
+    def item_columns_of(self, rows) -> dict[str, list]:
+        """Each item's split_key, metadata (canonical JSON) and flattened metadata columns
+        (every format's), from a table's external_id, prompt (the text, a chat prompt's JSON),
+        chat and metadata (the database's JSON text) columns: one row per item."""
+        col, loads = rows.column, orjson.loads
+        metadata = [metadata_json(text) for text in col("metadata").to_pylist()]
+        if self.split_path is None:
+            texts, chats = col("prompt").to_pylist(), col("chat").to_pylist()
+            keys = [prompt_key(loads(t) if c else t) for t, c in zip(texts, chats, strict=True)]
+        else:
+            ids = col("external_id").to_pylist()
+            keys = [self.split_key(e, "", m) for e, (m, _) in zip(ids, metadata, strict=True)]
+        columns = {"split_key": keys, "metadata": [text for _, text in metadata]}
+        if self.metadata.names:
+            flat = [self.metadata.values(m) for m, _ in metadata]
+            columns.update({name: [f[name] for f in flat] for name, _ in self.metadata.fields()})
+        return columns
 
     def prompt_type(self) -> pa.DataType:
         return MESSAGES if self.chat else pa.string()
@@ -177,14 +270,15 @@ class Exporter:
     def fields(self) -> list[tuple[str, pa.DataType]]:
         raise NotImplementedError
 
+    def output_fields(self) -> list[tuple[str, pa.DataType]]:
+        return self.fields() + PROVENANCE_FIELDS + self.metadata.fields()
+
     def schema(self) -> pa.Schema:
-        return pa.schema(
-            self.fields() + PROVENANCE_FIELDS, metadata={"prefhub.format": self.format}
-        )
+        return pa.schema(self.output_fields(), metadata={"prefhub.format": self.format})
 
     def batch_schema(self) -> pa.Schema:
         """The schema of convert()'s tables: the output columns and the internal ones."""
-        return pa.schema(self.fields() + PROVENANCE_FIELDS + INTERNAL_FIELDS + self.internal_fields)
+        return pa.schema(self.output_fields() + INTERNAL_FIELDS + self.internal_fields)
 
     def prepare(self, project: Project, filters: dict) -> None:
         """Called before schema(): an exporter whose columns depend on the data asks here."""
@@ -223,6 +317,8 @@ def pair_fields(exporter: Exporter) -> list[tuple[str, pa.DataType]]:
         ("rejected", exporter.prompt_type()),
         ("chosen_id", pa.string()),
         ("rejected_id", pa.string()),
+        ("chosen_model", pa.string()),
+        ("rejected_model", pa.string()),
     ]
 
 
@@ -335,6 +431,8 @@ def pair_columns(exporter: Exporter, items: Items, item, chosen, rejected) -> di
         "rejected": exporter.completions(texts.take(rejected)),
         "chosen_id": ids.take(chosen),
         "rejected_id": ids.take(rejected),
+        "chosen_model": items.models.take(chosen),
+        "rejected_model": items.models.take(rejected),
     }
 
 
@@ -397,7 +495,6 @@ class LabelsExporter(Exporter):
         common = {
             "prompt": self.prompts(items.prompt, items.chat).take(item),
             "external_id": items.external_id.take(item),
-            "split_key": self.split_keys(items.first).take(item),
             "n_labels": pa.array(items.n_labels, pa.int32()).take(item),
             "agreement": rounded(made.agreement),
             "sources": pa.array(items.sources, NAMES).take(item),
@@ -406,8 +503,10 @@ class LabelsExporter(Exporter):
             "_agreement": rounded(made.item_agreement).take(item),
             "_first": first,
         }
-        columns = {**common, **made.columns}
         schema = self.batch_schema()
+        for name, values in self.item_columns_of(items.first).items():
+            common[name] = pa.array(values, schema.field(name).type).take(item)
+        columns = {**common, **made.columns}
         return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 

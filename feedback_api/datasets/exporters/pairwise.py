@@ -39,6 +39,7 @@ READ = pa.schema(
     [("id", pa.int64()), ("external_id", pa.string()), ("prompt", pa.string())]
     + [("chat", pa.bool_()), ("metadata", pa.string())]
     + [(name, pa.string()) for name in ("chosen_id", "chosen", "rejected_id", "rejected")]
+    + [(name, pa.string()) for name in ("chosen_model", "rejected_model")]
     + [(name, pa.int64()) for name in ("n", "na", "nb", "nt", "n_human", "n_imported")]
     + [(name, pa.int64()) for name in ("n_judge", "sa", "ca", "sb", "cb")]
     + [(name, pa.string()) for name in ("u1", "u2", "j1", "j2")]
@@ -150,6 +151,8 @@ class PairwiseExporter(Exporter):
             chosen=_pick(F("na"), F("nb"), "text"),
             rejected_id=_pick(F("nb"), F("na"), "id"),
             rejected=_pick(F("nb"), F("na"), "text"),
+            chosen_model=_pick(F("na"), F("nb"), "model"),
+            rejected_model=_pick(F("nb"), F("na"), "model"),
         )
 
     def convert(self, batch: pa.RecordBatch) -> pa.Table | None:
@@ -178,19 +181,27 @@ class PairwiseExporter(Exporter):
             "rejected": self.completions(col("rejected")),
             "chosen_id": col("chosen_id"),
             "rejected_id": col("rejected_id"),
+            "chosen_model": pc.fill_null(col("chosen_model"), ""),
+            "rejected_model": pc.fill_null(col("rejected_model"), ""),
             "margin": self._margins(a, rows) if self.margin else None,
             "external_id": col("external_id"),
             "n_labels": pc.cast(col("n"), pa.int32()),
             "agreement": agreement,
             "sources": self._sources(rows),
             **self._names(rows),
-            "split_key": self.split_keys(rows),
+            **self.item_columns_of(rows),
             "_agreement": agreement,
             "_first": pa.repeat(pa.scalar(True), rows.num_rows),
             "_chosen_a": a,
         }
         schema = self.batch_schema()
-        return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+        arrays = [
+            columns[f.name]
+            if isinstance(columns[f.name], pa.Array)
+            else pa.array(columns[f.name], f.type)
+            for f in schema
+        ]
+        return pa.Table.from_arrays(arrays, schema=schema)
 
     def _count_read(self, batch, exported, tie_top) -> None:
         stats, col = self.stats, batch.column

@@ -4,7 +4,9 @@ of Fine-Grained RLHF's feedback data."""
 from __future__ import annotations
 
 import itertools
+import json
 from collections import Counter
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -57,7 +59,7 @@ class SpansExporter(LabelsExporter):
         unmarked: dict[int, tuple] = {}  # majority_spans of n labels marking nothing
         for ids, responses, labels in zip(items.ids(), texts, items.labels, strict=True):
             n = len(labels)
-            item_missing = _distinct(label.get("missing") for label in labels)
+            item_missing = _distinct(_note_text(label.get("missing")) for label in labels)
             marked = [label.get("spans") or [] for label in labels]
             corrected = [label.get("corrected") or {} for label in labels]
             first = len(agreements)
@@ -117,6 +119,12 @@ def _correction(per_label: list[list[dict]], start: int, end: int, name: str) ->
         if (s["start"], s["end"], s["label"]) == (start, end, name) and s.get("correction")
     ).most_common(1)
     return found[0][0] if found else None
+
+
+def _note_text(note: Any) -> Any:
+    # A structured note (an object or list, as the source gave it) goes out as its JSON text:
+    # the column stays a list of strings, and json.loads gives the note back unchanged.
+    return json.dumps(note, ensure_ascii=False) if isinstance(note, dict | list) and note else note
 
 
 def _distinct(values) -> list[str]:

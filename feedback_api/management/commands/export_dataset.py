@@ -42,6 +42,12 @@ class Command(BaseCommand):
             help='Group key of the train/test split: "prompt" (default: every item of one '
             'prompt on one side) or a metadata field, e.g. "metadata.question_id".',
         )
+        parser.add_argument(
+            "--metadata-fields",
+            default="",
+            help="Top-level metadata fields to flatten into columns metadata.<field>, a,b,c "
+            "(the whole metadata is always the JSON column `metadata`).",
+        )
         parser.add_argument("--out", type=Path, help="Also copy the files into this folder.")
 
     def handle(self, *args, **options):
@@ -67,6 +73,7 @@ class Command(BaseCommand):
                 format=options["format"],
                 filters=filters,
                 split=split,
+                options={"metadata_fields": options["metadata_fields"]},
                 enqueue=False,
             )
         except ServiceError as exc:
