@@ -41,6 +41,11 @@ class DatasetFiltersSerializer(serializers.Serializer):
     min_agreement = serializers.FloatField(
         min_value=0, max_value=1, default=0.0, help_text="Leave out items whose labels agree less."
     )
+    keep_single_label = serializers.BooleanField(
+        default=True,
+        help_text="Items with one label have no agreement (null): keep them (the default) or "
+        "leave them out, whatever min_agreement.",
+    )
     exclude_gold = serializers.BooleanField(default=False)
     since = serializers.DateField(
         required=False, allow_null=True, help_text="Labels from this day."
@@ -57,12 +62,29 @@ class DatasetFiltersSerializer(serializers.Serializer):
 class DatasetSplitSerializer(serializers.Serializer):
     test_fraction = serializers.FloatField(min_value=0, max_value=0.99, default=0.1)
     seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
+    by = serializers.CharField(
+        max_length=200,
+        default="prompt",
+        help_text='Group key of the split: "prompt" (its content hash: every item of one prompt '
+        'on one side) or a metadata field, e.g. "metadata.question_id" (every item needs it).',
+    )
+
+
+class DatasetOptionsSerializer(serializers.Serializer):
+    metadata_fields = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        default=list,
+        max_length=100,
+        help_text="Top-level metadata fields flattened into columns `metadata.<field>` (the "
+        "whole metadata is always the JSON column `metadata`).",
+    )
 
 
 class DatasetVersionCreateSerializer(serializers.Serializer):
     format = serializers.ChoiceField(choices=list(FORMATS))
     filters = DatasetFiltersSerializer(required=False)
     split = DatasetSplitSerializer(required=False)
+    options = DatasetOptionsSerializer(required=False)
 
 
 class DatasetFileSerializer(serializers.Serializer):
@@ -83,6 +105,7 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     filters = DatasetFiltersSerializer(read_only=True)
     split = DatasetSplitSerializer(read_only=True)
+    options = DatasetOptionsSerializer(read_only=True)
     stats = StatsField(read_only=True, help_text="The counts of the dataset card.")
     files = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
@@ -99,6 +122,7 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
             "error",
             "filters",
             "split",
+            "options",
             "train_rows",
             "test_rows",
             "checksum",
@@ -184,6 +208,7 @@ class DatasetListView(APIView):
                 format=data["format"],
                 filters=_jsonable(data.get("filters")),
                 split=data.get("split"),
+                options=data.get("options"),
             )
         except ServiceError as exc:
             raise invalid(exc) from None
@@ -244,6 +269,13 @@ class DatasetForm(forms.Form):
         choices=[("both", "Human, judge and imported"), ("human", "Human"), ("judge", "Judge")]
     )
     min_agreement = forms.FloatField(min_value=0, max_value=1, initial=0, label="Minimum agreement")
+    keep_single_label = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Keep items with one label",
+        help_text="One label has no agreement to measure: such items pass the minimum agreement "
+        "when this is ticked.",
+    )
     exclude_gold = forms.BooleanField(required=False, label="Leave out gold items")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
@@ -252,6 +284,21 @@ class DatasetForm(forms.Form):
     )
     test_fraction = forms.FloatField(min_value=0, max_value=0.99, initial=0.1)
     seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, initial=0)
+    split_by = forms.CharField(
+        initial="prompt",
+        max_length=200,
+        label="Split by",
+        help_text='"prompt" keeps every item of one prompt on one side; or a metadata field, '
+        'e.g. "metadata.question_id".',
+    )
+
+    metadata_fields = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Metadata columns",
+        help_text="Top-level metadata fields to flatten into columns, comma-separated (the "
+        "whole metadata is always exported as JSON).",
+    )
 
     def __init__(self, *args, project: Project, **kwargs):
         super().__init__(*args, **kwargs)
@@ -260,14 +307,17 @@ class DatasetForm(forms.Form):
 
     def service_arguments(self) -> dict:
         data = self.cleaned_data
-        filters = {k: data[k] for k in ("source", "min_agreement", "exclude_gold")}
+        keys = ("source", "min_agreement", "keep_single_label", "exclude_gold")
+        filters = {k: data[k] for k in keys}
         filters.update(
             since=data["since"].isoformat() if data["since"] else None,
             until=data["until"].isoformat() if data["until"] else None,
             annotators=[a.strip() for a in data["annotators"].split(",") if a.strip()],
         )
         split = {"test_fraction": data["test_fraction"], "seed": data["seed"]}
-        return {"format": data["format"], "filters": filters, "split": split}
+        split["by"] = data["split_by"]
+        options = {"metadata_fields": [f for f in data["metadata_fields"].split(",") if f.strip()]}
+        return {"format": data["format"], "filters": filters, "split": split, "options": options}
 
 
 @login_required
@@ -283,7 +333,8 @@ def dataset_page(request, slug):
                 project=project, user=request.user, **form.service_arguments()
             )
         except ServiceError as exc:
-            field = exc.field.split(".")[-1]
+            renamed = {"split.by": "split_by"}
+            field = renamed.get(exc.field, exc.field.split(".")[-1])
             form.add_error(field if field in form.fields else None, str(exc))
         else:
             messages.success(request, f"Version {version.number} is being built.")

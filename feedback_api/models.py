@@ -17,7 +17,8 @@ DOWNLOADS = (*DATA_FILES, "README.md", "archive")
 
 
 class DatasetVersion(models.Model):
-    """One export of a project: format, filters and split in, files, counts and checksum out.
+    """One export of a project: format, filters, split and options in, files, counts and
+    checksum out.
 
     Immutable once done: a new export is a new version (numbered per project).
     """
@@ -44,7 +45,10 @@ class DatasetVersion(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     format = models.CharField(max_length=20, choices=Format.choices)
     filters = models.JSONField(default=dict, blank=True)
-    split = models.JSONField(default=dict, blank=True, help_text="test_fraction and seed.")
+    split = models.JSONField(default=dict, blank=True, help_text="test_fraction, seed and by.")
+    options = models.JSONField(
+        default=dict, blank=True, help_text="Output options: metadata_fields (flattened)."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     items_total = models.PositiveIntegerField(default=0, help_text="Labeled items to read.")
     items_done = models.PositiveIntegerField(default=0)

@@ -14,7 +14,6 @@ kept, because the two answers of a pair often differ only in the last turn.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import random
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from typing import Any
 from annotate.kinds import KindError, objective_kind
 from annotate.kinds.base import check_text
 from annotate.kinds.spans import span_classes as taxonomy_classes
+from annotate.splits import in_test_splits, prompt_key
 
 IGNORE = -100  # label of tokens the span loss skips (prompt, special tokens, padding)
 
@@ -110,22 +110,19 @@ def rating_aspects(rows: list[dict], aspects: list[str] | None) -> list[str]:
 
 
 def split_rows(rows: list[dict], share: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Hold out about `share` of the rows, by prompt (no prompt on both sides), seeded."""
+    """Hold out about `share` of the rows by the export's split rule (one rule, in
+    feedback_api.datasets.selection): each row's group key is its `split_key` (what the version
+    was split by: the prompt's hash or a metadata field), or for rows without one the prompt's
+    content hash; no group is on both sides. With few groups, one group is held out when
+    there are two or more, none when there is one."""
     if share <= 0:
         return rows, []
-
-    def held(row: dict) -> bool:
-        key = f"{seed}:{json.dumps(row.get('prompt'), sort_keys=True)}".encode()
-        return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64 < share
-
-    train = [r for r in rows if not held(r)]
-    held_out = [r for r in rows if held(r)]
-    if not train or not held_out:  # tiny sets: fall back to a row split
-        cut = max(1, round(len(rows) * share))
-        shuffled = rows[:]
-        random.Random(seed).shuffle(shuffled)
-        return shuffled[cut:], shuffled[:cut]
-    return train, held_out
+    keys = [row.get("split_key") or prompt_key(row["prompt"]) for row in rows]
+    held = in_test_splits(keys, seed=seed, fraction=share, both_sides=True)
+    train = [r for r, h in zip(rows, held, strict=True) if not h]
+    if not train:  # one group only: it trains, nothing is held out
+        return rows, []
+    return train, [r for r, h in zip(rows, held, strict=True) if h]
 
 
 # Text and encoding ---------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
+from annotate.kinds.listwise import ranking_indices
+
 from . import losses, metrics
 from .data import (
     IGNORE,
@@ -151,7 +153,8 @@ class Listwise(Objective):
             responses = flat[at : at + len(row["responses"])]
             at += len(responses)
             ids, types = _sequences(encoder, [p] * len(responses), responses)
-            examples.append(Example(ids, types, list(row["ranking"])))
+            # Tie groups are flattened: Plackett-Luce here orders them as the export lists them.
+            examples.append(Example(ids, types, ranking_indices(row["ranking"])))
         return examples
 
     def targets(self, examples, multiple):

@@ -46,7 +46,7 @@ def test_create_answers_202_and_the_worker_builds_it(
     data = response.json()
     assert (data["number"], data["status"], data["format"]) == (1, "pending", "pairwise")
     assert data["filters"]["since"] == "2020-01-01"
-    assert data["split"] == {"test_fraction": 0.2, "seed": 3}
+    assert data["split"] == {"test_fraction": 0.2, "seed": 3, "by": "prompt"}
     version = api(alice).get(data["url"]).json()
     assert version["status"] == "done"
     assert version["progress"] == 1.0
@@ -70,7 +70,8 @@ def test_create_with_defaults(alice, project, media):
     assert response.status_code == 202
     data = response.json()
     assert data["filters"]["source"] == "both"
-    assert data["split"] == {"test_fraction": 0.1, "seed": 0}
+    assert data["filters"]["keep_single_label"] is True
+    assert data["split"] == {"test_fraction": 0.1, "seed": 0, "by": "prompt"}
 
 
 @pytest.mark.parametrize(
@@ -86,6 +87,7 @@ def test_create_with_defaults(alice, project, media):
         ({"format": "pairwise", "split": {"test_fraction": 1.5}}, "split"),
         ({"format": "pairwise", "split": {"seed": -1}}, "split"),
         ({"format": "pairwise", "filters": "all"}, "filters"),
+        ({"format": "pairwise", "filters": {"keep_single_label": "maybe"}}, "filters"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_field(alice, project, body, field):

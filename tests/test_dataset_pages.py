@@ -13,9 +13,11 @@ FORM = {
     "format": "pairwise",
     "source": "both",
     "min_agreement": "0",
+    "keep_single_label": "on",
     "annotators": "",
     "test_fraction": "0.2",
     "seed": "0",
+    "split_by": "prompt",
 }
 
 
@@ -44,6 +46,7 @@ def test_creating_builds_and_lists_with_download_links(
     assert response.status_code == 302
     version = DatasetVersion.objects.get()
     assert version.status == "done"
+    assert version.filters["keep_single_label"] is True
     page = client.get(url(project)).content.decode()
     assert 'data-status="done"' in page
     assert "Version 1 is being built." in page

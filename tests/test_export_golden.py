@@ -39,8 +39,15 @@ def responses(n: int, k: int = 2) -> list[dict]:
 
 def item(project, n: int, k: int = 2):
     prompt = CHAT if n % 4 == 3 else f"Question {n}? {AWKWARD[: n % 9]}"
+    metadata = {"question_id": f"q{n % 5}", "n": n, "tags": ["é", {"b": n % 2, "a": None}]}
+    if n % 3 == 0:
+        metadata["note"] = AWKWARD[: n % 7]
     return ItemFactory(
-        project=project, external_id=f"g-{n:02}-é", prompt=prompt, responses=responses(n, k)
+        project=project,
+        external_id=f"g-{n:02}-é",
+        prompt=prompt,
+        responses=responses(n, k),
+        metadata=metadata,
     )
 
 
@@ -152,12 +159,15 @@ def project_with_data(kind: str, users):
     return project
 
 
-def export_bytes(project, fmt, tmp_path, name="out", **filters) -> tuple[bytes, object]:
+def export_bytes(
+    project, fmt, tmp_path, name="out", split=None, options=None, **filters
+) -> tuple[bytes, object]:
     result = datasets.build_export(
         project=project,
         fmt=fmt,
         filters=filters,
-        split={"test_fraction": 0.3, "seed": 1},
+        split=split or {"test_fraction": 0.3, "seed": 1},
+        options=options,
         out_dir=tmp_path / name,
     )
     folder = tmp_path / name
@@ -197,6 +207,15 @@ def test_pairwise_filters_match_their_golden_file(people, tmp_path):
         project, "pairwise", tmp_path, min_agreement=0.6, annotators=["zoë", "judge-ü"]
     )
     check_golden("pairwise-filtered", body)
+
+
+def test_split_by_metadata_and_flattened_fields_match_their_golden_file(people, tmp_path):
+    project = project_with_data("listwise", people)
+    split = {"test_fraction": 0.4, "seed": 2, "by": "metadata.question_id"}
+    options = {"metadata_fields": ["question_id", "n", "tags", "note"]}
+    body, result = export_bytes(project, "listwise", tmp_path, split=split, options=options)
+    check_golden("listwise-options", body)
+    check_archive("listwise-options", result.checksum)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -17,6 +17,7 @@ from annotate.kinds.aggregate import aggregate_rankings, majority_spans, majorit
 from annotate.models import Annotation, Judge, Role
 from annotate.services import ServiceError
 from feedback_api import datasets
+from feedback_api.datasets.selection import prompt_key
 from feedback_api.models import DatasetVersion
 
 from .factories import (
@@ -64,7 +65,7 @@ def test_pairwise_rows_are_trl_prompt_chosen_rejected_with_margin_and_provenance
     assert row["rejected"] == item.responses[0]["text"]
     assert (row["chosen_id"], row["rejected_id"], row["margin"]) == ("2", "1", 3.0)
     assert row["external_id"] == "x1"
-    assert (row["n_labels"], row["agreement"], row["sources"]) == (1, 1.0, ["human"])
+    assert (row["n_labels"], row["agreement"], row["sources"]) == (1, None, ["human"])
     assert (row["annotators"], row["judges"]) == (["ann"], [])
 
 
@@ -338,20 +339,20 @@ def rank(item, *ranking):
 
 
 def test_bradley_terry_aggregates_conflicting_rankings():
-    order, scores, agreement = aggregate_rankings(
+    groups, scores, agreement = aggregate_rankings(
         ["a", "b", "c"], [["a", "b", "c"], ["a", "b", "c"], ["b", "a", "c"]]
     )
-    assert order == ["a", "b", "c"]
+    assert groups == [["a"], ["b"], ["c"]]
     assert scores["a"] > scores["b"] > scores["c"]
     # 9 (label, pair) comparisons, one disagrees (b over a).
     assert agreement == pytest.approx(8 / 9)
 
 
-def test_bradley_terry_of_one_ranking_is_that_ranking_and_ties_count_half():
-    assert aggregate_rankings(["a", "b", "c"], [["c", "a", "b"]])[0] == ["c", "a", "b"]
-    order, _, agreement = aggregate_rankings(["a", "b"], [[["a", "b"]]])
-    assert order == ["a", "b"]
-    assert agreement == 0.5
+def test_bradley_terry_of_one_ranking_is_that_ranking_with_its_ties():
+    assert aggregate_rankings(["a", "b", "c"], [["c", "a", "b"]])[0] == [["c"], ["a"], ["b"]]
+    groups, _, agreement = aggregate_rankings(["a", "b"], [[["a", "b"]], [["a", "b"]]])
+    assert groups == [["a", "b"]]
+    assert agreement == 1.0
 
 
 def test_listwise_rows_have_responses_and_ranking_as_indices(listwise, tmp_path):
@@ -362,7 +363,7 @@ def test_listwise_rows_have_responses_and_ranking_as_indices(listwise, tmp_path)
     (row,) = rows_of(listwise, tmp_path, "listwise")
     assert row["responses"] == [r["text"] for r in item.responses]
     assert row["response_ids"] == ["1", "2", "3"]
-    assert row["ranking"] == [2, 0, 1]
+    assert row["ranking"] == [[2], [0], [1]]
     assert row["agreement"] == pytest.approx(8 / 9, abs=1e-6)
     assert len(row["scores"]) == 3
 
@@ -478,9 +479,9 @@ def test_ratings_pairs_take_the_best_against_a_worse_and_leave_out_ties(ratings_
 # Split, determinism, streaming --------------------------------------------------------------
 
 
-def test_split_is_deterministic_disjoint_and_by_item(project, tmp_path):
+def test_split_is_deterministic_disjoint_and_by_prompt(project, tmp_path):
     for i in range(60):
-        pair_label(ItemFactory(project=project, external_id=f"e{i:03}"), "A")
+        pair_label(ItemFactory(project=project, external_id=f"e{i:03}", prompt=f"Q{i}?"), "A")
     split = {"test_fraction": 0.3, "seed": 7}
     _, folder = export(project, tmp_path, split=split, name="one")
     train = {r["external_id"] for r in read_jsonl(folder / "train.jsonl")}
@@ -489,7 +490,9 @@ def test_split_is_deterministic_disjoint_and_by_item(project, tmp_path):
     assert len(train | test) == 60
     assert 5 <= len(test) <= 35
     expected = {
-        f"e{i:03}" for i in range(60) if datasets.in_test_split(f"e{i:03}", seed=7, fraction=0.3)
+        f"e{i:03}"
+        for i in range(60)
+        if datasets.in_test_split(prompt_key(f"Q{i}?"), seed=7, fraction=0.3)
     }
     assert test == expected
     _, other = export(project, tmp_path, split={"test_fraction": 0.3, "seed": 8}, name="two")
@@ -604,7 +607,7 @@ def test_export_dataset_command_builds_a_version_and_copies_the_files(project, m
     version = DatasetVersion.objects.get()
     assert version.status == "done"
     assert version.filters["source"] == "human"
-    assert version.split == {"test_fraction": 0.5, "seed": 2}
+    assert version.split == {"test_fraction": 0.5, "seed": 2, "by": "prompt"}
     assert f"sha256 {version.checksum}" in out.getvalue()
     assert f"{version.train_rows} train rows, {version.test_rows} test rows" in out.getvalue()
     assert "6/6" in err.getvalue()

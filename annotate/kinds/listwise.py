@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .aggregate import aggregate_rankings
+from .aggregate import aggregate_rankings, flat_ranking
 from .base import (
     Kind,
     KindError,
@@ -144,12 +144,13 @@ class Listwise(Kind):
         return label.get("ranking") == gold.get("ranking")
 
     def aggregate(self, labels: list[dict], responses: list[dict], config: dict) -> tuple:
-        """Answer: {"ranking": ids best first, "scores": Bradley-Terry score per id}."""
+        """Answer: {"ranking": a canonical ranking (ties as nested lists), "scores":
+        Bradley-Terry score per id}."""
         ids = response_ids(responses)
-        order, scores, agreement = aggregate_rankings(
+        groups, scores, agreement = aggregate_rankings(
             ids, [label.get("ranking", []) for label in labels]
         )
-        return {"ranking": order, "scores": scores}, agreement
+        return {"ranking": flat_ranking(groups), "scores": scores}, agreement
 
     def label_from_preference(
         self, *, chosen_id: str, rejected_id: str, responses: list[dict]
@@ -162,8 +163,17 @@ class Listwise(Kind):
             raise KindError(where, "responses must be a list of at least 2 (a listwise export?)")
         for i, response in enumerate(responses):
             check_text(response, f"{where}: responses[{i}]")
-        if not isinstance(ranking, list) or sorted(ranking) != list(range(len(responses))):
+        # A listwise export's ranking is tie groups of indices, best first ([[1], [0, 2]]);
+        # versions exported before ties were kept have a flat list of indices.
+        flat = ranking_indices(ranking) if isinstance(ranking, list) else None
+        if flat is None or sorted(flat) != list(range(len(responses))):
             raise KindError(where, "ranking must order every response index once, best first")
+
+
+def ranking_indices(ranking: list) -> list:
+    """A listwise export's ranking (tie groups of response indices, best first, or a flat list
+    of indices) as one list of indices, best first; a tie group in its order (item order)."""
+    return [i for entry in ranking for i in (entry if isinstance(entry, list) else [entry])]
 
 
 def _response_id(entry, ids: list[str], field: str) -> str:

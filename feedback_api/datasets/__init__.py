@@ -9,9 +9,11 @@ from __future__ import annotations
 from .formats import FORMATS, ExportError, formats_for_kind
 from .selection import (
     FILTER_DEFAULTS,
+    OPTION_DEFAULTS,
     SOURCES,
     SPLIT_DEFAULTS,
     clean_filters,
+    clean_options,
     clean_split,
     in_test_split,
     label_queryset,
@@ -34,11 +36,13 @@ def build_export(**kwargs):
 __all__ = [
     "FILTER_DEFAULTS",
     "FORMATS",
+    "OPTION_DEFAULTS",
     "SOURCES",
     "SPLIT_DEFAULTS",
     "ExportError",
     "build_export",
     "clean_filters",
+    "clean_options",
     "clean_split",
     "dataset_version_build",
     "dataset_version_create",

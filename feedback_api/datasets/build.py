@@ -3,7 +3,8 @@
 One path for every format, on SQLite and PostgreSQL, in or out of a transaction: the
 exporter's query (ORM, the filters of selection.py) is read through Django's connection as
 Arrow batches (read.py), the exporter turns each batch into output rows (exporters/), and
-here the rows are filtered by min_agreement, counted, split by item and written (write.py).
+here the rows are filtered by agreement, counted, split by group (selection.py) and written
+(write.py).
 
 Determinism: rows come in item id order; JSONL keys are sorted; Parquet row groups have a fixed
 size and no timestamps; the card holds no date; the zip has fixed names, order, dates and
@@ -23,14 +24,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from annotate.models import Project
+from annotate.services import ServiceError
 from config import runtime
 
 from ..models import DATA_FILES
 from .card import dataset_card
 from .exporters import Exporter, get_exporter
+from .exporters.base import count, passes_agreement
+from .formats import ExportError
 from .read import item_pages, read_batches
 from .selection import (
+    check_split_keys,
     clean_filters,
+    clean_options,
     clean_split,
     in_test_splits,
     labeled_items_queryset,
@@ -57,6 +63,7 @@ def build_export(
     filters: dict,
     split: dict,
     out_dir: Path,
+    options: dict | None = None,
     archive_name: str = "dataset.zip",
     progress: Progress | None = None,
     chunk_size: int | None = None,
@@ -64,18 +71,29 @@ def build_export(
     """Write train/test JSONL + Parquet, README.md and the zip archive into out_dir (built in
     out_dir.partial, renamed when complete). chunk_size: items per page read, the exporter's
     page_items unless given."""
-    filters, split = clean_filters(filters), clean_split(split)
+    filters, split, options = clean_filters(filters), clean_split(split), clean_options(options)
     runtime.arrow_allocator()
     items = labeled_items_queryset(project, filters)
+    try:
+        check_split_keys(items, split)
+    except ServiceError as exc:
+        raise ExportError(str(exc)) from None
     total = items.count()
     chat = items.filter(chat=True).exists()
-    exporter = get_exporter(fmt)(config=project.config, chat=chat, seed=split["seed"])
+    exporter = get_exporter(fmt)(
+        config=project.config,
+        chat=chat,
+        seed=split["seed"],
+        split_by=split["by"],
+        metadata_fields=options["metadata_fields"],
+    )
     exporter.prepare(project, filters)
+    exporter.metadata.scan(items)
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     writers = {name: SplitWriter(partial, name, exporter.schema()) for name in ("train", "test")}
-    rows = _Rows(exporter, writers, filters["min_agreement"], split)
+    rows = _Rows(exporter, writers, filters, split)
     if progress:
         progress(0, total)
     try:
@@ -98,12 +116,13 @@ def build_export(
 
 
 class _Rows:
-    """Output rows past the min_agreement filter, counted and written to their split."""
+    """Output rows past the agreement filter, counted and written to their split."""
 
-    def __init__(self, exporter: Exporter, writers: dict, min_agreement: float, split: dict):
-        self.exporter, self.writers, self.min_agreement = exporter, writers, min_agreement
+    def __init__(self, exporter: Exporter, writers: dict, filters: dict, split: dict):
+        self.exporter, self.writers, self.filters = exporter, writers, filters
         self.seed, self.fraction = split["seed"], split["test_fraction"]
         self.agreement_micros = self.unanimous = self.items = 0
+        self.by_labels: Counter[int] = Counter()  # exported items by their number of labels
         self.lowest: float | None = None
         self.pool = concurrent.futures.ThreadPoolExecutor(1)  # writes one batch at a time
         self.pending: concurrent.futures.Future | None = None
@@ -111,17 +130,19 @@ class _Rows:
     def write(self, table: pa.Table | None) -> None:
         if table is None:
             return
-        stats = self.exporter.stats
-        keep = pc.greater_equal(table.column("_agreement"), self.min_agreement)
-        below = pc.and_(table.column("_first"), pc.invert(keep))
-        stats["left_out.below_min_agreement"] += pc.sum(pc.cast(below, pa.int64())).as_py() or 0
+        stats, firsts = self.exporter.stats, table.column("_first")
+        keep = passes_agreement(self.filters, table.column("_agreement"))
+        left_out = pc.and_(firsts, pc.invert(keep))
+        single = pc.is_null(table.column("_agreement"))
+        for key, mask in (("single_label", single), ("below_min_agreement", pc.invert(single))):
+            count(stats, f"left_out.{key}", pc.sum(pc.cast(pc.and_(left_out, mask), pa.int64())))
         kept = table.filter(keep)
         if not kept.num_rows:
             return
         self.exporter.count(kept)
-        self._agreements(kept.column("_agreement").filter(kept.column("_first")))
-        ids = kept.column("external_id").to_pylist()
-        in_test = pa.array(in_test_splits(ids, seed=self.seed, fraction=self.fraction))
+        self._agreements(kept.filter(kept.column("_first")))
+        keys = kept.column("split_key").to_pylist()
+        in_test = pa.array(in_test_splits(keys, seed=self.seed, fraction=self.fraction))
         firsts, tables = kept.column("_first"), {}
         for name, mask in (("test", in_test), ("train", pc.invert(in_test))):
             stats[f"items.{name}"] += pc.sum(pc.cast(pc.and_(firsts, mask), pa.int64())).as_py()
@@ -144,8 +165,14 @@ class _Rows:
         if wait_only:
             self.pool.shutdown()
 
-    def _agreements(self, agreements: pa.ChunkedArray) -> None:
-        """Sums for the card: agreements have 6 decimals, summed exactly in millionths."""
+    def _agreements(self, items: pa.Table) -> None:
+        """Sums for the card, of the exported items (their first rows): the number of labels,
+        and the agreement of those with several (6 decimals, summed exactly in millionths)."""
+        for entry in pc.value_counts(items.column("n_labels")).to_pylist():
+            self.by_labels[entry["values"]] += entry["counts"]
+        agreements = items.column("_agreement").drop_null()
+        if not len(agreements):
+            return
         self.items += len(agreements)
         scaled = pc.round(pc.multiply(agreements, 1_000_000.0))
         self.agreement_micros += int(pc.sum(scaled).as_py())
@@ -153,15 +180,20 @@ class _Rows:
         lowest = pc.min(agreements).as_py()
         self.lowest = lowest if self.lowest is None else min(self.lowest, lowest)
 
-    def summary(self) -> dict | None:
-        if not self.items:
-            return None
-        return {
-            "mean": round(self.agreement_micros / self.items / 1_000_000, 6),
-            "min": round(self.lowest, 6),
-            "unanimous": self.unanimous,
-            "items": self.items,
-        }
+    def summary(self) -> dict:
+        """The card's stats of the exported items: how many have each number of labels, and
+        the agreement of those with several (a single label has none)."""
+        summary: dict = {}
+        if self.by_labels:
+            summary["items_by_labels"] = {str(n): self.by_labels[n] for n in sorted(self.by_labels)}
+        if self.items:
+            summary["agreement"] = {
+                "mean": round(self.agreement_micros / self.items / 1_000_000, 6),
+                "min": round(self.lowest, 6),
+                "unanimous": self.unanimous,
+                "items": self.items,
+            }
+        return summary
 
 
 def _finish(project, exporter, filters, split, rows: _Rows, partial, out_dir, archive_name):
@@ -170,8 +202,7 @@ def _finish(project, exporter, filters, split, rows: _Rows, partial, out_dir, ar
     summary = {key: stats[key] for key in sorted(stats)}
     summary.update(rows_train=result.train_rows, rows_test=result.test_rows)
     summary.setdefault("items", 0)
-    if rows.summary():
-        summary["agreement"] = rows.summary()
+    summary.update(rows.summary())
     result.stats = summary
     result.files = {name: file_info(partial / name) for name in DATA_FILES}
     result.card = dataset_card(project, exporter, filters, split, result)

@@ -30,15 +30,7 @@ def dataset_card(project: Project, exporter: Exporter, filters: dict, split: dic
         lines.append(f"| {name} | {rows} | {info['bytes']} | `{info['sha256']}` |")
     lines += ["", "## Counts", "", "| what | count |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in stats.items() if not isinstance(value, dict)]
-    agreement = stats.get("agreement")
-    lines += ["", "## Agreement", ""]
-    if agreement:
-        lines.append(
-            f"Mean {agreement['mean']:.3f}, minimum {agreement['min']:.3f}; "
-            f"{agreement['unanimous']} of {agreement['items']} exported items unanimous."
-        )
-    else:
-        lines.append("No items exported.")
+    lines += ["", "## Agreement", "", *_agreement(stats, filters)]
     lines += ["", "## Aggregation", "", exporter.aggregation, ""]
     lines += ["## Provenance", ""]
     lines += [
@@ -49,6 +41,20 @@ def dataset_card(project: Project, exporter: Exporter, filters: dict, split: dic
     lines += [
         "- Each row names its item (`external_id`), its number of labels (`n_labels`), their "
         "`agreement`, `sources`, `annotators` (usernames) and `judges`.",
+        "- Each response keeps its id and model name as imported (pairs: `chosen_id`, "
+        "`rejected_id`, `chosen_model`, `rejected_model`; lists: `response_ids`, `models`; "
+        "spans: `response_id`, `model`; ratings: each completion's `id` and `model`); an "
+        "unknown model is an empty string.",
+        "- `metadata`: the item's metadata as JSON text (keys sorted)"
+        + (
+            "; flattened into columns: "
+            + ", ".join(f"`metadata.{n}`" for n in exporter.metadata.names)
+            + " (typed by their values: text, whole number, number or boolean when every "
+            "value is one of those, else each value's JSON text; null where an item lacks the "
+            "field)."
+            if exporter.metadata.names
+            else "."
+        ),
         "",
         "## Filters",
         "",
@@ -58,12 +64,61 @@ def dataset_card(project: Project, exporter: Exporter, filters: dict, split: dic
         "",
         "## Split",
         "",
-        f'An item is in the test split when sha256("{split["seed"]}:<external_id>"), its first '
-        f"8 bytes read as a fraction of 2^64, is below {split['test_fraction']:g}. Every row of "
-        "an item is in the same split.",
+        *_split(split),
         "",
         "## Columns",
         "",
     ]
     lines += [f"- `{f.name}`: {f.type}" for f in exporter.schema()]
     return "\n".join(lines) + "\n"
+
+
+def _agreement(stats: dict, filters: dict) -> list[str]:
+    """Exported items by number of labels, and the agreement of those with several."""
+    by_labels = stats.get("items_by_labels")
+    if not by_labels:
+        return ["No items exported."]
+    counts = ", ".join(
+        f"{n} label{'' if n == '1' else 's'}: {items}" for n, items in by_labels.items()
+    )
+    lines = [f"Exported items by number of labels: {counts}.", ""]
+    agreement = stats.get("agreement")
+    if agreement:
+        lines.append(
+            f"Of the {agreement['items']} items with several labels: mean agreement "
+            f"{agreement['mean']:.3f}, minimum {agreement['min']:.3f}, "
+            f"{agreement['unanimous']} unanimous."
+        )
+    else:
+        lines.append("No exported item has several labels.")
+    single = "kept" if filters["keep_single_label"] else "left out"
+    lines += [
+        "",
+        "Agreement measures labellers against each other: an item with one label has none "
+        "(`agreement` is null, n/a). Items with one label were "
+        f"{single} (filter keep_single_label); the others needed an agreement of at least "
+        f"{filters['min_agreement']:g}.",
+    ]
+    return lines
+
+
+def _split(split: dict) -> list[str]:
+    if split["by"] == "prompt":
+        grouped = (
+            "Grouped by prompt: `split_key` is the prompt's content hash (sha256 of its "
+            "messages as canonical JSON, a text prompt being one user message), so every pair, "
+            "list or response of one prompt is on the same side."
+        )
+    else:
+        grouped = (
+            f"Grouped by `{split['by']}`: `split_key` is that field of the item's metadata (a "
+            "string as it is, another value as canonical JSON), so every item sharing it is on "
+            "the same side."
+        )
+    return [
+        grouped,
+        "",
+        f'A row is in the test split when sha256("{split["seed"]}:<split_key>"), its first 8 '
+        f"bytes read as a fraction of 2^64, is below {split['test_fraction']:g}. A training "
+        "run that holds out rows of a version without test rows uses the same rule.",
+    ]

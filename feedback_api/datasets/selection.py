@@ -1,17 +1,26 @@
 """What an export selects: its filters and split, validated; the labels and items they pick,
-as ORM filters that every export query reuses (both databases); the split hash."""
+as ORM filters that every export query reuses (both databases); the items that lack a split's
+group key. The split rule itself is annotate/splits.py (training uses it too)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import hashlib
+import re
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from annotate.models import Annotation, Item, Project
 from annotate.services import ServiceError
+from annotate.splits import (  # noqa: F401 (the rule, re-exported for the export's modules)
+    in_test_split,
+    in_test_splits,
+    metadata_key,
+    metadata_path,
+    prompt_key,
+    split_hash,
+)
 
 SOURCES = {
     "human": [Annotation.Source.HUMAN],
@@ -21,12 +30,23 @@ SOURCES = {
 FILTER_DEFAULTS = {
     "source": "both",
     "min_agreement": 0.0,
+    # An item labelled once has no agreement (n/a): kept by default, because most published
+    # preference data has one label per item and nothing says that label is doubtful.
+    "keep_single_label": True,
     "exclude_gold": False,
     "since": None,
     "until": None,
     "annotators": [],
 }
-SPLIT_DEFAULTS = {"test_fraction": 0.1, "seed": 0}
+# by: "prompt" (the prompt's content hash: every item of one prompt on one side) or
+# "metadata.<field>" (a field of the items' metadata, e.g. metadata.question_id; a dotted path
+# reaches into nested objects).
+SPLIT_DEFAULTS = {"test_fraction": 0.1, "seed": 0, "by": "prompt"}
+SPLIT_BY_PATTERN = re.compile(r"metadata(\.[^.\s]+)+")
+# metadata_fields: top-level fields of the items' metadata flattened into columns
+# `metadata.<field>` (the whole metadata is always a JSON column).
+OPTION_DEFAULTS = {"metadata_fields": []}
+MAX_METADATA_FIELDS = 100
 
 
 def clean_filters(filters: dict | None) -> dict:
@@ -35,8 +55,9 @@ def clean_filters(filters: dict | None) -> dict:
     if cleaned["source"] not in SOURCES:
         raise ServiceError(f"Source must be one of {', '.join(SOURCES)}.", "filters.source")
     cleaned["min_agreement"] = _number(cleaned["min_agreement"], "filters.min_agreement", 0, 1)
-    if not isinstance(cleaned["exclude_gold"], bool):
-        raise ServiceError("Expected true or false.", "filters.exclude_gold")
+    for key in ("exclude_gold", "keep_single_label"):
+        if not isinstance(cleaned[key], bool):
+            raise ServiceError("Expected true or false.", f"filters.{key}")
     for key in ("since", "until"):
         cleaned[key] = _date(cleaned[key], f"filters.{key}")
     if cleaned["since"] and cleaned["until"] and cleaned["since"] > cleaned["until"]:
@@ -58,7 +79,37 @@ def clean_split(split: dict | None) -> dict:
     seed = cleaned["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
         raise ServiceError("The seed must be a whole number from 0 to 2^31-1.", "split.seed")
-    return {"test_fraction": fraction, "seed": seed}
+    by = cleaned["by"].strip() if isinstance(cleaned["by"], str) else cleaned["by"]
+    if by != "prompt" and not (isinstance(by, str) and SPLIT_BY_PATTERN.fullmatch(by)):
+        raise ServiceError(
+            'Split by "prompt" or by a metadata field, e.g. "metadata.question_id".', "split.by"
+        )
+    return {"test_fraction": fraction, "seed": seed, "by": by}
+
+
+def clean_options(options: dict | None) -> dict:
+    """Output options with defaults filled in; ServiceError naming the option at fault."""
+    cleaned = _over_defaults(options, OPTION_DEFAULTS, "option", "options")
+    fields = cleaned["metadata_fields"]
+    if isinstance(fields, str):
+        fields = fields.split(",")
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise ServiceError("Expected a list of metadata field names.", "options.metadata_fields")
+    names = []
+    for name in (f.strip() for f in fields if f.strip()):
+        if name.startswith("metadata."):
+            name = name.removeprefix("metadata.")
+        if not name or "." in name or any(c.isspace() for c in name):
+            raise ServiceError(
+                f"{name!r} is not a top-level metadata field name.", "options.metadata_fields"
+            )
+        if name not in names:
+            names.append(name)
+    if len(names) > MAX_METADATA_FIELDS:
+        raise ServiceError(
+            f"At most {MAX_METADATA_FIELDS} metadata fields.", "options.metadata_fields"
+        )
+    return {"metadata_fields": names}
 
 
 def _over_defaults(given: dict | None, defaults: dict, what: str, field: str) -> dict:
@@ -141,36 +192,30 @@ def labeled_items_queryset(project: Project, filters: dict) -> QuerySet[Item]:
     return project_items(project, filters).filter(Exists(labels))
 
 
-# The split ----------------------------------------------------------------------------------
+# The split (its rule: annotate/splits.py) ------------------------------------------------------
 
 
-def split_digests(seed: int, external_ids: list[str]) -> list[bytes]:
-    """sha256("<seed>:<external_id>") of each item: the split's hash (its first 8 bytes, big
-    endian, as a fraction of 2^64), also what ratings-pairs picks its rejected response with."""
-    sha256, prefix = hashlib.sha256, f"{seed}:"
-    return [sha256((prefix + e).encode()).digest() for e in external_ids]
+def items_without_split_key(items: QuerySet[Item], split: dict) -> tuple[int, list[str]]:
+    """How many of `items` have no value for the split's metadata field, and the first few
+    external ids (nothing for a split by prompt: every item has one)."""
+    if split["by"] == "prompt":
+        return 0, []
+    value = F("metadata")
+    for key in metadata_path(split["by"]):  # expressions: a key may be named like a lookup
+        value = KeyTransform(key, value)
+    lacking = items.alias(split_value=value).filter(
+        Q(split_value__isnull=True) | Q(split_value=None)
+    )
+    return lacking.count(), list(lacking.order_by("id").values_list("external_id", flat=True)[:3])
 
 
-def split_hash(seed: int, external_id: str) -> int:
-    return int.from_bytes(split_digests(seed, [external_id])[0][:8], "big")
-
-
-@functools.lru_cache
-def _threshold(fraction: float) -> bytes:
-    """The smallest 64-bit x with x / 2^64 >= fraction, as 8 bytes: a digest sorts below them
-    exactly when its first 8 bytes, as a fraction of 2^64, are below `fraction`."""
-    low, high = 0, 2**64
-    while low < high:
-        mid = (low + high) // 2
-        low, high = (mid + 1, high) if mid / 2**64 < fraction else (low, mid)
-    return low.to_bytes(8, "big") if low < 2**64 else b"\xff" * 9
-
-
-def in_test_splits(external_ids: list[str], *, seed: int, fraction: float) -> list[bool]:
-    """Whether each item is in the test split: its hash as a fraction of 2^64 below `fraction`."""
-    threshold = _threshold(fraction)
-    return [digest < threshold for digest in split_digests(seed, external_ids)]
-
-
-def in_test_split(external_id: str, *, seed: int, fraction: float) -> bool:
-    return in_test_splits([external_id], seed=seed, fraction=fraction)[0]
+def check_split_keys(items: QuerySet[Item], split: dict) -> None:
+    """ServiceError (field split.by) when an item to export has no group key."""
+    n, examples = items_without_split_key(items, split)
+    if n:
+        raise ServiceError(
+            f"{n} item{'s' if n > 1 else ''} to export ha{'ve' if n > 1 else 's'} no "
+            f"{split['by']} (e.g. {', '.join(examples)}): give every item that field, or split "
+            'by "prompt".',
+            "split.by",
+        )

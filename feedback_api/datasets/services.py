@@ -17,7 +17,13 @@ from annotate.services import ServiceError
 
 from ..models import DatasetVersion
 from .formats import ExportError, formats_for_kind
-from .selection import clean_filters, clean_split
+from .selection import (
+    check_split_keys,
+    clean_filters,
+    clean_options,
+    clean_split,
+    labeled_items_queryset,
+)
 
 Progress = Callable[[int, int], None]  # (items done, items total)
 
@@ -29,6 +35,7 @@ def dataset_version_create(
     format: str,
     filters: dict | None = None,
     split: dict | None = None,
+    options: dict | None = None,
     enqueue: bool = True,
 ) -> DatasetVersion:
     """Validate the request, number the new version and enqueue its build (on commit)."""
@@ -38,7 +45,8 @@ def dataset_version_create(
             f"A {project.kind} project exports as {' or '.join(formats)}, not {format!r}.",
             "format",
         )
-    filters, split = clean_filters(filters), clean_split(split)
+    filters, split, options = clean_filters(filters), clean_split(split), clean_options(options)
+    check_split_keys(labeled_items_queryset(project, filters), split)
     with transaction.atomic():
         # Lock the project row: two versions created at once must not take the same number.
         Project.objects.select_for_update().filter(pk=project.pk).first()
@@ -50,6 +58,7 @@ def dataset_version_create(
             format=format,
             filters=filters,
             split=split,
+            options=options,
         )
         if enqueue:
             transaction.on_commit(lambda: _enqueue(version.pk))
@@ -85,6 +94,7 @@ def dataset_version_build(*, version_id: int, progress: Progress | None = None) 
             fmt=version.format,
             filters=version.filters,
             split=version.split,
+            options=version.options,
             out_dir=folder,
             archive_name=version.archive_name,
             progress=report,

@@ -18,7 +18,9 @@ from django.db.models import Case, Count, F, Max, Min, Q, Sum, When
 from django.db.models.fields.json import KT
 from django.db.models.lookups import GreaterThan
 
+from annotate.kinds.aggregate import MIN_LABELS_FOR_AGREEMENT
 from annotate.models import Item, Project
+from annotate.splits import prompt_key
 
 from ..selection import item_q, label_q, labels_of
 from .base import (
@@ -30,16 +32,20 @@ from .base import (
     OfItem,
     as_messages,
     count,
+    json_text,
+    metadata_json,
     micros,
     of_micros,
     pair_fields,
+    passes_agreement,
 )
 
 A = "annotations__"
 READ = pa.schema(
     [("id", pa.int64()), ("external_id", pa.string()), ("prompt", pa.string())]
-    + [("chat", pa.bool_())]
+    + [("chat", pa.bool_()), ("metadata", pa.string())]
     + [(name, pa.string()) for name in ("chosen_id", "chosen", "rejected_id", "rejected")]
+    + [(name, pa.string()) for name in ("chosen_model", "rejected_model")]
     + [(name, pa.int64()) for name in ("n", "na", "nb", "nt", "n_human", "n_imported")]
     + [(name, pa.int64()) for name in ("n_judge", "sa", "ca", "sb", "cb")]
     + [(name, pa.string()) for name in ("u1", "u2", "j1", "j2")]
@@ -79,7 +85,7 @@ class PairwiseExporter(Exporter):
     def prepare(self, project: Project, filters: dict) -> None:
         self.project, self.filters = project, filters
         # A null margin is rejected by TRL's margin loss: the column only when every row has one.
-        self.margin = not self._majority_without_strength(filters["min_agreement"])
+        self.margin = not self._majority_without_strength()
 
     def fields(self):
         return pair_fields(self) + ([("margin", pa.float64())] if self.margin else [])
@@ -102,7 +108,7 @@ class PairwiseExporter(Exporter):
             )
         )
 
-    def _majority_without_strength(self, min_agreement: float) -> bool:
+    def _majority_without_strength(self) -> bool:
         """Whether an item that gives a row (a majority for A or B, its share at least
         min_agreement) has no strength among its majority's labels. Only items with an A or B
         label lacking a strength can: the query starts from those."""
@@ -115,13 +121,15 @@ class PairwiseExporter(Exporter):
             top, strengths = (na, ca) if na > nb else (nb, cb)
             if top > min(na, nb) and top > nt and not strengths:
                 share = of_micros(micros(pa.array([top]), pa.array([n])))[0].as_py()
-                if share >= min_agreement:
+                agreement = pa.array([share if n >= MIN_LABELS_FOR_AGREEMENT else None])
+                if passes_agreement(self.filters, agreement)[0].as_py():
                     return True
         return False
 
     def query(self, project: Project, filters: dict):
         columns = ["ext" if f == "external_id" else f for f in READ.names]
-        columns = ["text" if f == "prompt" else "is_chat" if f == "chat" else f for f in columns]
+        renamed = {"prompt": "text", "chat": "is_chat", "metadata": "meta"}
+        columns = [renamed.get(f, f) for f in columns]
 
         def page(low: int, high: int):
             # Both sides' ids bounded: each index scan starts at the page.
@@ -143,11 +151,14 @@ class PairwiseExporter(Exporter):
             ext=OfItem(F("external_id")),
             text=OfItem(JSONRoot("prompt")),
             is_chat=OfItem(F("chat")),
+            meta=OfItem(json_text("metadata")),
             # The majority's response first (the database picks: no copy of the texts here).
             chosen_id=_pick(F("na"), F("nb"), "id"),
             chosen=_pick(F("na"), F("nb"), "text"),
             rejected_id=_pick(F("nb"), F("na"), "id"),
             rejected=_pick(F("nb"), F("na"), "text"),
+            chosen_model=_pick(F("na"), F("nb"), "model"),
+            rejected_model=_pick(F("nb"), F("na"), "model"),
         )
 
     def convert(self, batch: pa.RecordBatch) -> pa.Table | None:
@@ -164,25 +175,39 @@ class PairwiseExporter(Exporter):
         a = a_top.filter(exported)
         col = rows.column
         top = pc.if_else(a, col("na"), col("nb"))
-        agreement = of_micros(micros(top, col("n")))
+        # annotate.kinds.aggregate.agreement_of on whole columns: n/a for a single label.
+        agreement = pc.if_else(
+            pc.greater_equal(col("n"), MIN_LABELS_FOR_AGREEMENT),
+            of_micros(micros(top, col("n"))),
+            pa.scalar(None, pa.float64()),
+        )
         columns = {
             "prompt": self._prompts(col("prompt"), col("chat")),
             "chosen": self._completion(col("chosen")),
             "rejected": self._completion(col("rejected")),
             "chosen_id": col("chosen_id"),
             "rejected_id": col("rejected_id"),
+            "chosen_model": pc.fill_null(col("chosen_model"), ""),
+            "rejected_model": pc.fill_null(col("rejected_model"), ""),
             "margin": self._margins(a, rows) if self.margin else None,
             "external_id": col("external_id"),
             "n_labels": pc.cast(col("n"), pa.int32()),
             "agreement": agreement,
             "sources": self._sources(rows),
             **self._names(rows),
+            **self._item_columns(rows),
             "_agreement": agreement,
             "_first": pa.repeat(pa.scalar(True), rows.num_rows),
             "_chosen_a": a,
         }
         schema = self.batch_schema()
-        return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+        arrays = [
+            columns[f.name]
+            if isinstance(columns[f.name], pa.Array)
+            else pa.array(columns[f.name], f.type)
+            for f in schema
+        ]
+        return pa.Table.from_arrays(arrays, schema=schema)
 
     def _count_read(self, batch, exported, tie_top) -> None:
         stats, col = self.stats, batch.column
@@ -205,6 +230,23 @@ class PairwiseExporter(Exporter):
             for text, is_chat in zip(texts.to_pylist(), chat.to_pylist(), strict=True)
         ]
         return pa.array(prompts, MESSAGES)
+
+    def _item_columns(self, rows: pa.RecordBatch) -> dict[str, list]:
+        """Each row's split_key, metadata and flattened metadata (Exporter.item_columns, the
+        same values, column by column: the per-row work of a pairwise export)."""
+        col, loads = rows.column, orjson.loads
+        metadata = [metadata_json(text) for text in col("metadata").to_pylist()]
+        if self.split_path is None:
+            texts, chats = col("prompt").to_pylist(), col("chat").to_pylist()
+            keys = [prompt_key(loads(t) if c else t) for t, c in zip(texts, chats, strict=True)]
+        else:
+            ids = col("external_id").to_pylist()
+            keys = [self.split_key(e, "", m) for e, (m, _) in zip(ids, metadata, strict=True)]
+        columns = {"split_key": keys, "metadata": [text for _, text in metadata]}
+        if self.metadata.names:
+            flat = [self.metadata.values(m) for m, _ in metadata]
+            columns.update({name: [f[name] for f in flat] for name, _ in self.metadata.fields()})
+        return columns
 
     def _completion(self, texts: pa.Array) -> pa.Array:
         """A response's text, or as one assistant message in a chat export."""

@@ -1,7 +1,8 @@
 """Build a dataset version in this process, with a progress bar:
 
     python manage.py export_dataset my-project --format pairwise --source human \
-        --min-agreement 0.6 --test-fraction 0.1 --seed 0 --out exports/
+        --min-agreement 0.6 --test-fraction 0.1 --seed 0 --split-by metadata.question_id \
+        --out exports/
 """
 
 import shutil
@@ -24,12 +25,29 @@ class Command(BaseCommand):
         parser.add_argument("--format", required=True, choices=list(datasets.FORMATS))
         parser.add_argument("--source", choices=list(datasets.SOURCES), default="both")
         parser.add_argument("--min-agreement", type=float, default=0.0)
+        parser.add_argument(
+            "--drop-single-label",
+            action="store_true",
+            help="Leave out items with one label (their agreement is n/a); kept by default.",
+        )
         parser.add_argument("--exclude-gold", action="store_true")
         parser.add_argument("--since", help="Labels from this day (YYYY-MM-DD).")
         parser.add_argument("--until", help="Labels up to this day (YYYY-MM-DD).")
         parser.add_argument("--annotators", default="", help="Usernames or judge names, a,b,c.")
         parser.add_argument("--test-fraction", type=float, default=0.1)
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--split-by",
+            default="prompt",
+            help='Group key of the train/test split: "prompt" (default: every item of one '
+            'prompt on one side) or a metadata field, e.g. "metadata.question_id".',
+        )
+        parser.add_argument(
+            "--metadata-fields",
+            default="",
+            help="Top-level metadata fields to flatten into columns metadata.<field>, a,b,c "
+            "(the whole metadata is always the JSON column `metadata`).",
+        )
         parser.add_argument("--out", type=Path, help="Also copy the files into this folder.")
 
     def handle(self, *args, **options):
@@ -37,12 +55,17 @@ class Command(BaseCommand):
         filters = {
             "source": options["source"],
             "min_agreement": options["min_agreement"],
+            "keep_single_label": not options["drop_single_label"],
             "exclude_gold": options["exclude_gold"],
             "since": options["since"],
             "until": options["until"],
             "annotators": [a for a in options["annotators"].split(",") if a.strip()],
         }
-        split = {"test_fraction": options["test_fraction"], "seed": options["seed"]}
+        split = {
+            "test_fraction": options["test_fraction"],
+            "seed": options["seed"],
+            "by": options["split_by"],
+        }
         try:
             version = datasets.dataset_version_create(
                 project=project,
@@ -50,6 +73,7 @@ class Command(BaseCommand):
                 format=options["format"],
                 filters=filters,
                 split=split,
+                options={"metadata_fields": options["metadata_fields"]},
                 enqueue=False,
             )
         except ServiceError as exc:
