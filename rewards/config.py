@@ -66,8 +66,9 @@ class TrainConfig:
     max_length: int = field(
         default=256,
         metadata={
-            "help": "Tokens per (prompt, response) sequence; the prompt is cut from the left "
-            "so the end of a conversation and the whole response are kept."
+            "help": "Tokens per (prompt, response) sequence; a longer prompt loses its middle "
+            "(its beginning and its end, where instructions, questions and the last turn sit, "
+            "are kept) and the response is kept whole. The run log says how many rows were cut."
         },
     )
     seed: int = field(default=0, metadata={"help": "Seed for initialisation, split and order."})

@@ -91,10 +91,14 @@ def _prompts(rows: list[dict], encoder: Encoder) -> list[list[int]]:
     return [ids[t] for t in texts]
 
 
-def _sequences(encoder: Encoder, prompts: list, responses: list) -> tuple[list, list | None]:
+def _example(encoder: Encoder, prompts: list, responses: list, target: Any) -> Example:
+    """An example of one sequence per (prompt, response), with what truncation cut of them."""
     pairs = [encoder.pair(p, r) for p, r in zip(prompts, responses, strict=True)]
-    ids = [p[0] for p in pairs]
-    return ids, ([p[1] for p in pairs] if encoder.types else None)
+    types = [p[1] for p in pairs] if encoder.types else None
+    example = Example([p[0] for p in pairs], types, target)
+    for p, r in zip(prompts, responses, strict=True):
+        example.note_cut(encoder, len(p), len(r))
+    return example
 
 
 class Pairwise(Objective):
@@ -108,11 +112,10 @@ class Pairwise(Objective):
         prompts = _prompts(rows, encoder)
         chosen = encoder.tokenize([as_text(r["chosen"]) for r in rows])
         rejected = encoder.tokenize([as_text(r["rejected"]) for r in rows])
-        examples = []
-        for row, p, c, r in zip(rows, prompts, chosen, rejected, strict=True):
-            ids, types = _sequences(encoder, [p, p], [c, r])
-            examples.append(Example(ids, types, float(row.get("margin") or 0.0)))
-        return examples
+        return [
+            _example(encoder, [p, p], [c, r], float(row.get("margin") or 0.0))
+            for row, p, c, r in zip(rows, prompts, chosen, rejected, strict=True)
+        ]
 
     def sequences(self, examples):
         # All chosen, then all rejected: the loss takes the two halves of the logits.
@@ -150,8 +153,7 @@ class Listwise(Objective):
         for row, p in zip(rows, prompts, strict=True):
             responses = flat[at : at + len(row["responses"])]
             at += len(responses)
-            ids, types = _sequences(encoder, [p] * len(responses), responses)
-            examples.append(Example(ids, types, list(row["ranking"])))
+            examples.append(_example(encoder, [p] * len(responses), responses, row["ranking"]))
         return examples
 
     def targets(self, examples, multiple):
@@ -206,12 +208,14 @@ class Spans(Objective):
             response, offsets = encoded["input_ids"][i], encoded["offset_mapping"][i]
             spans = [{**s, "category": to_category[s["label"]]} for s in row["spans"]]
             token_labels = span_token_labels(offsets, spans, classes)
-            ids, types = encoder.pair(p, response)
+            example = _example(encoder, [p], [response], None)
+            ids = example.input_ids[0]
             start = encoder.response_start(len(p), len(response))
             labels = [IGNORE] * len(ids)
             kept = token_labels[: len(ids) - start - len(encoder.suffix)]
             labels[start : start + len(kept)] = kept
-            examples.append(Example([ids], [types] if types else None, labels))
+            example.target = labels
+            examples.append(example)
         return examples
 
     def weight(self, examples):
@@ -256,12 +260,11 @@ class Ratings(Objective):
         responses = encoder.tokenize([c["response"] for _, c in flat])
         examples = []
         for (_, completion), p, r in zip(flat, prompts, responses, strict=True):
-            ids, types = encoder.pair(p, r)
             values = [completion["ratings"].get(a) for a in aspects]
             if all(v is None for v in values):
                 continue
             target = ([v or 0.0 for v in values], [v is not None for v in values])
-            examples.append(Example([ids], [types] if types else None, target))
+            examples.append(_example(encoder, [p], [r], target))
         return examples
 
     def fit_scale(self, examples):

@@ -42,6 +42,7 @@ from .data import (
     pad,
     read_rows,
     split_rows,
+    truncation_report,
 )
 from .objectives import get_objective
 from .registry import META, load_model
@@ -82,12 +83,13 @@ def train(
     """Train `config.objective` on train_path and evaluate on eval_path (or, when it is None or
     empty, on `config.eval_split` of the train rows held out by prompt).
 
-    on_progress gets {"step", "total_steps", "epoch", "loss", "learning_rate",
-    "examples_per_s" (+ "pairs_per_s" for pairwise), "eta_s", "eval"} every logging step
-    ("eval" None) and after each evaluation ("eval" = metrics, "loss" None).
-    resume=False deletes output_dir/checkpoints first. Returns {"metrics", "model_dir",
-    "steps", "train_seconds", "examples_per_s"}; raises DataError, ConfigError or
-    TrainingCancelled.
+    on_progress gets {"truncation": {"train", "eval"}, "max_length"} once the rows are encoded
+    (what max_length cut: rewards.data.truncation_report), then {"step", "total_steps",
+    "epoch", "loss", "learning_rate", "examples_per_s" (+ "pairs_per_s" for pairwise), "eta_s",
+    "eval"} every logging step ("eval" None) and after each evaluation ("eval" = metrics,
+    "loss" None). resume=False deletes output_dir/checkpoints first. Returns {"metrics",
+    "model_dir", "steps", "train_seconds", "examples_per_s", "truncation"}; raises DataError,
+    ConfigError or TrainingCancelled.
     """
     config.validate()
     output_dir = Path(output_dir)
@@ -97,6 +99,9 @@ def train(
     kw = {"taxonomy": taxonomy, "aspects": aspects}
     train_set = encode_rows(train_rows, config.objective, encoder, **kw)
     eval_set = encode_rows(eval_rows, config.objective, encoder, **kw)
+    truncation = {"train": truncation_report(train_set), "eval": truncation_report(eval_set)}
+    if on_progress:
+        on_progress({"truncation": truncation, "max_length": config.max_length})
     scale = get_objective(config.objective).fit_scale(train_set)
     collator = Collator(config.objective, tokenizer.pad_token_id)
     # On CPU a batch's forward runs in micro-batches of at most CPU_TOKENS padded tokens:
@@ -146,9 +151,10 @@ def train(
         final = progress.last_eval.get(step) or evaluate_examples(
             model, config.objective, eval_set, collator, scale=scale, **kw
         )
-    _save(trainer, tokenizer, model_dir, config, final, taxonomy, aspects, scale)
+    _save(trainer, tokenizer, model_dir, config, final, taxonomy, aspects, scale, truncation)
     return {
         "metrics": final,
+        "truncation": truncation,
         "model_dir": str(model_dir),
         "steps": step,
         "train_seconds": round(seconds, 3),
@@ -499,7 +505,9 @@ def evaluate_examples(
     return get_objective(objective).metrics(outputs, examples, scale, taxonomy)
 
 
-def _save(trainer, tokenizer, model_dir, config, final, taxonomy, aspects, scale) -> None:
+def _save(
+    trainer, tokenizer, model_dir, config, final, taxonomy, aspects, scale, truncation
+) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     trainer.save_model(str(model_dir))
     tokenizer.save_pretrained(str(model_dir))
@@ -510,6 +518,7 @@ def _save(trainer, tokenizer, model_dir, config, final, taxonomy, aspects, scale
         "metrics": final,
         **get_objective(config.objective).meta(taxonomy, aspects),
         "rating_scale": scale,
+        "truncation": truncation,
     }
     (model_dir / META).write_text(json.dumps(meta, indent=2))
 

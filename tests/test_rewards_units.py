@@ -1,4 +1,4 @@
-"""Fast unit tests of rewards/: config validation, span label alignment, left truncation, the
+"""Fast unit tests of rewards/: config validation, span label alignment, middle truncation, the
 Plackett-Luce loss. No model training here (see test_rewards_train.py)."""
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def test_span_labels_follow_code_point_offsets_past_emoji_and_cjk(tokenizer):
     assert 0 in example.target[first:]
 
 
-def test_truncation_keeps_the_end_of_the_prompt_and_the_whole_response(tokenizer):
+def test_truncation_cuts_the_middle_of_the_prompt_and_keeps_the_whole_response(tokenizer):
     from rewards.data import Encoder
 
     encoder = Encoder(tokenizer, 12)
@@ -113,8 +113,48 @@ def test_truncation_keeps_the_end_of_the_prompt_and_the_whole_response(tokenizer
     ids, types = encoder.pair(prompt, response)
     assert len(ids) == 12
     text = tokenizer.decode(ids)
-    assert text == "[CLS] five six seven eight nine ten eleven [SEP] the answer [SEP]"
+    assert text == "[CLS] one two three eight nine ten eleven [SEP] the answer [SEP]"
     assert types == [0] * 9 + [1] * 3
+
+
+PASSAGES = " ".join(
+    f"Passage {n}: the {w} river floods its valley every spring, and the farmers there plant "
+    "rice on the silt it leaves behind."
+    for n, w in enumerate(["first", "second", "third", "fourth", "fifth", "sixth"])
+)
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        f"Question: which grain grows on the silt? Answer from these passages. {PASSAGES}",
+        f"{PASSAGES} Question: which grain grows on the silt? Answer from the passages above.",
+    ],
+    ids=["question-first", "question-last"],
+)
+def test_a_retrieval_prompt_keeps_its_question_and_instructions(tokenizer, prompt):
+    from rewards.data import Encoder, encode_rows, truncation_report
+
+    row = {"prompt": prompt, "chosen": "Rice does.", "rejected": "Wheat, probably."}
+    encoder = Encoder(tokenizer, 64)
+    (example,) = encode_rows([row], "pairwise", encoder)
+    for ids in example.input_ids:
+        kept = tokenizer.decode(ids)
+        assert len(ids) <= 64 and "which grain grows on the silt?" in kept
+        assert "answer from" in kept  # the instruction at the other end too
+    n_prompt = len(encoder.tokenize([prompt])[0])
+    longest = max(len(ids) for ids in encoder.tokenize([row["chosen"], row["rejected"]]))
+    # The most cut of one sequence's prompt; 61 = 64 - [CLS], [SEP], [SEP].
+    assert example.cut == (n_prompt - (61 - longest), 0)
+    report = truncation_report(
+        [example, *encode_rows([{**row, "prompt": "Short?"}], "pairwise", encoder)]
+    )
+    assert report == {
+        "rows": 2,
+        "truncated": 1,
+        "prompt_tokens_cut": {"rows": 1, "mean": float(example.cut[0]), "max": example.cut[0]},
+        "response_tokens_cut": {"rows": 0, "max": 0},
+    }
 
 
 def test_a_long_response_keeps_its_start_and_a_quarter_of_the_budget_for_the_prompt(tokenizer):
@@ -126,7 +166,7 @@ def test_a_long_response_keeps_its_start_and_a_quarter_of_the_budget_for_the_pro
     n_prompt, n_response = encoder.budgets(len(prompt), len(response))
     assert (n_prompt, n_response) == (4, 12)
     ids, _ = encoder.pair(prompt, response)
-    assert tokenizer.decode(ids[1:5]) == tokenizer.decode(prompt[-4:])
+    assert tokenizer.decode(ids[1:5]) == tokenizer.decode(prompt[:2] + prompt[-2:])
 
 
 @pytest.mark.parametrize(
