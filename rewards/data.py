@@ -1,7 +1,8 @@
 """Dataset-version rows → tokenized examples, batches and the length-grouped sampler.
 
 Rows are the JSONL exports of feedback_api/datasets/exporters: pairwise (`prompt`, `chosen`,
-`rejected`, optional `margin`), listwise (`prompt`, `responses`, `ranking` best first), spans
+`rejected`, optional `margin`), listwise (`prompt`, `responses`, `ranking`: indices best first,
+a tied group as a list of indices), spans
 (`prompt`, `response`, `spans` with code-point offsets) and ratings (`prompt`, `completions` with
 `response` and per-aspect `ratings`). `check_rows` validates them without a tokenizer so that
 bad data fails before any model loads.
@@ -80,6 +81,13 @@ def check_rows(
             kind.check_training_row(row, where, taxonomy=taxonomy, aspects=aspects)
     except KindError as exc:
         raise DataError(str(exc)) from None
+
+
+def rank_groups(ranking: list) -> list[list[int]]:
+    """A checked listwise `ranking` as its tied groups, best first: [2, [0, 3], 1] (or
+    [[2], [0, 3], [1]]) -> [[2], [0, 3], [1]]; a strict ranking gives groups of one."""
+    groups = [list(entry) if isinstance(entry, list) else [entry] for entry in ranking]
+    return [g for g in groups if g]
 
 
 def span_classes(taxonomy: list[dict] | None) -> dict[str, str]:
@@ -244,7 +252,7 @@ class Example:
 
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None
-    target: Any = None  # margin | ranking | token labels | (values, mask)
+    target: Any = None  # margin | ranked groups | token labels | (values, mask)
     cut: tuple[int, int] = (0, 0)  # most tokens cut from a sequence's prompt, and response
 
     def note_cut(self, encoder: Encoder, n_prompt: int, n_response: int) -> None:

@@ -23,6 +23,7 @@ from .data import (
     as_text,
     categories,
     pad,
+    rank_groups,
     rating_aspects,
     span_classes,
     span_token_labels,
@@ -65,7 +66,12 @@ class Objective:
     def targets(self, examples: list[Example], multiple: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def loss(self, logits, extras: dict, margin_scale: float):
+    def loss_options(self, config, examples: list[Example]) -> dict[str, Any]:
+        """What the loss takes besides a batch, fitted on the training examples where needed
+        (saved in prefhub.json); every objective's loss gets config.margin_scale."""
+        return {"margin_scale": config.margin_scale}
+
+    def loss(self, logits, extras: dict, options: dict):
         raise NotImplementedError
 
     def split(self, logits, chunk: list[Example], indices: list[int], out: list) -> None:
@@ -124,9 +130,10 @@ class Pairwise(Objective):
     def targets(self, examples, multiple):
         return {"margin": torch.tensor([e.target for e in examples])}
 
-    def loss(self, logits, extras, margin_scale):
+    def loss(self, logits, extras, options):
         chosen, rejected = logits.float().squeeze(-1).chunk(2)
-        margin = extras["margin"] * margin_scale if margin_scale else None
+        scale = options["margin_scale"]
+        margin = extras["margin"] * scale if scale else None
         return losses.bradley_terry(chosen, rejected, margin)
 
     def split(self, logits, chunk, indices, out) -> None:
@@ -140,10 +147,10 @@ class Pairwise(Objective):
 
 
 class Listwise(Objective):
-    """Plackett-Luce over each list's ranking."""
+    """Plackett-Luce over each list's ranking, tied groups as Breslow's (rewards.losses)."""
 
     name = "listwise"
-    extras = ("rank_index", "rank_mask")
+    extras = ("rank_index", "rank_mask", "group_start")
     disable_dropout = True
 
     def encode(self, rows, encoder, taxonomy, aspects) -> list[Example]:
@@ -153,30 +160,46 @@ class Listwise(Objective):
         for row, p in zip(rows, prompts, strict=True):
             responses = flat[at : at + len(row["responses"])]
             at += len(responses)
-            examples.append(_example(encoder, [p] * len(responses), responses, row["ranking"]))
+            groups = rank_groups(row["ranking"])
+            examples.append(_example(encoder, [p] * len(responses), responses, groups))
         return examples
 
     def targets(self, examples, multiple):
-        # rank_index[b, i] = position in the flat batch of list b's i-th best response.
-        width = max(len(e.target) for e in examples)
-        index, mask, at = [], [], 0
+        # rank_index[b, i] = position in the flat batch of list b's i-th best response;
+        # group_start[b, i] = the rank of the first response of its tied group.
+        width = max(len(e.input_ids) for e in examples)
+        index, mask, start, at = [], [], [], 0
         for e in examples:
-            row = [at + i for i in e.target]
-            index.append(row + [0] * (width - len(row)))
-            mask.append([True] * len(row) + [False] * (width - len(row)))
-            at += len(e.target)
-        return {"rank_index": torch.tensor(index), "rank_mask": torch.tensor(mask)}
+            row, first = [], []
+            for group in e.target:
+                first += [len(row)] * len(group)
+                row += [at + i for i in group]
+            pad_to = width - len(row)
+            index.append(row + [0] * pad_to)
+            mask.append([True] * len(row) + [False] * pad_to)
+            start.append(first + list(range(len(row), width)))
+            at += len(row)
+        return {
+            "rank_index": torch.tensor(index),
+            "rank_mask": torch.tensor(mask),
+            "group_start": torch.tensor(start),
+        }
 
-    def loss(self, logits, extras, margin_scale):
+    def loss(self, logits, extras, options):
         scores = logits.float().squeeze(-1)[extras["rank_index"]]
-        return losses.plackett_luce(scores, extras["rank_mask"])
+        return losses.plackett_luce(scores, extras["rank_mask"], extras["group_start"])
 
     def metrics(self, outputs, examples, scale, taxonomy):
         taus = [
             metrics.kendall_tau(o.squeeze(-1).tolist(), e.target)
             for o, e in zip(outputs, examples, strict=True)
         ]
-        return {"kendall_tau": round(sum(taus) / len(taus), 4), "lists": len(taus)}
+        scored = [t for t in taus if t is not None]  # an all-tied list orders nothing
+        return {
+            "kendall_tau": round(sum(scored) / len(scored), 4) if scored else None,
+            "lists": len(taus),
+            "lists_all_tied": len(taus) - len(scored),
+        }
 
 
 class Spans(Objective):
@@ -224,8 +247,28 @@ class Spans(Objective):
     def targets(self, examples, multiple):
         return {"labels": torch.tensor(pad([e.target for e in examples], IGNORE, multiple))}
 
-    def loss(self, logits, extras, margin_scale):
-        return losses.token_classification(logits, extras["labels"])
+    def loss_options(self, config, examples):
+        """The class weights config.class_weights asks for, from the training tokens' classes
+        (scikit-learn's "balanced"; a class with no training token gets weight 1)."""
+        options = super().loss_options(config, examples)
+        if config.class_weights == "none":
+            return {**options, "class_weights": None}
+        from sklearn.utils.class_weight import compute_class_weight
+
+        labels = [t for e in examples for t in e.target if t != IGNORE]
+        present = sorted(set(labels))
+        balanced = compute_class_weight("balanced", classes=present, y=labels)
+        weights = {c: float(w) for c, w in zip(present, balanced, strict=True)}
+        if config.class_weights == "sqrt":
+            weights = {c: math.sqrt(w) for c, w in weights.items()}
+        return {**options, "class_weights": weights}
+
+    def loss(self, logits, extras, options):
+        weights = options.get("class_weights")
+        if weights:
+            n = logits.shape[-1]
+            weights = torch.tensor([weights.get(c, 1.0) for c in range(n)], device=logits.device)
+        return losses.token_classification(logits, extras["labels"], weights)
 
     def metrics(self, outputs, examples, scale, taxonomy):
         gold, predicted = [], []
@@ -234,8 +277,14 @@ class Spans(Objective):
             kept = [(g, p) for g, p in zip(e.target, guess, strict=True) if g != IGNORE]
             gold += [g for g, _ in kept]
             predicted += [p for _, p in kept]
-        f1 = metrics.token_f1(gold, predicted, categories(taxonomy))
-        return {"f1": {k: round(v, 4) for k, v in f1.items()}, "tokens": len(gold)}
+        names = categories(taxonomy)
+        f1 = metrics.token_f1(gold, predicted, names)
+        prior = metrics.prior_f1(gold, names)
+        return {
+            "f1": {k: round(v, 4) for k, v in f1.items()},
+            "prior_f1": {k: round(v, 4) for k, v in prior.items()},
+            "tokens": len(gold),
+        }
 
     def meta(self, taxonomy, aspects):
         return {"taxonomy": taxonomy, "classes": categories(taxonomy), "aspects": None}
@@ -295,7 +344,7 @@ class Ratings(Objective):
             "target_mask": torch.tensor([e.target[1] for e in examples], dtype=torch.float32),
         }
 
-    def loss(self, logits, extras, margin_scale):
+    def loss(self, logits, extras, options):
         return losses.masked_mse(logits, extras["targets"], extras["target_mask"])
 
     def metrics(self, outputs, examples, scale, taxonomy):

@@ -37,6 +37,7 @@ def test_config_from_dict_rejects_unknown_keys_and_bad_types(data, field):
     [
         ({"objective": "pointwise"}, "objective", "unknown 'pointwise'"),
         ({"precision": "int8"}, "precision", "unknown"),
+        ({"class_weights": "inverse"}, "class_weights", "unknown"),
         ({"epochs": 0}, "epochs", "positive"),
         ({"learning_rate": -1e-5}, "learning_rate", "positive"),
         ({"batch_size": 0}, "batch_size", "positive"),
@@ -175,6 +176,8 @@ def test_a_long_response_keeps_its_start_and_a_quarter_of_the_budget_for_the_pro
         ("pairwise", {"prompt": "p", "chosen": "a"}, "missing 'rejected'"),
         ("pairwise", {"prompt": 3, "chosen": "a", "rejected": "b"}, "prompt: expected a string"),
         ("listwise", {"prompt": "p", "responses": ["a", "b"], "ranking": [0, 0]}, "ranking"),
+        ("listwise", {"prompt": "p", "responses": ["a", "b"], "ranking": [[0, 0]]}, "ranking"),
+        ("listwise", {"prompt": "p", "responses": ["a", "b"], "ranking": [[0, "1"]]}, "ranking"),
         (
             "spans",
             {"prompt": "p", "response": "abc", "spans": [{"start": 0, "end": 9, "label": "x"}]},
@@ -261,15 +264,66 @@ def test_bradley_terry_subtracts_the_margin():
     assert loss.item() == pytest.approx(math.log(2))
 
 
+def test_plackett_luce_with_ties_invents_no_order_inside_a_group():
+    import math
+
+    import torch
+
+    from rewards.losses import plackett_luce
+
+    # Ranked a=2 > (b=1 = c=0): a against all three; b and c each against the group {b, c}.
+    scores = torch.tensor([[2.0, 1.0, 0.0]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    tied = plackett_luce(scores, mask, torch.tensor([[0, 1, 1]]))
+    lse_all, lse_bc = math.log(math.e**2 + math.e + 1), math.log(math.e + 1)
+    assert tied.item() == pytest.approx(-((2 - lse_all) + (1 - lse_bc) + (0 - lse_bc)), rel=1e-5)
+    # Swapping the scores inside the tie changes nothing; groups of one are the strict loss.
+    swapped = plackett_luce(torch.tensor([[2.0, 0.0, 1.0]]), mask, torch.tensor([[0, 1, 1]]))
+    assert swapped.item() == pytest.approx(tied.item())
+    strict = plackett_luce(scores, mask, torch.tensor([[0, 1, 2]]))
+    assert strict.item() == pytest.approx(plackett_luce(scores, mask).item())
+    # An all-tied list: no gradient once its scores are equal.
+    equal = torch.zeros(1, 3, requires_grad=True)
+    plackett_luce(equal, mask, torch.tensor([[0, 0, 0]])).backward()
+    assert equal.grad.abs().max().item() == pytest.approx(0.0, abs=1e-6)
+
+
 def test_kendall_tau_and_spearman():
     from rewards.metrics import kendall_tau, spearman, token_f1
 
-    assert kendall_tau([0.9, 0.5, 0.1], [0, 1, 2]) == 1.0
-    assert kendall_tau([0.9, 0.5, 0.1], [2, 1, 0]) == -1.0
+    assert kendall_tau([0.9, 0.5, 0.1], [[0], [1], [2]]) == pytest.approx(1.0)
+    assert kendall_tau([0.9, 0.5, 0.1], [[2], [1], [0]]) == pytest.approx(-1.0)
     assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
     assert spearman([1, 2, 2, 3], [3, 2, 2, 1]) == pytest.approx(-1.0)
     f1 = token_f1([0, 1, 1, 2], [0, 1, 0, 2], ["ok", "a", "b"])
     assert f1 == {"a": pytest.approx(2 / 3), "b": 1.0, "macro": pytest.approx(5 / 6)}
+
+
+def test_kendall_tau_counts_no_pair_inside_a_tie():
+    import math
+
+    from rewards.metrics import kendall_tau
+
+    # Response 0 best, 1 and 2 tied: two ordered pairs, both right; the tied pair counts for
+    # neither side, whatever the scores say of it (tau-b: 2 / sqrt(3 * 2)).
+    assert kendall_tau([3.0, 2.0, 1.0], [[0], [1, 2]]) == pytest.approx(2 / math.sqrt(6))
+    assert kendall_tau([3.0, 1.0, 2.0], [[0], [1, 2]]) == pytest.approx(2 / math.sqrt(6))
+    assert kendall_tau([3.0, 2.0, 1.0], [[0, 1, 2]]) is None  # orders nothing
+
+
+def test_the_class_prior_baseline_marks_every_token_with_each_class():
+    from rewards.metrics import prior_f1
+
+    # 8 tokens: 2 of class 1 (share 1/4), 1 of class 2 (1/8). Marking all 8 with class 1:
+    # precision 1/4, recall 1, F1 2 * 1/4 / (1 + 1/4) = 0.4; class 2: 2/9.
+    gold = [0, 0, 1, 1, 2, 0, 0, 0]
+    prior = prior_f1(gold, ["ok", "non-factual", "factual"])
+    assert prior == {
+        "non-factual": pytest.approx(0.4),
+        "factual": pytest.approx(2 / 9),
+        "macro": pytest.approx((0.4 + 2 / 9) / 2),
+    }
+    assert prior_f1([0, 0, 0], ["ok", "factual"]) == {"factual": 0.0, "macro": 0.0}
 
 
 def test_release_memory_callback_trims_every_n_steps(monkeypatch):

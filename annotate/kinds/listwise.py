@@ -157,8 +157,19 @@ class Listwise(Kind):
             raise KindError(where, "responses must be a list of at least 2 (a listwise export?)")
         for i, response in enumerate(responses):
             check_text(response, f"{where}: responses[{i}]")
-        if not isinstance(ranking, list) or sorted(ranking) != list(range(len(responses))):
-            raise KindError(where, "ranking must order every response index once, best first")
+        # Best first; a tied group is a list of indices: [2, [0, 3], 1] or [[2], [0, 3], [1]].
+        flat = (
+            [i for entry in ranking for i in (entry if isinstance(entry, list) else [entry])]
+            if isinstance(ranking, list)
+            else []
+        )
+        whole = all(isinstance(i, int) and not isinstance(i, bool) for i in flat)
+        if not whole or sorted(flat) != list(range(len(responses))):
+            raise KindError(
+                where,
+                "ranking must order every response index once, best first (a tied group as a "
+                "list of indices)",
+            )
 
 
 def _response_id(entry, ids: list[str], field: str) -> str:
