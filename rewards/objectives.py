@@ -253,12 +253,13 @@ class Spans(Objective):
         options = super().loss_options(config, examples)
         if config.class_weights == "none":
             return {**options, "class_weights": None}
+        import numpy as np
         from sklearn.utils.class_weight import compute_class_weight
 
-        labels = [t for e in examples for t in e.target if t != IGNORE]
-        present = sorted(set(labels))
+        labels = np.array([t for e in examples for t in e.target if t != IGNORE])
+        present = np.unique(labels)
         balanced = compute_class_weight("balanced", classes=present, y=labels)
-        weights = {c: float(w) for c, w in zip(present, balanced, strict=True)}
+        weights = {int(c): float(w) for c, w in zip(present, balanced, strict=True)}
         if config.class_weights == "sqrt":
             weights = {c: math.sqrt(w) for c, w in weights.items()}
         return {**options, "class_weights": weights}

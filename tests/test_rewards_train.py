@@ -47,7 +47,7 @@ def pairwise_rows(n, seed=0):
 
 
 def losses_of(reports):
-    return [r["loss"] for r in reports if r["loss"] is not None]
+    return [r["loss"] for r in reports if r.get("loss") is not None]
 
 
 def test_pairwise_learns_the_preference_and_scores_held_out_pairs(tmp_path):
@@ -155,11 +155,16 @@ def test_listwise_learns_tied_rankings_of_retrieval_prompts_beyond_length(tmp_pa
     from rewards.data import rank_groups
     from rewards.metrics import kendall_tau
 
-    rows = retrieval_lists(60, seed=4)
-    train_rows, test_rows = rows[:40], rows[40:]
+    rows = retrieval_lists(40, seed=4)
+    train_rows, test_rows = rows[:28], rows[28:]
     reports = []
     result = train(
-        TrainConfig(objective="listwise", epochs=2, **{**FAST, "max_length": 64, "batch_size": 4}),
+        TrainConfig(
+            objective="listwise",
+            epochs=2,
+            learning_rate=3e-4,
+            **{**FAST, "max_length": 48, "batch_size": 4},
+        ),
         train_path=write(tmp_path / "train.jsonl", train_rows),
         eval_path=write(tmp_path / "test.jsonl", test_rows),
         output_dir=tmp_path / "run",
@@ -168,19 +173,17 @@ def test_listwise_learns_tied_rankings_of_retrieval_prompts_beyond_length(tmp_pa
     losses = losses_of(reports)
     assert sum(losses[-5:]) < sum(losses[:5]) * 0.8
     metrics = result["metrics"]
-    assert (metrics["lists"], metrics["lists_all_tied"]) == (20, 2)
+    assert (metrics["lists"], metrics["lists_all_tied"]) == (12, 2)
     length_taus = [
         kendall_tau([len(r) for r in row["responses"]], rank_groups(row["ranking"]))
         for row in test_rows
     ]
-    length_tau = sum(t for t in length_taus if t is not None) / 18
+    length_tau = sum(t for t in length_taus if t is not None) / 10
     assert length_tau < 0 < 0.5 < metrics["kendall_tau"]
-    # Every prompt was cut in its middle (64 tokens), none of the responses.
-    truncation = reports[0]["truncation"]
-    assert (
-        truncation["train"]["truncated"] == truncation["train"]["prompt_tokens_cut"]["rows"] == 40
-    )
-    assert truncation["train"]["response_tokens_cut"]["rows"] == 0
+    # Every prompt was cut in its middle (48 tokens), none of the responses.
+    truncation = reports[0]["truncation"]["train"]
+    assert truncation["truncated"] == truncation["prompt_tokens_cut"]["rows"] == 28
+    assert truncation["response_tokens_cut"]["rows"] == 0
 
 
 def span_rows(n, seed, factual_every=5):
