@@ -18,10 +18,28 @@ HEADLINES = {
 }
 
 
+# The baseline shown beside an objective's headline, where its metrics carry one: spans, the
+# class prior (every token marked with the class: metrics.prior_f1).
+BASELINES = {"spans": ("class prior", ("prior_f1", "macro"))}
+
+
 def headline(objective: str, metrics: dict[str, Any]) -> float | None:
     """The objective's headline number in a model's metrics; None when they lack it."""
+    return _lookup(metrics, HEADLINES[objective][1])
+
+
+def baseline(objective: str, metrics: dict[str, Any]) -> tuple[str, float] | None:
+    """(name, value) of the baseline beside the headline; None when there is none."""
+    if objective not in BASELINES:
+        return None
+    name, keys = BASELINES[objective]
+    value = _lookup(metrics, keys)
+    return (name, value) if value is not None else None
+
+
+def _lookup(metrics: dict[str, Any], keys: tuple[str, ...]) -> float | None:
     value: Any = metrics
-    for key in HEADLINES[objective][1]:
+    for key in keys:
         value = value.get(key) if isinstance(value, dict) else None
     if isinstance(value, list) and value and all(_is_number(v) for v in value):
         value = sum(value) / len(value)
