@@ -294,6 +294,85 @@ def test_keep_labels_points_at_the_chosen_text_after_the_swap(project):
     assert choices == {"A", "B"}
 
 
+def test_trl_rows_keep_the_sources_response_ids_and_model_names(project):
+    # One prompt, four answers, several pairs of them (ids as the source numbers its answers).
+    rows = [
+        {
+            "id": f"p1-{c}-{r}",
+            "prompt": "Who wrote Hamlet?",
+            "chosen": f"answer {c}",
+            "rejected": f"answer {r}",
+            "chosen_id": c,
+            "rejected_id": r,
+            "chosen_model": f"model-{c}",
+            "rejected_model": f"model-{r}",
+            "question_id": "p1",
+        }
+        for c, r in [("a1", "a2"), ("a3", "a1"), ("a4", "a2"), ("a2", "a3"), (0, 7)]
+    ]
+    report = run_import(project, jsonl(*rows), keep_labels=True)
+    assert (report.ok, report.created, report.labels) == (True, 5, 5)
+    for source in rows:
+        c, r = str(source["chosen_id"]), str(source["rejected_id"])
+        item = Item.objects.get(external_id=source["id"])
+        by_id = {resp["id"]: resp for resp in item.responses}
+        assert by_id[c] == {"id": c, "text": f"answer {c}", "model": f"model-{c}"}
+        assert by_id[r] == {"id": r, "text": f"answer {r}", "model": f"model-{r}"}
+        assert item.metadata == {"question_id": "p1"}
+        label = Annotation.objects.get(item=item).label
+        assert item.responses[{"A": 0, "B": 1}[label["choice"]]]["id"] == c
+
+
+def test_trl_ids_and_models_in_csv_columns(db):
+    project = ProjectFactory(kind="listwise")
+    content = (
+        "id,prompt,chosen,rejected,chosen_id,rejected_id,chosen_model,rejected_model,topic\n"
+        "t1,Say hi.,Hi!,No.,resp-9,resp-4,gpt-x,llama-y,greetings\n"
+    )
+    report = run_import(project, content, filename="items.csv", keep_labels=True)
+    assert (report.created, report.labels) == (1, 1)
+    item = Item.objects.get()
+    assert sorted((r["id"], r["model"]) for r in item.responses) == [
+        ("resp-4", "llama-y"),
+        ("resp-9", "gpt-x"),
+    ]
+    assert item.metadata == {"topic": "greetings"}
+    assert Annotation.objects.get().label == {"ranking": ["resp-9", "resp-4"]}
+
+
+def test_trl_rows_with_a_model_but_no_ids_keep_the_model(project):
+    content = jsonl(
+        {"id": "t1", "prompt": "Q", "chosen": "good", "rejected": "bad", "chosen_model": "m1"}
+    )
+    assert run_import(project, content).ok
+    item, ids = trl_item(project, "t1")
+    models = {r["text"]: r["model"] for r in item.responses}
+    assert models == {"good": "m1", "bad": ""}
+    assert sorted(ids.values()) == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "reason"),
+    [
+        ({"chosen_id": "a"}, "rejected_id", "needs both ids"),
+        ({"rejected_id": "a"}, "chosen_id", "needs both ids"),
+        ({"chosen_id": "a", "rejected_id": "a"}, "rejected_id", "the same as chosen_id"),
+        ({"chosen_id": 1, "rejected_id": "1"}, "rejected_id", "the same as chosen_id"),
+        ({"chosen_id": "", "rejected_id": "b"}, "chosen_id", "non-empty"),
+        ({"chosen_id": True, "rejected_id": "b"}, "chosen_id", "non-empty"),
+        ({"chosen_id": ["a"], "rejected_id": "b"}, "chosen_id", "non-empty"),
+        ({"chosen_model": 3}, "chosen_model", "expected text"),
+        ({"rejected_model": {"name": "m"}}, "rejected_model", "expected text"),
+    ],
+)
+def test_trl_bad_ids_and_models_are_row_errors(project, fields, field, reason):
+    record = {"id": "t1", "prompt": "Q", "chosen": "good", "rejected": "bad", **fields}
+    report = run_import(project, jsonl(record), keep_labels=True)
+    assert errors(report) == [(1, field)]
+    assert reason in report.errors[0].message
+    assert not Item.objects.exists()
+
+
 def test_swap_is_deterministic(project):
     rows = [{"id": f"t{n}", "prompt": "Q", "chosen": "good", "rejected": "bad"} for n in range(8)]
     run_import(project, jsonl(*rows))
@@ -339,8 +418,40 @@ def test_labels_are_ignored_without_keep_labels(project):
 
 
 def test_bad_label_with_keep_labels_is_a_row_error(project):
-    report = run_import(project, jsonl(row(1, label={"choice": "A"})), keep_labels=True)
+    report = run_import(
+        project, jsonl(row(1, label={"choice": "A", "strength": 5})), keep_labels=True
+    )
     assert errors(report) == [(1, "label.strength")]
+
+
+def test_keep_labels_of_our_shape_without_strength_keep_it_unknown(project):
+    # Published preference data: several pairs per prompt, ties, no strength.
+    rows = [
+        row(1, label={"choice": "A"}, metadata={"question_id": "p1", "pair": "a-b"}),
+        row(2, label={"choice": "tie"}, metadata={"question_id": "p1", "pair": "a-c"}),
+        row(3, label={"choice": "B", "strength": None}, metadata={"question_id": "p1"}),
+        row(4, label={"choice": "B", "strength": 2}, metadata={"question_id": "p2"}),
+    ]
+    report = run_import(project, jsonl(*rows), keep_labels=True)
+    assert (report.ok, report.created, report.labels) == (True, 4, 4)
+    labels = {a.item.external_id: a.label for a in Annotation.objects.select_related("item")}
+    assert [labels[f"q{n}"]["strength"] for n in range(1, 5)] == [None, None, None, 2]
+    assert [labels[f"q{n}"]["choice"] for n in range(1, 5)] == ["A", "tie", "B", "B"]
+
+
+def test_keep_labels_without_strength_refused_where_the_project_requires_one(db):
+    project = ProjectFactory(
+        config={"allow_tie": True, "require_strength": True, "require_rationale": False}
+    )
+    rows = [
+        row(1, label={"choice": "A"}),
+        {"id": "t1", "prompt": "Q", "chosen": "good", "rejected": "bad"},
+        row(2, label={"choice": "A", "strength": 1}),
+    ]
+    report = run_import(project, jsonl(*rows), keep_labels=True)
+    assert errors(report) == [(1, "label.strength"), (2, "label.strength")]
+    assert "asks how much better" in report.errors[1].message
+    assert not Item.objects.exists()
 
 
 def test_ratings_label_kept_in_the_single_response_shape(db):
@@ -557,6 +668,88 @@ def test_reimport_keeps_the_first_version_of_an_item(project):
     report = run_import(project, jsonl(row(1, prompt="Changed?")), keep_labels=True)
     assert report.duplicates == 1
     assert stored(project)["q1"].prompt == "Question 1?"
+
+
+def pair_row(n: int, choice: str, **fields) -> dict:
+    """A pair of one prompt's answers, as published preference data has several per prompt."""
+    return row(n, label={"choice": choice}, metadata={"question_id": f"p{n // 3}"}, **fields)
+
+
+def labels_by_item(project) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for annotation in Annotation.objects.filter(item__project=project).select_related("item"):
+        found.setdefault(annotation.item.external_id, []).append(annotation.label["choice"])
+    return found
+
+
+def test_reimport_with_keep_labels_says_how_many_labels_it_did_not_keep(project):
+    run_import(project, jsonl(row(1), row(2)))
+    content = jsonl(pair_row(1, "A"), pair_row(2, "tie"), pair_row(3, "B"))
+    report = run_import(project, content, keep_labels=True)
+    assert (report.created, report.duplicates, report.labels) == (1, 2, 1)
+    assert report.labels_skipped_existing == 2
+    assert report.summary() == (
+        "1 items imported, 2 already there (skipped), 1 labels kept, 2 labels of items already "
+        "there not kept (labels_for_existing adds them)."
+    )
+    assert labels_by_item(project) == {"q3": ["B"]}
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 100])
+def test_labels_for_existing_adds_them_once(project, batch_size):
+    # Items imported first without labels, then the same file with its labels: added; the same
+    # file again: nothing added; a new label of an item: added beside the old one.
+    content = jsonl(pair_row(1, "A"), pair_row(2, "tie"), pair_row(3, "B"), row(4))
+    run_import(project, content)
+    first = run_import(project, content, labels_for_existing=True, batch_size=batch_size)
+    assert (first.created, first.duplicates, first.labels, first.labels_already_there) == (
+        0,
+        4,
+        3,
+        0,
+    )
+    assert labels_by_item(project) == {"q1": ["A"], "q2": ["tie"], "q3": ["B"]}
+    again = run_import(project, content, labels_for_existing=True, batch_size=batch_size)
+    assert (again.labels, again.labels_already_there) == (0, 3)
+    assert again.summary() == (
+        "0 items imported, 4 already there (skipped), 3 labels already there (skipped)."
+    )
+    other = run_import(project, jsonl(pair_row(1, "B")), labels_for_existing=True)
+    assert other.labels == 1
+    assert labels_by_item(project) == {"q1": ["A", "B"], "q2": ["tie"], "q3": ["B"]}
+    assert Annotation.objects.filter(item__project=project).count() == 4
+
+
+def test_labels_for_existing_keeps_several_labels_of_one_item_from_one_file(project):
+    # Three annotators' labels of one pair, one row each: one creates the item, two join it.
+    content = jsonl(pair_row(1, "A"), pair_row(1, "B"), pair_row(1, "tie"), pair_row(1, "A"))
+    report = run_import(project, content, labels_for_existing=True, batch_size=2)
+    assert (report.created, report.labels, report.labels_already_there) == (1, 3, 1)
+    assert sorted(labels_by_item(project)["q1"]) == ["A", "B", "tie"]
+
+
+def test_labels_for_existing_refuses_an_item_with_other_responses(project):
+    run_import(project, jsonl(row(1)))
+    changed = pair_row(1, "A", responses=["other", "answers"])
+    report = run_import(project, jsonl(changed), labels_for_existing=True)
+    assert (report.labels, report.labels_other_responses) == (0, 1)
+    assert "1 labels not kept: their item is already there with other responses" in report.summary()
+    assert not Annotation.objects.exists()
+
+
+def test_labels_for_existing_of_a_trl_file(project):
+    rows = [
+        {"id": f"t{n}", "prompt": f"Q{n}", "chosen": "good", "rejected": "bad", "chosen_id": "g"}
+        | {"rejected_id": "b"}
+        for n in range(6)
+    ]
+    run_import(project, jsonl(*rows))
+    report = run_import(project, jsonl(*rows), labels_for_existing=True)
+    assert (report.created, report.labels) == (0, 6)
+    for annotation in Annotation.objects.select_related("item"):
+        chosen = annotation.item.responses[{"A": 0, "B": 1}[annotation.label["choice"]]]
+        assert chosen["id"] == "g"
+    assert run_import(project, jsonl(*rows), labels_for_existing=True).labels_already_there == 6
 
 
 def test_existing_items_of_other_projects_do_not_count(project, bob_project):
