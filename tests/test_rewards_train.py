@@ -145,6 +145,8 @@ def retrieval_lists(n_lists, seed):
         for k, at in enumerate(order):
             responses[at] = texts[k]
         ranking = [order[0], order[1], sorted(order[2:])]  # the two worst tied
+        if i % 2:  # the listwise export's shape: every entry a group
+            ranking = [[order[0]], [order[1]], sorted(order[2:])]
         if i % 10 == 9:
             ranking = [list(range(4))]  # a list its annotator found all equal
         rows.append({"prompt": prompt, "responses": responses, "ranking": ranking})
