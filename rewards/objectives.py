@@ -190,15 +190,16 @@ class Listwise(Objective):
         return losses.plackett_luce(scores, extras["rank_mask"], extras["group_start"])
 
     def metrics(self, outputs, examples, scale, taxonomy):
+        # An all-tied list orders nothing: it is left out; equal scores order nothing: tau 0.
         taus = [
-            metrics.kendall_tau(o.squeeze(-1).tolist(), e.target)
+            metrics.kendall_tau(o.squeeze(-1).tolist(), e.target) or 0.0
             for o, e in zip(outputs, examples, strict=True)
+            if len(e.target) > 1
         ]
-        scored = [t for t in taus if t is not None]  # an all-tied list orders nothing
         return {
-            "kendall_tau": round(sum(scored) / len(scored), 4) if scored else None,
-            "lists": len(taus),
-            "lists_all_tied": len(taus) - len(scored),
+            "kendall_tau": round(sum(taus) / len(taus), 4) if taus else None,
+            "lists": len(examples),
+            "lists_all_tied": len(examples) - len(taus),
         }
 
 
