@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, help="Default: TrainConfig's.")
     parser.add_argument("--batch-size", type=int, help="Default: TrainConfig's.")
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default="fp32")
     parser.add_argument("--ties", choices=["groups", "broken"], default="groups")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--code", help="Import rewards from this checkout (read at start).")
