@@ -63,7 +63,9 @@ def test_pairwise_learns_the_preference_and_scores_held_out_pairs(tmp_path):
     )
     assert result["steps"] == 8 and result["metrics"]["accuracy"] > 0.8
     assert result["examples_per_s"] > 0
-    # Progress: every step, then each epoch's evaluation.
+    # Progress: what truncation cut (nothing here), every step, each epoch's evaluation.
+    assert reports[0]["truncation"]["train"]["truncated"] == 0
+    reports = reports[1:]
     assert [r["step"] for r in reports if r["eval"] is None] == list(range(1, 9))
     assert [r["eval"]["accuracy"] > 0.5 for r in reports if r["eval"]] == [True, True]
     assert {"total_steps", "epoch", "learning_rate", "pairs_per_s", "eta_s"} <= set(reports[0])
@@ -255,7 +257,7 @@ def test_ratings_regression_loss_decreases_per_aspect(tmp_path):
         on_progress=reports.append,
     )
     losses = losses_of(reports)
-    assert losses[-1] < losses[0]
+    assert sum(losses[-3:]) < sum(losses[:3])  # single steps' losses are noisy
     # Per-aspect metrics on the held-out rows; their values on a few rows after two epochs
     # are noise (the sign of the Spearman flipped between runs), so only their shape is checked.
     mae, spearman = result["metrics"]["mae"], result["metrics"]["spearman"]
@@ -281,7 +283,7 @@ def test_cancel_saves_a_checkpoint_and_resume_continues_from_its_step(tmp_path):
 
     reports = []
     result = train(config, **paths, output_dir=tmp_path / "run", on_progress=reports.append)
-    assert reports[0]["step"] == 4 and result["steps"] == 8
+    assert "truncation" in reports[0] and reports[1]["step"] == 4 and result["steps"] == 8
     assert (tmp_path / "run/model/model.safetensors").is_file()
     checkpoints = sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir())
     assert len(checkpoints) <= 2 and "checkpoint-8" in checkpoints
