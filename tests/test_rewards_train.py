@@ -257,7 +257,10 @@ def test_ratings_regression_loss_decreases_per_aspect(tmp_path):
         on_progress=reports.append,
     )
     losses = losses_of(reports)
-    assert sum(losses[-3:]) < sum(losses[:3])  # single steps' losses are noisy
+    # A step's loss depends on its batch (length-grouped batches hold similar completions):
+    # compare the epochs, which see the same rows.
+    half = len(losses) // 2
+    assert sum(losses[half:]) < sum(losses[:half])
     # Per-aspect metrics on the held-out rows; their values on a few rows after two epochs
     # are noise (the sign of the Spearman flipped between runs), so only their shape is checked.
     mae, spearman = result["metrics"]["mae"], result["metrics"]["spearman"]
