@@ -6,7 +6,7 @@ into a pairwise project with TRL's labels kept (item_import_path, keep_labels=Tr
 pairwise DatasetVersion with about 500 test pairs (split seed 42). Both trainers train on its
 train.jsonl and are scored on its test.jsonl, with the same base model (all-MiniLM-L6-v2),
 hyperparameters, max_length and the same tokens: TRL is given pre-tokenised
-`chosen_ids`/`rejected_ids` built by our Encoder (prompt cut from the left, response kept), so
+`chosen_ids`/`rejected_ids` built by our Encoder (the prompt's middle cut, response kept), so
 the comparison is of the training loops, not of the truncation. Each trainer runs in its own
 subprocess without Django (peak RSS = that process's ru_maxrss).
 

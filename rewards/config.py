@@ -17,6 +17,7 @@ from annotate.kinds import KINDS
 OBJECTIVES = tuple(kind.objective for kind in KINDS.values() if kind.objective)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+CLASS_WEIGHTS = ("sqrt", "balanced", "none")
 # "org/name" or a bare name as the hub spells them; anything else must exist on disk.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[\w.-]{1,96})?$")
 
@@ -66,8 +67,9 @@ class TrainConfig:
     max_length: int = field(
         default=256,
         metadata={
-            "help": "Tokens per (prompt, response) sequence; the prompt is cut from the left "
-            "so the end of a conversation and the whole response are kept."
+            "help": "Tokens per (prompt, response) sequence; a longer prompt loses its middle "
+            "(its beginning and its end, where instructions, questions and the last turn sit, "
+            "are kept) and the response is kept whole. The run log says how many rows were cut."
         },
     )
     seed: int = field(default=0, metadata={"help": "Seed for initialisation, split and order."})
@@ -82,7 +84,8 @@ class TrainConfig:
         default="auto",
         metadata={
             "help": "auto (bf16 on a GPU that supports it, else fp32), fp32, bf16 or fp16 "
-            "(fp16 needs a GPU). bf16 on CPU runs under autocast."
+            "(fp16 needs a GPU). bf16 on CPU runs under autocast.",
+            "choices": PRECISIONS,
         },
     )
     checkpoint_steps: int = field(
@@ -110,12 +113,27 @@ class TrainConfig:
         },
     )
 
+    class_weights: str = field(
+        default="sqrt",
+        metadata={
+            "help": "spans: each token class's weight in the loss, from its share of the "
+            "training tokens: balanced (n_tokens / (n_classes * n_class), scikit-learn's), sqrt "
+            "(the square root of that: rare error classes count more, without flooding the "
+            "predictions with them) or none.",
+            "choices": CLASS_WEIGHTS,
+        },
+    )
+
     def validate(self) -> None:
         """Raise ConfigError naming the first field that cannot train."""
         if self.objective not in OBJECTIVES:
             raise ConfigError("objective", f"unknown {self.objective!r}; one of {OBJECTIVES}")
         if self.precision not in PRECISIONS:
             raise ConfigError("precision", f"unknown {self.precision!r}; one of {PRECISIONS}")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise ConfigError(
+                "class_weights", f"unknown {self.class_weights!r}; one of {CLASS_WEIGHTS}"
+            )
         for name in ("epochs", "learning_rate"):
             if not getattr(self, name) > 0:
                 raise ConfigError(name, f"must be positive, got {getattr(self, name)!r}")

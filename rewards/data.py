@@ -1,14 +1,18 @@
 """Dataset-version rows → tokenized examples, batches and the length-grouped sampler.
 
 Rows are the JSONL exports of feedback_api/datasets/exporters: pairwise (`prompt`, `chosen`,
-`rejected`, optional `margin`), listwise (`prompt`, `responses`, `ranking` best first), spans
+`rejected`, optional `margin`), listwise (`prompt`, `responses`, `ranking`: indices best first,
+a tied group as a list of indices), spans
 (`prompt`, `response`, `spans` with code-point offsets) and ratings (`prompt`, `completions` with
 `response` and per-aspect `ratings`). `check_rows` validates them without a tokenizer so that
 bad data fails before any model loads.
 
 Every sequence is (prompt, response) encoded the way the tokenizer encodes a pair of texts
-([CLS] prompt [SEP] response [SEP] for BERT); the prompt is cut from the LEFT and the response
-kept, because the two answers of a pair often differ only in the last turn.
+([CLS] prompt [SEP] response [SEP] for BERT). Over max_length the PROMPT is cut, from its
+middle: its beginning and its end stay (instructions, or a question before retrieved passages;
+the last turn, or a question after them), and the response is kept, because the answers of a
+pair or a list often differ only in the last turn. Each example records what was cut
+(`Example.cut`; `truncation_report` sums it up for the run log).
 """
 
 from __future__ import annotations
@@ -79,6 +83,13 @@ def check_rows(
         raise DataError(str(exc)) from None
 
 
+def rank_groups(ranking: list) -> list[list[int]]:
+    """A checked listwise `ranking` as its tied groups, best first: [2, [0, 3], 1] (or
+    [[2], [0, 3], [1]]) -> [[2], [0, 3], [1]]; a strict ranking gives groups of one."""
+    groups = [list(entry) if isinstance(entry, list) else [entry] for entry in ranking]
+    return [g for g in groups if g]
+
+
 def span_classes(taxonomy: list[dict] | None) -> dict[str, str]:
     """Span label → its reward category, from the project's taxonomy."""
     try:
@@ -138,8 +149,9 @@ def as_text(value: str | list[dict]) -> str:
 
 
 class Encoder:
-    """Encodes (prompt, response) pairs like the tokenizer's pair template, truncating the
-    prompt from the left and, only when the response alone is too long, the response's end."""
+    """Encodes (prompt, response) pairs like the tokenizer's pair template, cutting the middle
+    of the prompt (half of what is kept from its start, half from its end) and, only when the
+    response alone is too long, the response's end."""
 
     def __init__(self, tokenizer, max_length: int):
         self.tokenizer = tokenizer
@@ -171,14 +183,19 @@ class Encoder:
         return self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
 
     def budgets(self, n_prompt: int, n_response: int) -> tuple[int, int]:
-        """Tokens kept of the prompt (its end) and of the response (its start)."""
+        """Tokens kept of the prompt (its start and end) and of the response (its start)."""
         keep_response = min(n_response, self.budget - min(n_prompt, self.min_prompt))
         return min(n_prompt, self.budget - keep_response), keep_response
+
+    def dropped(self, n_prompt: int, n_response: int) -> tuple[int, int]:
+        """Tokens cut from the prompt and from the response of one sequence."""
+        keep_prompt, keep_response = self.budgets(n_prompt, n_response)
+        return n_prompt - keep_prompt, n_response - keep_response
 
     def pair(self, prompt: list[int], response: list[int]) -> tuple[list[int], list[int] | None]:
         """input_ids and token_type_ids (None when the model has none) of one sequence."""
         n_prompt, n_response = self.budgets(len(prompt), len(response))
-        head = self.prefix + (prompt[len(prompt) - n_prompt :] if n_prompt else []) + self.middle
+        head = self.prefix + _middle_cut(prompt, n_prompt) + self.middle
         tail = response[:n_response] + self.suffix
         types = None
         if self.types:
@@ -189,6 +206,14 @@ class Encoder:
         """Index of the response's first token in the encoded sequence."""
         n_prompt, _ = self.budgets(prompt_len, response_len)
         return len(self.prefix) + n_prompt + len(self.middle)
+
+
+def _middle_cut(ids: list[int], keep: int) -> list[int]:
+    """`keep` tokens of `ids`: the first half of them from its start, the rest from its end."""
+    if keep >= len(ids):
+        return ids
+    start = keep // 2
+    return ids[:start] + ids[len(ids) - (keep - start) :]
 
 
 def _find(haystack: list[int], needle: list[int], start: int) -> int:
@@ -224,7 +249,13 @@ class Example:
 
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None
-    target: Any = None  # margin | ranking | token labels | (values, mask)
+    target: Any = None  # margin | ranked groups | token labels | (values, mask)
+    cut: tuple[int, int] = (0, 0)  # most tokens cut from a sequence's prompt, and response
+
+    def note_cut(self, encoder: Encoder, n_prompt: int, n_response: int) -> None:
+        """Record what the encoder cut of one of this example's sequences."""
+        prompt, response = encoder.dropped(n_prompt, n_response)
+        self.cut = (max(self.cut[0], prompt), max(self.cut[1], response))
 
     @property
     def length(self) -> int:
@@ -233,6 +264,23 @@ class Example:
     @property
     def tokens(self) -> int:
         return sum(len(ids) for ids in self.input_ids)
+
+
+def truncation_report(examples: list[Example]) -> dict[str, Any]:
+    """How many examples lost tokens to max_length, and how many: prompt tokens cut (mean and
+    max over the examples cut) and responses cut (the count, and the most tokens one lost)."""
+    prompts = [e.cut[0] for e in examples if e.cut[0]]
+    responses = [e.cut[1] for e in examples if e.cut[1]]
+    return {
+        "rows": len(examples),
+        "truncated": sum(1 for e in examples if any(e.cut)),
+        "prompt_tokens_cut": {
+            "rows": len(prompts),
+            "mean": round(sum(prompts) / len(prompts), 1) if prompts else 0.0,
+            "max": max(prompts, default=0),
+        },
+        "response_tokens_cut": {"rows": len(responses), "max": max(responses, default=0)},
+    }
 
 
 def encode_rows(

@@ -12,7 +12,7 @@ from django import forms
 
 from feedback_api.models import DatasetVersion
 
-from .config import PRECISIONS, TrainConfig
+from .config import TrainConfig
 from .models import OBJECTIVE_FOR_FORMAT, Objective
 
 # Shown first; the rest of TrainConfig's fields go under "Advanced".
@@ -36,8 +36,9 @@ def _field_for(config_field) -> forms.Field:
     default = config_field.default
     label = config_field.name.replace("_", " ").capitalize()
     common = {"label": label, "help_text": help_text, "initial": default}
-    if config_field.name == "precision":
-        return forms.ChoiceField(choices=[(p, p) for p in PRECISIONS], **common)
+    if config_field.metadata.get("choices"):
+        choices = [(c, c) for c in config_field.metadata["choices"]]
+        return forms.ChoiceField(choices=choices, **common)
     if config_field.name == "base_model":
         # The choices come as a <datalist> (a folder under an allowed root may be typed too).
         attrs = {"placeholder": "all-MiniLM-L6-v2 (packaged, offline)", "size": 50}

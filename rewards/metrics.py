@@ -1,5 +1,5 @@
-"""Evaluation metrics in plain Python (no scipy): pairwise accuracy, Kendall tau, token F1 per
-class, MAE and Spearman."""
+"""Evaluation metrics: pairwise accuracy, Kendall tau (scipy, imported where used: the web
+process imports HEADLINES and has no scipy), token F1 per class, MAE and Spearman."""
 
 from __future__ import annotations
 
@@ -18,10 +18,28 @@ HEADLINES = {
 }
 
 
+# The baseline shown beside an objective's headline, where its metrics carry one: spans, the
+# class prior (every token marked with the class: metrics.prior_f1).
+BASELINES = {"spans": ("class prior", ("prior_f1", "macro"))}
+
+
 def headline(objective: str, metrics: dict[str, Any]) -> float | None:
     """The objective's headline number in a model's metrics; None when they lack it."""
+    return _lookup(metrics, HEADLINES[objective][1])
+
+
+def baseline(objective: str, metrics: dict[str, Any]) -> tuple[str, float] | None:
+    """(name, value) of the baseline beside the headline; None when there is none."""
+    if objective not in BASELINES:
+        return None
+    name, keys = BASELINES[objective]
+    value = _lookup(metrics, keys)
+    return (name, value) if value is not None else None
+
+
+def _lookup(metrics: dict[str, Any], keys: tuple[str, ...]) -> float | None:
     value: Any = metrics
-    for key in HEADLINES[objective][1]:
+    for key in keys:
         value = value.get(key) if isinstance(value, dict) else None
     if isinstance(value, list) and value and all(_is_number(v) for v in value):
         value = sum(value) / len(value)
@@ -32,19 +50,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def kendall_tau(predicted: list[float], ranking: list[int]) -> float:
-    """Kendall's tau-a between predicted scores and a ranking (indices, best first)."""
-    n = len(ranking)
-    if n < 2:
-        return 0.0
-    concordant = discordant = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            # ranking[i] is better than ranking[j]
-            diff = predicted[ranking[i]] - predicted[ranking[j]]
-            concordant += diff > 0
-            discordant += diff < 0
-    return (concordant - discordant) / (n * (n - 1) / 2)
+def kendall_tau(predicted: list[float], groups: list[list[int]]) -> float | None:
+    """Kendall's tau-b (scipy) between predicted scores and a ranking given as tied groups of
+    indices, best first: pairs tied in the ranking count for neither side. None when the
+    ranking orders no pair (every response tied) or the predictions are all equal."""
+    from scipy.stats import kendalltau
+
+    gold = [0] * len(predicted)
+    for rank, group in enumerate(groups):
+        for i in group:
+            gold[i] = -rank  # higher is better, as the scores
+    if len(set(gold)) < 2 or len(set(predicted)) < 2:
+        return None
+    tau = kendalltau(predicted, gold).statistic
+    return None if math.isnan(tau) else float(tau)
 
 
 def ranks(values: list[float]) -> list[float]:
@@ -79,14 +98,26 @@ def spearman(x: list[float], y: list[float]) -> float:
 
 
 def token_f1(gold: list[int], predicted: list[int], names: list[str]) -> dict[str, float]:
-    """F1 per error class (every class but index 0, "ok") and their macro mean."""
+    """F1 per error class (every class but index 0, "ok") and their macro mean (scikit-learn;
+    a class absent from both gold and predictions scores 0)."""
+    from sklearn.metrics import f1_score
+
+    labels = list(range(1, len(names)))
+    if not labels:
+        return {"macro": 0.0}
+    values = f1_score(gold, predicted, labels=labels, average=None, zero_division=0.0)
+    scores = {names[c]: float(v) for c, v in zip(labels, values, strict=True)}
+    scores["macro"] = sum(scores.values()) / len(scores)
+    return scores
+
+
+def prior_f1(gold: list[int], names: list[str]) -> dict[str, float]:
+    """The class-prior baseline: for each error class, the F1 of marking every token with it
+    (recall 1, precision its share p of the tokens: 2p / (1 + p)), the best any constant
+    prediction does on that class; and their macro mean. Marking every token "ok" (the
+    majority class) scores 0 on every error class."""
     scores = {}
-    for index, name in enumerate(names):
-        if index == 0:
-            continue
-        tp = sum(g == index and p == index for g, p in zip(gold, predicted, strict=True))
-        fp = sum(g != index and p == index for g, p in zip(gold, predicted, strict=True))
-        fn = sum(g == index and p != index for g, p in zip(gold, predicted, strict=True))
-        scores[name] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    for c in range(1, len(names)):
+        scores[names[c]] = token_f1(gold, [c] * len(gold), names)[names[c]]
     scores["macro"] = sum(scores.values()) / len(scores) if scores else 0.0
     return scores

@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-from annotate.kinds.listwise import ranking_indices
 
 from . import losses, metrics
 from .data import (
@@ -25,6 +24,7 @@ from .data import (
     as_text,
     categories,
     pad,
+    rank_groups,
     rating_aspects,
     span_classes,
     span_token_labels,
@@ -67,7 +67,12 @@ class Objective:
     def targets(self, examples: list[Example], multiple: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def loss(self, logits, extras: dict, margin_scale: float):
+    def loss_options(self, config, examples: list[Example]) -> dict[str, Any]:
+        """What the loss takes besides a batch, fitted on the training examples where needed
+        (saved in prefhub.json); every objective's loss gets config.margin_scale."""
+        return {"margin_scale": config.margin_scale}
+
+    def loss(self, logits, extras: dict, options: dict):
         raise NotImplementedError
 
     def split(self, logits, chunk: list[Example], indices: list[int], out: list) -> None:
@@ -93,10 +98,14 @@ def _prompts(rows: list[dict], encoder: Encoder) -> list[list[int]]:
     return [ids[t] for t in texts]
 
 
-def _sequences(encoder: Encoder, prompts: list, responses: list) -> tuple[list, list | None]:
+def _example(encoder: Encoder, prompts: list, responses: list, target: Any) -> Example:
+    """An example of one sequence per (prompt, response), with what truncation cut of them."""
     pairs = [encoder.pair(p, r) for p, r in zip(prompts, responses, strict=True)]
-    ids = [p[0] for p in pairs]
-    return ids, ([p[1] for p in pairs] if encoder.types else None)
+    types = [p[1] for p in pairs] if encoder.types else None
+    example = Example([p[0] for p in pairs], types, target)
+    for p, r in zip(prompts, responses, strict=True):
+        example.note_cut(encoder, len(p), len(r))
+    return example
 
 
 class Pairwise(Objective):
@@ -110,11 +119,10 @@ class Pairwise(Objective):
         prompts = _prompts(rows, encoder)
         chosen = encoder.tokenize([as_text(r["chosen"]) for r in rows])
         rejected = encoder.tokenize([as_text(r["rejected"]) for r in rows])
-        examples = []
-        for row, p, c, r in zip(rows, prompts, chosen, rejected, strict=True):
-            ids, types = _sequences(encoder, [p, p], [c, r])
-            examples.append(Example(ids, types, float(row.get("margin") or 0.0)))
-        return examples
+        return [
+            _example(encoder, [p, p], [c, r], float(row.get("margin") or 0.0))
+            for row, p, c, r in zip(rows, prompts, chosen, rejected, strict=True)
+        ]
 
     def sequences(self, examples):
         # All chosen, then all rejected: the loss takes the two halves of the logits.
@@ -123,9 +131,10 @@ class Pairwise(Objective):
     def targets(self, examples, multiple):
         return {"margin": torch.tensor([e.target for e in examples])}
 
-    def loss(self, logits, extras, margin_scale):
+    def loss(self, logits, extras, options):
         chosen, rejected = logits.float().squeeze(-1).chunk(2)
-        margin = extras["margin"] * margin_scale if margin_scale else None
+        scale = options["margin_scale"]
+        margin = extras["margin"] * scale if scale else None
         return losses.bradley_terry(chosen, rejected, margin)
 
     def split(self, logits, chunk, indices, out) -> None:
@@ -139,10 +148,10 @@ class Pairwise(Objective):
 
 
 class Listwise(Objective):
-    """Plackett-Luce over each list's ranking."""
+    """Plackett-Luce over each list's ranking, tied groups as Breslow's (rewards.losses)."""
 
     name = "listwise"
-    extras = ("rank_index", "rank_mask")
+    extras = ("rank_index", "rank_mask", "group_start")
     disable_dropout = True
 
     def encode(self, rows, encoder, taxonomy, aspects) -> list[Example]:
@@ -152,32 +161,47 @@ class Listwise(Objective):
         for row, p in zip(rows, prompts, strict=True):
             responses = flat[at : at + len(row["responses"])]
             at += len(responses)
-            ids, types = _sequences(encoder, [p] * len(responses), responses)
-            # Tie groups are flattened: Plackett-Luce here orders them as the export lists them.
-            examples.append(Example(ids, types, ranking_indices(row["ranking"])))
+            groups = rank_groups(row["ranking"])
+            examples.append(_example(encoder, [p] * len(responses), responses, groups))
         return examples
 
     def targets(self, examples, multiple):
-        # rank_index[b, i] = position in the flat batch of list b's i-th best response.
-        width = max(len(e.target) for e in examples)
-        index, mask, at = [], [], 0
+        # rank_index[b, i] = position in the flat batch of list b's i-th best response;
+        # group_start[b, i] = the rank of the first response of its tied group.
+        width = max(len(e.input_ids) for e in examples)
+        index, mask, start, at = [], [], [], 0
         for e in examples:
-            row = [at + i for i in e.target]
-            index.append(row + [0] * (width - len(row)))
-            mask.append([True] * len(row) + [False] * (width - len(row)))
-            at += len(e.target)
-        return {"rank_index": torch.tensor(index), "rank_mask": torch.tensor(mask)}
+            row, first = [], []
+            for group in e.target:
+                first += [len(row)] * len(group)
+                row += [at + i for i in group]
+            pad_to = width - len(row)
+            index.append(row + [0] * pad_to)
+            mask.append([True] * len(row) + [False] * pad_to)
+            start.append(first + list(range(len(row), width)))
+            at += len(row)
+        return {
+            "rank_index": torch.tensor(index),
+            "rank_mask": torch.tensor(mask),
+            "group_start": torch.tensor(start),
+        }
 
-    def loss(self, logits, extras, margin_scale):
+    def loss(self, logits, extras, options):
         scores = logits.float().squeeze(-1)[extras["rank_index"]]
-        return losses.plackett_luce(scores, extras["rank_mask"])
+        return losses.plackett_luce(scores, extras["rank_mask"], extras["group_start"])
 
     def metrics(self, outputs, examples, scale, taxonomy):
+        # An all-tied list orders nothing: it is left out; equal scores order nothing: tau 0.
         taus = [
-            metrics.kendall_tau(o.squeeze(-1).tolist(), e.target)
+            metrics.kendall_tau(o.squeeze(-1).tolist(), e.target) or 0.0
             for o, e in zip(outputs, examples, strict=True)
+            if len(e.target) > 1
         ]
-        return {"kendall_tau": round(sum(taus) / len(taus), 4), "lists": len(taus)}
+        return {
+            "kendall_tau": round(sum(taus) / len(taus), 4) if taus else None,
+            "lists": len(examples),
+            "lists_all_tied": len(examples) - len(taus),
+        }
 
 
 class Spans(Objective):
@@ -209,12 +233,14 @@ class Spans(Objective):
             response, offsets = encoded["input_ids"][i], encoded["offset_mapping"][i]
             spans = [{**s, "category": to_category[s["label"]]} for s in row["spans"]]
             token_labels = span_token_labels(offsets, spans, classes)
-            ids, types = encoder.pair(p, response)
+            example = _example(encoder, [p], [response], None)
+            ids = example.input_ids[0]
             start = encoder.response_start(len(p), len(response))
             labels = [IGNORE] * len(ids)
             kept = token_labels[: len(ids) - start - len(encoder.suffix)]
             labels[start : start + len(kept)] = kept
-            examples.append(Example([ids], [types] if types else None, labels))
+            example.target = labels
+            examples.append(example)
         return examples
 
     def weight(self, examples):
@@ -223,8 +249,29 @@ class Spans(Objective):
     def targets(self, examples, multiple):
         return {"labels": torch.tensor(pad([e.target for e in examples], IGNORE, multiple))}
 
-    def loss(self, logits, extras, margin_scale):
-        return losses.token_classification(logits, extras["labels"])
+    def loss_options(self, config, examples):
+        """The class weights config.class_weights asks for, from the training tokens' classes
+        (scikit-learn's "balanced"; a class with no training token gets weight 1)."""
+        options = super().loss_options(config, examples)
+        if config.class_weights == "none":
+            return {**options, "class_weights": None}
+        import numpy as np
+        from sklearn.utils.class_weight import compute_class_weight
+
+        labels = np.array([t for e in examples for t in e.target if t != IGNORE])
+        present = np.unique(labels)
+        balanced = compute_class_weight("balanced", classes=present, y=labels)
+        weights = {int(c): float(w) for c, w in zip(present, balanced, strict=True)}
+        if config.class_weights == "sqrt":
+            weights = {c: math.sqrt(w) for c, w in weights.items()}
+        return {**options, "class_weights": weights}
+
+    def loss(self, logits, extras, options):
+        weights = options.get("class_weights")
+        if weights:
+            n = logits.shape[-1]
+            weights = torch.tensor([weights.get(c, 1.0) for c in range(n)], device=logits.device)
+        return losses.token_classification(logits, extras["labels"], weights)
 
     def metrics(self, outputs, examples, scale, taxonomy):
         gold, predicted = [], []
@@ -233,8 +280,14 @@ class Spans(Objective):
             kept = [(g, p) for g, p in zip(e.target, guess, strict=True) if g != IGNORE]
             gold += [g for g, _ in kept]
             predicted += [p for _, p in kept]
-        f1 = metrics.token_f1(gold, predicted, categories(taxonomy))
-        return {"f1": {k: round(v, 4) for k, v in f1.items()}, "tokens": len(gold)}
+        names = categories(taxonomy)
+        f1 = metrics.token_f1(gold, predicted, names)
+        prior = metrics.prior_f1(gold, names)
+        return {
+            "f1": {k: round(v, 4) for k, v in f1.items()},
+            "prior_f1": {k: round(v, 4) for k, v in prior.items()},
+            "tokens": len(gold),
+        }
 
     def meta(self, taxonomy, aspects):
         return {"taxonomy": taxonomy, "classes": categories(taxonomy), "aspects": None}
@@ -259,12 +312,11 @@ class Ratings(Objective):
         responses = encoder.tokenize([c["response"] for _, c in flat])
         examples = []
         for (_, completion), p, r in zip(flat, prompts, responses, strict=True):
-            ids, types = encoder.pair(p, r)
             values = [completion["ratings"].get(a) for a in aspects]
             if all(v is None for v in values):
                 continue
             target = ([v or 0.0 for v in values], [v is not None for v in values])
-            examples.append(Example([ids], [types] if types else None, target))
+            examples.append(_example(encoder, [p], [r], target))
         return examples
 
     def fit_scale(self, examples):
@@ -295,7 +347,7 @@ class Ratings(Objective):
             "target_mask": torch.tensor([e.target[1] for e in examples], dtype=torch.float32),
         }
 
-    def loss(self, logits, extras, margin_scale):
+    def loss(self, logits, extras, options):
         return losses.masked_mse(logits, extras["targets"], extras["target_mask"])
 
     def metrics(self, outputs, examples, scale, taxonomy):

@@ -346,6 +346,8 @@ class _Reporter:
             run.add_log(_log_line(point, run.throughput_unit))
         if point.get("eval"):
             run.eval_metrics = point["eval"]
+        if point.get("truncation"):
+            run.add_log(_truncation_line(point["truncation"], point.get("max_length")))
         self.dirty = True
         if point.get("eval") or time.monotonic() - self.written >= PROGRESS_WRITE_S:
             self.flush()
@@ -375,6 +377,24 @@ def _log_line(point: dict, unit: str) -> str:
     if point.get("eval"):
         parts.append(f"eval {_short(point['eval'])}")
     return ", ".join(parts)
+
+
+def _truncation_line(truncation: dict, max_length: int | None) -> str:
+    """What max_length cut, per side: rows cut, prompt tokens cut (mean, max), responses cut."""
+    parts = []
+    for side, report in truncation.items():
+        if not report.get("rows"):
+            continue
+        prompt, response = report["prompt_tokens_cut"], report["response_tokens_cut"]
+        text = f"{side} {report['truncated']} of {report['rows']} rows cut"
+        if report["truncated"]:
+            text += (
+                f" (prompt middle cut in {prompt['rows']}: mean {prompt['mean']:g}, max "
+                f"{prompt['max']} tokens; response end cut in {response['rows']}: max "
+                f"{response['max']} tokens)"
+            )
+        parts.append(text)
+    return f"Truncation at max_length {max_length}: {'; '.join(parts) or 'no rows'}."
 
 
 class _CancelCheck:

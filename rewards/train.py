@@ -42,6 +42,7 @@ from .data import (
     pad,
     read_rows,
     split_rows,
+    truncation_report,
 )
 from .objectives import get_objective
 from .registry import META, load_model
@@ -82,12 +83,13 @@ def train(
     """Train `config.objective` on train_path and evaluate on eval_path (or, when it is None or
     empty, on `config.eval_split` of the train rows held out by prompt).
 
-    on_progress gets {"step", "total_steps", "epoch", "loss", "learning_rate",
-    "examples_per_s" (+ "pairs_per_s" for pairwise), "eta_s", "eval"} every logging step
-    ("eval" None) and after each evaluation ("eval" = metrics, "loss" None).
-    resume=False deletes output_dir/checkpoints first. Returns {"metrics", "model_dir",
-    "steps", "train_seconds", "examples_per_s"}; raises DataError, ConfigError or
-    TrainingCancelled.
+    on_progress gets {"truncation": {"train", "eval"}, "max_length"} once the rows are encoded
+    (what max_length cut: rewards.data.truncation_report), then {"step", "total_steps",
+    "epoch", "loss", "learning_rate", "examples_per_s" (+ "pairs_per_s" for pairwise), "eta_s",
+    "eval"} every logging step ("eval" None) and after each evaluation ("eval" = metrics,
+    "loss" None). resume=False deletes output_dir/checkpoints first. Returns {"metrics",
+    "model_dir", "steps", "train_seconds", "examples_per_s", "truncation"}; raises DataError,
+    ConfigError or TrainingCancelled.
     """
     config.validate()
     output_dir = Path(output_dir)
@@ -97,7 +99,12 @@ def train(
     kw = {"taxonomy": taxonomy, "aspects": aspects}
     train_set = encode_rows(train_rows, config.objective, encoder, **kw)
     eval_set = encode_rows(eval_rows, config.objective, encoder, **kw)
-    scale = get_objective(config.objective).fit_scale(train_set)
+    truncation = {"train": truncation_report(train_set), "eval": truncation_report(eval_set)}
+    if on_progress:
+        on_progress({"truncation": truncation, "max_length": config.max_length})
+    objective = get_objective(config.objective)
+    scale = objective.fit_scale(train_set)
+    loss_options = objective.loss_options(config, train_set)
     collator = Collator(config.objective, tokenizer.pad_token_id)
     # On CPU a batch's forward runs in micro-batches of at most CPU_TOKENS padded tokens:
     # activation memory scales with the tokens in one forward, CPU time hardly at all.
@@ -127,7 +134,7 @@ def train(
         data_collator=train_collator,
         callbacks=callbacks,
         objective=config.objective,
-        margin_scale=config.margin_scale,
+        loss_options=loss_options,
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to on_progress, not stdout
     started = time.perf_counter()
@@ -146,9 +153,11 @@ def train(
         final = progress.last_eval.get(step) or evaluate_examples(
             model, config.objective, eval_set, collator, scale=scale, **kw
         )
-    _save(trainer, tokenizer, model_dir, config, final, taxonomy, aspects, scale)
+    fitted = {"truncation": truncation, "class_weights": loss_options.get("class_weights")}
+    _save(trainer, tokenizer, model_dir, config, final, taxonomy, aspects, scale, fitted)
     return {
         "metrics": final,
+        "truncation": truncation,
         "model_dir": str(model_dir),
         "steps": step,
         "train_seconds": round(seconds, 3),
@@ -270,30 +279,31 @@ class Collator:
         return batch
 
 
-def objective_loss(objective: str, model, inputs: dict, margin_scale: float = 1.0):
-    """The objective's loss on one collated batch, and the model's raw outputs."""
+def objective_loss(objective: str, model, inputs: dict, options: dict):
+    """The objective's loss on one collated batch, and the model's raw outputs; `options` are
+    its Objective.loss_options."""
     spec = get_objective(objective)
     inputs = dict(inputs)
     extras = {k: inputs.pop(k) for k in spec.extras if k in inputs}
     logits = model(**inputs).logits
-    return spec.loss(logits, extras, margin_scale), logits
+    return spec.loss(logits, extras, options), logits
 
 
 class RewardModelTrainer(Trainer):
     """Trainer with our losses and length-grouped batches."""
 
-    def __init__(self, *args, objective: str, margin_scale: float = 1.0, **kwargs):
+    def __init__(self, *args, objective: str, loss_options: dict, **kwargs):
         super().__init__(*args, **kwargs)
         # Our losses are means over their batch and ignore num_items_in_batch: always let the
         # Trainer divide by the accumulation steps (also when labels sit in micro-batches).
         self.model_accepts_loss_kwargs = False
         self.objective = objective
-        self.margin_scale = margin_scale
+        self.loss_options = loss_options
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         weight = inputs.pop("loss_weight", None)
-        loss, logits = objective_loss(self.objective, model, inputs, self.margin_scale)
+        loss, logits = objective_loss(self.objective, model, inputs, self.loss_options)
         if weight is not None:
             loss = loss * weight
         return (loss, {"logits": logits}) if return_outputs else loss
@@ -499,7 +509,7 @@ def evaluate_examples(
     return get_objective(objective).metrics(outputs, examples, scale, taxonomy)
 
 
-def _save(trainer, tokenizer, model_dir, config, final, taxonomy, aspects, scale) -> None:
+def _save(trainer, tokenizer, model_dir, config, final, taxonomy, aspects, scale, fitted) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     trainer.save_model(str(model_dir))
     tokenizer.save_pretrained(str(model_dir))
@@ -510,6 +520,7 @@ def _save(trainer, tokenizer, model_dir, config, final, taxonomy, aspects, scale
         "metrics": final,
         **get_objective(config.objective).meta(taxonomy, aspects),
         "rating_scale": scale,
+        **fitted,
     }
     (model_dir / META).write_text(json.dumps(meta, indent=2))
 

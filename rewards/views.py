@@ -21,7 +21,7 @@ from feedback_api.models import DatasetVersion
 from . import selectors, services
 from .base_models import base_model_choices
 from .forms import TrainingRunForm
-from .metrics import HEADLINES, headline
+from .metrics import HEADLINES, baseline, headline
 from .models import TrainingRun
 
 # Lines of the run's log shown on its page (the model keeps up to LOGS_MAX_CHARS).
@@ -135,6 +135,7 @@ def model_list(request, slug):
                 headline(objective, m.metrics or {}) if objective == m.objective else None
                 for objective in HEADLINES
             ],
+            "baseline": baseline(m.objective, m.metrics or {}),
         }
         for m in models
     ]

@@ -316,6 +316,22 @@ def test_htmx_partial_stops_polling_when_done_and_links_the_model(client, alice,
     assert url("run-cancel", project, run.pk) not in html
 
 
+def test_span_run_page_shows_the_class_prior_baseline_beside_the_f1(
+    client, alice, project, version
+):
+    metrics = {
+        "f1": {"non-factual": 0.61, "factual": 0.2, "macro": 0.405},
+        "prior_f1": {"non-factual": 0.599, "factual": 0.05, "macro": 0.3245},
+        "tokens": 900,
+    }
+    run = make_run(version, status="done", objective="spans", eval_metrics=metrics)
+    client.force_login(alice)
+    html = client.get(url("run-detail", project, run.pk)).content.decode()
+    f1 = html.index("<dt>f1</dt><dd>non-factual 0.610, factual 0.200, macro 0.405</dd>")
+    prior = html.index("non-factual 0.599, factual 0.050, macro 0.325</dd>")
+    assert f1 < prior and "class-prior baseline" in html
+
+
 def test_failed_run_shows_its_error_and_no_cancel(client, alice, project, version):
     run = make_run(version, status="failed", error="DataError: no training rows")
     client.force_login(alice)
@@ -381,7 +397,11 @@ def test_registry_compares_versions_with_their_key_metrics(client, charlie, proj
     make_model(make_run(version, status="done"), 1, {"accuracy": 0.7123, "pairs": 8})
     listwise = make_run(version, status="done", objective="listwise")
     make_model(listwise, 2, {"kendall_tau": 0.41, "lists": 5})
-    spans = {"f1": {"irrelevant": 0.26, "unverifiable": 0.4, "macro": 0.33}, "tokens": 90}
+    spans = {
+        "f1": {"irrelevant": 0.26, "unverifiable": 0.4, "macro": 0.33},
+        "prior_f1": {"irrelevant": 0.6, "unverifiable": 0.1, "macro": 0.35},
+        "tokens": 90,
+    }
     make_model(make_run(version, status="done", objective="spans"), 3, spans)
     ratings = {"mae": [0.8, 1.0], "spearman": [0.2, 0.1]}
     make_model(make_run(version, status="done", objective="ratings"), 4, ratings)
@@ -399,6 +419,9 @@ def test_registry_compares_versions_with_their_key_metrics(client, charlie, proj
     for n in range(1, 5):
         assert f'id="model-{n}"' in html
     assert "0.712" in html and "Kendall τ" in html and "v1 <small" in html
+    # A spans model's macro F1 has its class-prior baseline beside it (here above it).
+    assert '0.330 <small class="muted baseline">(class prior 0.350)</small>' in html
+    assert html.count('class="muted baseline"') == 1
 
 
 def test_registry_lists_in_a_fixed_number_of_queries(

@@ -43,8 +43,17 @@ Status = TrainingRun.Status
 TINY = {"max_length": 48, "batch_size": 8, "epochs": 1, "checkpoint_steps": 2, "logging_steps": 1}
 
 
-def build_version(project, *, items: int = 48, fmt: str = "pairwise") -> DatasetVersion:
-    """A real, done dataset version: learnable pairs (the chosen response answers the prompt)."""
+PASSAGE = (
+    "Passage: the ball shop sells balls of every colour, sorted on shelves by size and weight, "
+    "and its catalogue lists each ball with a photograph. "
+)
+
+
+def build_version(
+    project, *, items: int = 48, fmt: str = "pairwise", passages: bool = False
+) -> DatasetVersion:
+    """A real, done dataset version: learnable pairs (the chosen response answers the prompt);
+    with `passages`, each prompt is a retrieval prompt longer than TINY's max_length."""
     annotator = UserFactory(username="labeler")
     for n in range(items):
         colour = ("red", "blue", "green", "yellow")[n % 4]
@@ -56,7 +65,8 @@ def build_version(project, *, items: int = 48, fmt: str = "pairwise") -> Dataset
             responses.reverse()
         item = ItemFactory(
             project=project,
-            prompt=f"Item {n}: what colour is the {colour} ball?",
+            prompt=(PASSAGE * 2 if passages else "")
+            + f"Item {n}: what colour is the {colour} ball?",
             responses=[{**r, "id": str(i + 1)} for i, r in enumerate(responses)],
         )
         choice = "A" if n % 2 == 0 else "B"
@@ -501,9 +511,18 @@ def test_command_reports_a_bad_config(version):
 
 
 @pytest.mark.slow
-def test_a_real_run_trains_registers_and_scores(version):
+def test_a_real_run_trains_registers_and_scores(project, media):
+    version = build_version(project, passages=True)
     run = services.training_run_execute(run_id=create(version).pk)
     assert run.status == Status.DONE, run.logs
+    # Every prompt is longer than max_length 48: its middle is cut, no response is, the log says.
+    train_rows, test_rows = version.train_rows, version.test_rows
+    assert (
+        f"Truncation at max_length 48: train {train_rows} of {train_rows} rows cut (prompt middle "
+        f"cut in {train_rows}: mean "
+    ) in run.logs
+    assert f"eval {test_rows} of {test_rows} rows cut" in run.logs
+    assert "response end cut in 0: max 0 tokens" in run.logs
     assert run.step == run.total_steps > 0
     assert run.history and all("step" in p for p in run.history)
     model = run.reward_model

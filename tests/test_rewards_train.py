@@ -47,7 +47,7 @@ def pairwise_rows(n, seed=0):
 
 
 def losses_of(reports):
-    return [r["loss"] for r in reports if r["loss"] is not None]
+    return [r["loss"] for r in reports if r.get("loss") is not None]
 
 
 def test_pairwise_learns_the_preference_and_scores_held_out_pairs(tmp_path):
@@ -63,7 +63,9 @@ def test_pairwise_learns_the_preference_and_scores_held_out_pairs(tmp_path):
     )
     assert result["steps"] == 8 and result["metrics"]["accuracy"] > 0.8
     assert result["examples_per_s"] > 0
-    # Progress: every step, then each epoch's evaluation.
+    # Progress: what truncation cut (nothing here), every step, each epoch's evaluation.
+    assert reports[0]["truncation"]["train"]["truncated"] == 0
+    reports = reports[1:]
     assert [r["step"] for r in reports if r["eval"] is None] == list(range(1, 9))
     assert [r["eval"]["accuracy"] > 0.5 for r in reports if r["eval"]] == [True, True]
     assert {"total_steps", "epoch", "learning_rate", "pairs_per_s", "eta_s"} <= set(reports[0])
@@ -116,36 +118,119 @@ def test_listwise_plackett_luce_loss_decreases_and_ranks_held_out_lists(tmp_path
     assert result["metrics"]["kendall_tau"] > 0
 
 
-def test_spans_token_classifier_learns_error_categories(tmp_path):
-    rng = random.Random(2)
+PASSAGES = [
+    "Passage {n}: {t} have been studied for centuries; archives list many observations of "
+    "{t} in several regions, with notes on seasons, sizes and the people who recorded them."
+]
+
+
+def retrieval_lists(n_lists, seed):
+    """Real-shaped lists: a long retrieval prompt (passages, the question before them or after
+    them), four answers of which the best is the SHORTEST (a length baseline ranks it last),
+    the two worst tied, some lists tied throughout."""
+    rng = random.Random(seed)
     rows = []
-    for i in range(80):
+    for i in range(n_lists):
+        t = rng.choice(TOPICS)
+        passages = " ".join(PASSAGES[0].format(n=k, t=t) for k in range(3))
+        question = f"Question {i}: what should I know about {t}?"
+        prompt = f"{question} {passages}" if i % 2 else f"{passages} {question}"
+        texts = [
+            rng.choice(GOOD).format(t=t),
+            rng.choice(OKAY).format(t=t) + " I might be wrong about that, though, who knows.",
+            rng.choice(BAD).format(t=t)
+            + " Honestly, ask someone else, I really cannot be bothered.",
+            rng.choice(BAD).format(t=t) + " And do not ask me again about any of this, not today.",
+        ]
+        order = rng.sample(range(4), 4)  # order[k]: where the k-th best answer lands
+        responses = [""] * 4
+        for k, at in enumerate(order):
+            responses[at] = texts[k]
+        ranking = [order[0], order[1], sorted(order[2:])]  # the two worst tied
+        if i % 2:  # the listwise export's shape: every entry a group
+            ranking = [[order[0]], [order[1]], sorted(order[2:])]
+        if i % 10 == 9:
+            ranking = [list(range(4))]  # a list its annotator found all equal
+        rows.append({"prompt": prompt, "responses": responses, "ranking": ranking})
+    return rows
+
+
+def test_listwise_learns_tied_rankings_of_retrieval_prompts_beyond_length(tmp_path):
+    from rewards.data import rank_groups
+    from rewards.metrics import kendall_tau
+
+    rows = retrieval_lists(40, seed=4)
+    train_rows, test_rows = rows[:28], rows[28:]
+    reports = []
+    result = train(
+        TrainConfig(
+            objective="listwise",
+            epochs=2,
+            learning_rate=3e-4,
+            **{**FAST, "max_length": 48, "batch_size": 4},
+        ),
+        train_path=write(tmp_path / "train.jsonl", train_rows),
+        eval_path=write(tmp_path / "test.jsonl", test_rows),
+        output_dir=tmp_path / "run",
+        on_progress=reports.append,
+    )
+    losses = losses_of(reports)
+    assert sum(losses[-5:]) < sum(losses[:5]) * 0.8
+    metrics = result["metrics"]
+    assert (metrics["lists"], metrics["lists_all_tied"]) == (12, 2)
+    length_taus = [
+        kendall_tau([len(r) for r in row["responses"]], rank_groups(row["ranking"]))
+        for row in test_rows
+    ]
+    length_tau = sum(t for t in length_taus if t is not None) / 10
+    assert length_tau < 0 < 0.5 < metrics["kendall_tau"]
+    # Every prompt was cut in its middle (48 tokens), none of the responses.
+    truncation = reports[0]["truncation"]["train"]
+    assert truncation["truncated"] == truncation["prompt_tokens_cut"]["rows"] == 28
+    assert truncation["response_tokens_cut"]["rows"] == 0
+
+
+def span_rows(n, seed, factual_every=5):
+    """Imbalanced spans: most responses have an irrelevant sentence, few a factual error."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
         t = rng.choice(TOPICS)
         text, spans = f"{t.title()} are studied by scientists. ", []
-        if i % 2:
+        if i % factual_every == 0:
             wrong = "Aliens built all of them secretly."
             spans.append(
                 {"start": len(text), "end": len(text) + len(wrong), "label": "unverifiable"}
             )
             text += wrong
-        if i % 3 == 0:
+        if i % 3:
             off = " My cat likes pizza."
             spans.append({"start": len(text), "end": len(text) + len(off), "label": "irrelevant"})
             text += off
         rows.append({"prompt": f"Q{i}: {t}?", "response": text, "spans": spans})
+    return rows
+
+
+def test_spans_token_classifier_beats_the_class_prior_and_weights_rare_classes(tmp_path):
     reports = []
     result = train(
         TrainConfig(objective="spans", epochs=2, learning_rate=3e-4, **FAST),
-        train_path=write(tmp_path / "train.jsonl", rows),
-        eval_path=None,
+        train_path=write(tmp_path / "train.jsonl", span_rows(80, seed=2)),
+        eval_path=write(tmp_path / "test.jsonl", span_rows(20, seed=3)),
         output_dir=tmp_path / "run",
         taxonomy=TAXONOMY,
         on_progress=reports.append,
     )
     losses = losses_of(reports)
     assert losses[-1] < losses[0] / 2
-    f1 = result["metrics"]["f1"]
-    assert set(f1) == {"non-factual", "factual", "macro"} and f1["factual"] > 0.5
+    f1, prior = result["metrics"]["f1"], result["metrics"]["prior_f1"]
+    assert set(f1) == set(prior) == {"non-factual", "factual", "macro"}
+    assert f1["factual"] > prior["factual"] and f1["macro"] > prior["macro"]
+    # The default weights each class by the square root of its inverse share of the tokens.
+    meta = json.loads((tmp_path / "run/model/prefhub.json").read_text())
+    weights = {int(c): w for c, w in meta["class_weights"].items()}
+    assert weights[2] > weights[1] > weights[0]  # factual rarest, "ok" most common
+    assert meta["metrics"]["prior_f1"] == prior
 
 
 def test_ratings_regression_loss_decreases_per_aspect(tmp_path):
@@ -172,7 +257,10 @@ def test_ratings_regression_loss_decreases_per_aspect(tmp_path):
         on_progress=reports.append,
     )
     losses = losses_of(reports)
-    assert losses[-1] < losses[0]
+    # A step's loss depends on its batch (length-grouped batches hold similar completions):
+    # compare the epochs, which see the same rows.
+    half = len(losses) // 2
+    assert sum(losses[half:]) < sum(losses[:half])
     # Per-aspect metrics on the held-out rows; their values on a few rows after two epochs
     # are noise (the sign of the Spearman flipped between runs), so only their shape is checked.
     mae, spearman = result["metrics"]["mae"], result["metrics"]["spearman"]
@@ -198,7 +286,7 @@ def test_cancel_saves_a_checkpoint_and_resume_continues_from_its_step(tmp_path):
 
     reports = []
     result = train(config, **paths, output_dir=tmp_path / "run", on_progress=reports.append)
-    assert reports[0]["step"] == 4 and result["steps"] == 8
+    assert "truncation" in reports[0] and reports[1]["step"] == 4 and result["steps"] == 8
     assert (tmp_path / "run/model/model.safetensors").is_file()
     checkpoints = sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir())
     assert len(checkpoints) <= 2 and "checkpoint-8" in checkpoints

@@ -1,4 +1,4 @@
-"""Fast unit tests of rewards/: config validation, span label alignment, left truncation, the
+"""Fast unit tests of rewards/: config validation, span label alignment, middle truncation, the
 Plackett-Luce loss. No model training here (see test_rewards_train.py)."""
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def test_config_from_dict_rejects_unknown_keys_and_bad_types(data, field):
     [
         ({"objective": "pointwise"}, "objective", "unknown 'pointwise'"),
         ({"precision": "int8"}, "precision", "unknown"),
+        ({"class_weights": "inverse"}, "class_weights", "unknown"),
         ({"epochs": 0}, "epochs", "positive"),
         ({"learning_rate": -1e-5}, "learning_rate", "positive"),
         ({"batch_size": 0}, "batch_size", "positive"),
@@ -104,7 +105,7 @@ def test_span_labels_follow_code_point_offsets_past_emoji_and_cjk(tokenizer):
     assert 0 in example.target[first:]
 
 
-def test_truncation_keeps_the_end_of_the_prompt_and_the_whole_response(tokenizer):
+def test_truncation_cuts_the_middle_of_the_prompt_and_keeps_the_whole_response(tokenizer):
     from rewards.data import Encoder
 
     encoder = Encoder(tokenizer, 12)
@@ -113,8 +114,48 @@ def test_truncation_keeps_the_end_of_the_prompt_and_the_whole_response(tokenizer
     ids, types = encoder.pair(prompt, response)
     assert len(ids) == 12
     text = tokenizer.decode(ids)
-    assert text == "[CLS] five six seven eight nine ten eleven [SEP] the answer [SEP]"
+    assert text == "[CLS] one two three eight nine ten eleven [SEP] the answer [SEP]"
     assert types == [0] * 9 + [1] * 3
+
+
+PASSAGES = " ".join(
+    f"Passage {n}: the {w} river floods its valley every spring, and the farmers there plant "
+    "rice on the silt it leaves behind."
+    for n, w in enumerate(["first", "second", "third", "fourth", "fifth", "sixth"])
+)
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        f"Question: which grain grows on the silt? Answer from these passages. {PASSAGES}",
+        f"{PASSAGES} Question: which grain grows on the silt? Answer from the passages above.",
+    ],
+    ids=["question-first", "question-last"],
+)
+def test_a_retrieval_prompt_keeps_its_question_and_instructions(tokenizer, prompt):
+    from rewards.data import Encoder, encode_rows, truncation_report
+
+    row = {"prompt": prompt, "chosen": "Rice does.", "rejected": "Wheat, probably."}
+    encoder = Encoder(tokenizer, 64)
+    (example,) = encode_rows([row], "pairwise", encoder)
+    for ids in example.input_ids:
+        kept = tokenizer.decode(ids)
+        assert len(ids) <= 64 and "which grain grows on the silt?" in kept
+        assert "answer from" in kept  # the instruction at the other end too
+    n_prompt = len(encoder.tokenize([prompt])[0])
+    longest = max(len(ids) for ids in encoder.tokenize([row["chosen"], row["rejected"]]))
+    # The most cut of one sequence's prompt; 61 = 64 - [CLS], [SEP], [SEP].
+    assert example.cut == (n_prompt - (61 - longest), 0)
+    report = truncation_report(
+        [example, *encode_rows([{**row, "prompt": "Short?"}], "pairwise", encoder)]
+    )
+    assert report == {
+        "rows": 2,
+        "truncated": 1,
+        "prompt_tokens_cut": {"rows": 1, "mean": float(example.cut[0]), "max": example.cut[0]},
+        "response_tokens_cut": {"rows": 0, "max": 0},
+    }
 
 
 def test_a_long_response_keeps_its_start_and_a_quarter_of_the_budget_for_the_prompt(tokenizer):
@@ -126,7 +167,7 @@ def test_a_long_response_keeps_its_start_and_a_quarter_of_the_budget_for_the_pro
     n_prompt, n_response = encoder.budgets(len(prompt), len(response))
     assert (n_prompt, n_response) == (4, 12)
     ids, _ = encoder.pair(prompt, response)
-    assert tokenizer.decode(ids[1:5]) == tokenizer.decode(prompt[-4:])
+    assert tokenizer.decode(ids[1:5]) == tokenizer.decode(prompt[:2] + prompt[-2:])
 
 
 @pytest.mark.parametrize(
@@ -135,6 +176,8 @@ def test_a_long_response_keeps_its_start_and_a_quarter_of_the_budget_for_the_pro
         ("pairwise", {"prompt": "p", "chosen": "a"}, "missing 'rejected'"),
         ("pairwise", {"prompt": 3, "chosen": "a", "rejected": "b"}, "prompt: expected a string"),
         ("listwise", {"prompt": "p", "responses": ["a", "b"], "ranking": [0, 0]}, "ranking"),
+        ("listwise", {"prompt": "p", "responses": ["a", "b"], "ranking": [[0, 0]]}, "ranking"),
+        ("listwise", {"prompt": "p", "responses": ["a", "b"], "ranking": [[0, "1"]]}, "ranking"),
         (
             "spans",
             {"prompt": "p", "response": "abc", "spans": [{"start": 0, "end": 9, "label": "x"}]},
@@ -221,15 +264,66 @@ def test_bradley_terry_subtracts_the_margin():
     assert loss.item() == pytest.approx(math.log(2))
 
 
+def test_plackett_luce_with_ties_invents_no_order_inside_a_group():
+    import math
+
+    import torch
+
+    from rewards.losses import plackett_luce
+
+    # Ranked a=2 > (b=1 = c=0): a against all three; b and c each against the group {b, c}.
+    scores = torch.tensor([[2.0, 1.0, 0.0]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    tied = plackett_luce(scores, mask, torch.tensor([[0, 1, 1]]))
+    lse_all, lse_bc = math.log(math.e**2 + math.e + 1), math.log(math.e + 1)
+    assert tied.item() == pytest.approx(-((2 - lse_all) + (1 - lse_bc) + (0 - lse_bc)), rel=1e-5)
+    # Swapping the scores inside the tie changes nothing; groups of one are the strict loss.
+    swapped = plackett_luce(torch.tensor([[2.0, 0.0, 1.0]]), mask, torch.tensor([[0, 1, 1]]))
+    assert swapped.item() == pytest.approx(tied.item())
+    strict = plackett_luce(scores, mask, torch.tensor([[0, 1, 2]]))
+    assert strict.item() == pytest.approx(plackett_luce(scores, mask).item())
+    # An all-tied list: no gradient once its scores are equal.
+    equal = torch.zeros(1, 3, requires_grad=True)
+    plackett_luce(equal, mask, torch.tensor([[0, 0, 0]])).backward()
+    assert equal.grad.abs().max().item() == pytest.approx(0.0, abs=1e-6)
+
+
 def test_kendall_tau_and_spearman():
     from rewards.metrics import kendall_tau, spearman, token_f1
 
-    assert kendall_tau([0.9, 0.5, 0.1], [0, 1, 2]) == 1.0
-    assert kendall_tau([0.9, 0.5, 0.1], [2, 1, 0]) == -1.0
+    assert kendall_tau([0.9, 0.5, 0.1], [[0], [1], [2]]) == pytest.approx(1.0)
+    assert kendall_tau([0.9, 0.5, 0.1], [[2], [1], [0]]) == pytest.approx(-1.0)
     assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
     assert spearman([1, 2, 2, 3], [3, 2, 2, 1]) == pytest.approx(-1.0)
     f1 = token_f1([0, 1, 1, 2], [0, 1, 0, 2], ["ok", "a", "b"])
     assert f1 == {"a": pytest.approx(2 / 3), "b": 1.0, "macro": pytest.approx(5 / 6)}
+
+
+def test_kendall_tau_counts_no_pair_inside_a_tie():
+    import math
+
+    from rewards.metrics import kendall_tau
+
+    # Response 0 best, 1 and 2 tied: two ordered pairs, both right; the tied pair counts for
+    # neither side, whatever the scores say of it (tau-b: 2 / sqrt(3 * 2)).
+    assert kendall_tau([3.0, 2.0, 1.0], [[0], [1, 2]]) == pytest.approx(2 / math.sqrt(6))
+    assert kendall_tau([3.0, 1.0, 2.0], [[0], [1, 2]]) == pytest.approx(2 / math.sqrt(6))
+    assert kendall_tau([3.0, 2.0, 1.0], [[0, 1, 2]]) is None  # orders nothing
+
+
+def test_the_class_prior_baseline_marks_every_token_with_each_class():
+    from rewards.metrics import prior_f1
+
+    # 8 tokens: 2 of class 1 (share 1/4), 1 of class 2 (1/8). Marking all 8 with class 1:
+    # precision 1/4, recall 1, F1 2 * 1/4 / (1 + 1/4) = 0.4; class 2: 2/9.
+    gold = [0, 0, 1, 1, 2, 0, 0, 0]
+    prior = prior_f1(gold, ["ok", "non-factual", "factual"])
+    assert prior == {
+        "non-factual": pytest.approx(0.4),
+        "factual": pytest.approx(2 / 9),
+        "macro": pytest.approx((0.4 + 2 / 9) / 2),
+    }
+    assert prior_f1([0, 0, 0], ["ok", "factual"]) == {"factual": 0.0, "macro": 0.0}
 
 
 def test_release_memory_callback_trims_every_n_steps(monkeypatch):

@@ -163,11 +163,16 @@ class Listwise(Kind):
             raise KindError(where, "responses must be a list of at least 2 (a listwise export?)")
         for i, response in enumerate(responses):
             check_text(response, f"{where}: responses[{i}]")
-        # A listwise export's ranking is tie groups of indices, best first ([[1], [0, 2]]);
-        # versions exported before ties were kept have a flat list of indices.
-        flat = ranking_indices(ranking) if isinstance(ranking, list) else None
-        if flat is None or sorted(flat) != list(range(len(responses))):
-            raise KindError(where, "ranking must order every response index once, best first")
+        # Best first; a tied group is a list of indices: [2, [0, 3], 1] or, as a listwise export
+        # writes it, [[2], [0, 3], [1]].
+        flat = ranking_indices(ranking) if isinstance(ranking, list) else []
+        whole = all(isinstance(i, int) and not isinstance(i, bool) for i in flat)
+        if not whole or sorted(flat) != list(range(len(responses))):
+            raise KindError(
+                where,
+                "ranking must order every response index once, best first (a tied group as a "
+                "list of indices)",
+            )
 
 
 def ranking_indices(ranking: list) -> list:
