@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-
 from . import losses, metrics
 from .data import (
     IGNORE,
