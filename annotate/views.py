@@ -46,7 +46,7 @@ from .forms import (
 )
 from .kinds import get_kind
 from .models import ROLE_RANK, Annotation, Assignment, ImportJob, Kind, Membership, Project, Role
-from .rendering import render_markdown, render_response
+from .rendering import render_markdown
 from .services import ServiceError
 
 
@@ -102,7 +102,7 @@ def project_detail(request, slug):
         "can_import": ROLE_RANK[my_role] >= ROLE_RANK[Role.RESEARCHER],
         "can_manage_members": ROLE_RANK[my_role] >= ROLE_RANK[Role.ADMIN],
         "counts": selectors.project_counts(project),
-        "guidelines": render_markdown(project.guidelines),
+        "guidelines": render_markdown(project.guidelines, images=project.load_images),
         "my_progress": annotator_progress(project, request.user),
     }
     return render(request, "annotate/project_detail.html", context)
@@ -393,7 +393,7 @@ def _render_work(
         "progress": annotator_progress(project, request.user),
         "recent": _recent_labels(project, request.user),
         "skip_reasons": SKIP_REASONS,
-        "guidelines": render_markdown(project.guidelines),
+        "guidelines": render_markdown(project.guidelines, images=project.load_images),
         "config": get_kind(project.kind).clean_config(project.config),
     }
     if assignment is not None:
@@ -413,15 +413,21 @@ def _render_work(
 def _item_context(project: Project, assignment: Assignment, values, errors, config) -> dict:
     responses = responses_in_display_order(assignment)
     item = assignment.item
+
+    def _render(text: str):
+        return render_markdown(text, images=project.load_images)
+
     if item.is_chat:
-        prompt = [{"role": m["role"], "html": render_response(m["content"])} for m in item.prompt]
+        prompt = [{"role": m["role"], "html": _render(m["content"])} for m in item.prompt]
     else:
-        prompt = render_response(item.prompt)
+        prompt = _render(item.prompt)
     return {
         "item": item,
         "prompt": prompt,
         "values": values,
-        "kind": kind_context(project.kind, config, responses, values, errors),
+        "kind": kind_context(
+            project.kind, config, responses, values, errors, images=project.load_images
+        ),
         "kind_template": f"annotate/kinds/{project.kind}.html",
         # A fresh id per rendered form: the engine stores it with the submission.
         "request_id": uuid.uuid4().hex,

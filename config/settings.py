@@ -146,6 +146,17 @@ else:
     DATABASES["default"]["TEST"] = {"NAME": _TEST_DB}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# "rendered": Markdown rendered to HTML, keyed by a hash of the text (annotate/rendering.py), so
+# that a page load does not render. In each process's memory by default; any cache backend works.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "rendered": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "prefhub-rendered",
+        "OPTIONS": {"MAX_ENTRIES": envint("RENDER_CACHE_ENTRIES", "2000")},
+    },
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
