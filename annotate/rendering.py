@@ -45,8 +45,9 @@ from pygments.util import ClassNotFound
 VERSION = "2"
 # Longer text is shown as plain text (a degenerate generation, not something to format).
 MAX_CHARS = 200_000
-# Wall-clock seconds one rendering may take before it gives up for plain text.
-BUDGET_S = 0.5
+# Wall-clock seconds one rendering may take before it gives up for plain text (markdown-it-py
+# formats ~200-500 KB/s here: a 100 KB response fits).
+BUDGET_S = 0.75
 # Code highlighted per rendering, at most (Pygments takes ~20 µs per token here): the blocks past
 # it are shown unhighlighted.
 HIGHLIGHT_MAX_CHARS = 8_000
