@@ -8,8 +8,8 @@ Invariants (what the tests in tests/test_rendering.py hold it to):
   Pygments; the result goes through nh3 (no scripts, handlers, styles or javascript: links).
 - Images are not loaded unless the caller allows them (a project's opt-in): each becomes a
   placeholder naming the host it would come from.
-- Bidi overrides and invisible control characters are shown as a visible marker (the text
-  stored is never changed: this is display only).
+- Bidi overrides and invisible control characters are shown as a visible marker, and an
+  override reaches no text around it (the text stored is never changed: display only).
 - Nothing raises: text over MAX_CHARS, a render past BUDGET_S, or nesting deep enough for a
   RecursionError is shown as escaped plain text with a note that says why.
 - Each (text, options) is rendered once per cache lifetime: results (fallbacks included) are
@@ -164,8 +164,9 @@ def plain_text_html(text: str, why: str) -> str:
 
 
 def mark_controls(markup: str) -> str:
-    """HTML with each invisible control character of its text replaced by a visible marker
-    (an element whose label is CSS-generated, so it is not part of the element's text)."""
+    """HTML with each invisible control character of its text wrapped in a visible marker: an
+    element isolated for bidi (an override inside it reaches nothing) whose label is generated
+    by CSS, so the element's text is still the source text, character for character."""
     return _TAG_OR_CONTROL.sub(_marker, markup)
 
 
@@ -176,7 +177,7 @@ def _marker(match: re.Match) -> str:
     code = f"U+{ord(char):04X}"
     name = unicodedata.name(char, "control character")
     label = _BIDI_NAMES.get(char, code)
-    return f'<span class="ctl" data-ctl="{label}" title="{code} {name.lower()}"></span>'
+    return f'<span class="ctl" data-ctl="{label}" title="{code} {name.lower()}">{char}</span>'
 
 
 def _size(size: int) -> str:
@@ -187,11 +188,12 @@ def _size(size: int) -> str:
 
 
 # The budget is checked at each step of the three phases (a block token, an inline position, a
-# token rendered): a rendering past its deadline stops there instead of finishing.
+# token rendered) and between the core passes: a rendering past its deadline stops there instead
+# of finishing.
 
 
 def _check_deadline(state, *args) -> bool:
-    # An inline rule that never matches, first in the chain.
+    # An inline rule that never matches, first in the chain; a core rule after each other one.
     _check(state.env)
     return False
 
@@ -291,6 +293,8 @@ def _build() -> MarkdownIt:
     # "$5 and $10" stays text: a $ opens math only before a non-space and closes after one.
     md.use(dollarmath_plugin, allow_space=False, allow_digits=False, double_inline=True)
     md.inline.ruler.before("text", "deadline", _check_deadline)
+    for rule in [rule.name for rule in md.core.ruler.__rules__]:
+        md.core.ruler.after(rule, f"deadline_after_{rule}", _check_deadline)
     md.core.ruler.after("block", "table_alignment", _table_alignment)
     for rule in ("math_inline", "math_inline_double", "math_block", "math_block_eqno"):
         md.add_render_rule(rule, _math)

@@ -105,7 +105,14 @@ def project_detail(request, slug):
         "guidelines": render_markdown(project.guidelines, images=project.load_images),
         "my_progress": annotator_progress(project, request.user),
     }
-    return render(request, "annotate/project_detail.html", context)
+    return _images_allowed(render(request, "annotate/project_detail.html", context), project)
+
+
+def _images_allowed(response, project: Project):
+    if project.load_images:
+        # The project loads images in its Markdown from any web host (the CSP allows only ours).
+        response._csp_update = {"img-src": ["https:", "http:"]}
+    return response
 
 
 # Imports ------------------------------------------------------------------------------------
@@ -253,8 +260,23 @@ def _redirect_after_member_change(request, project: Project):
 @vary_on_headers("HX-Request")
 def annotate(request, slug):
     project = project_for_user(request.user, slug, Role.ANNOTATOR)
+    if not _opened_by_the_annotator(request):
+        # Nothing leased: the page asks for a click (a navigation from our own page) first.
+        return _render_work(request, project, None, start_here=True)
     assignment = assignment_next(project=project, annotator=request.user)
     return _render_work(request, project, assignment)
+
+
+def _opened_by_the_annotator(request) -> bool:
+    """Whether this GET may take a lease: the page itself opened from our own pages or from the
+    address bar (Sec-Fetch-Site same-origin or none), as a document or by htmx (Sec-Fetch-Dest
+    document or empty); never an image, a frame or a link on another site. Clients that send no
+    Sec-Fetch-* headers (older browsers, scripts) are not browsers to be tricked: allowed."""
+    site = request.headers.get("Sec-Fetch-Site")
+    dest = request.headers.get("Sec-Fetch-Dest")
+    if site is None and dest is None:
+        return True
+    return site in ("same-origin", "none") and dest in ("document", "empty")
 
 
 @login_required
@@ -380,6 +402,7 @@ def _render_work(
     errors: dict | None = None,
     notice: str = "",
     editing: Annotation | None = None,
+    start_here: bool = False,
 ):
     errors = dict(errors or {})
     if errors and "form" not in errors and "skip" not in errors:
@@ -395,6 +418,7 @@ def _render_work(
         "skip_reasons": SKIP_REASONS,
         "guidelines": render_markdown(project.guidelines, images=project.load_images),
         "config": get_kind(project.kind).clean_config(project.config),
+        "start_here": start_here,
     }
     if assignment is not None:
         context.update(_item_context(project, assignment, values or {}, errors, context["config"]))
@@ -407,7 +431,7 @@ def _render_work(
         status = 422
     response = render(request, template, context, status=status)
     response["HX-Trigger"] = json.dumps({"progress-changed": context["progress"]})
-    return response
+    return _images_allowed(response, project)
 
 
 def _item_context(project: Project, assignment: Assignment, values, errors, config) -> dict:

@@ -122,9 +122,11 @@ def test_images_load_when_allowed_and_only_from_the_web():
 
 def test_bidi_overrides_and_invisible_characters_get_a_visible_marker():
     html = render_markdown("pay\u202eusd 01\u202c now\u200b! 👨‍👩‍👧 क्‍ष")
-    assert "\u202e" not in html and "\u202c" not in html and "\u200b" not in html
-    assert 'data-ctl="RLO" title="U+202E right-to-left override"' in html
-    assert 'data-ctl="PDF"' in html and 'data-ctl="U+200B"' in html
+    assert (
+        'pay<span class="ctl" data-ctl="RLO" title="U+202E right-to-left override">\u202e<' in html
+    )
+    assert 'data-ctl="PDF" title="U+202C pop directional formatting">\u202c</span>' in html
+    assert '<span class="ctl" data-ctl="U+200B" title="U+200B zero width space">\u200b<' in html
     # Joiners inside an emoji sequence or a script are not controls.
     assert "👨‍👩‍👧" in html and "क्‍ष" in html
 
@@ -133,6 +135,7 @@ def test_markers_never_land_inside_an_attribute():
     html = render_markdown("[link](https://example.org/a\u202eb) and `code\u202e`")
     assert 'href="https://example.org/a%E2%80%AEb"' in html
     assert '<code>code<span class="ctl" data-ctl="RLO"' in html
+    assert html.count("\u202e") == 1
 
 
 @pytest.mark.parametrize("name", PATHOLOGICAL)

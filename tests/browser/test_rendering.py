@@ -35,6 +35,7 @@ $$
 
 ![a cat](http://203.0.113.9/cat.png) ![here](/projects/other/annotate/)"""
 
+
 def watch_requests(page, base_url: str) -> list[str]:
     """Every request of the page that is not to the live server: recorded, and aborted."""
     outside: list[str] = []
