@@ -45,6 +45,8 @@ from pygments.util import ClassNotFound
 VERSION = "2"
 # Longer text is shown as plain text (a degenerate generation, not something to format).
 MAX_CHARS = 200_000
+# Plain text past this many characters is behind a "Show the other N KB" (see plain_text_html).
+PLAIN_SHOWN_CHARS = 100_000
 # Wall-clock seconds one rendering may take before it gives up for plain text (markdown-it-py
 # formats ~200-500 KB/s here: a 100 KB response fits).
 BUDGET_S = 0.75
@@ -158,9 +160,19 @@ def _render(text: str, *, images: bool) -> str:
 
 
 def plain_text_html(text: str, why: str) -> str:
-    """Escaped text in a pre-wrapped block, with a note saying why it is not formatted."""
+    """Escaped text in a pre-wrapped block, with a note saying why it is not formatted. Past
+    PLAIN_SHOWN_CHARS the rest is in a closed <details>: the browser lays out text only when
+    it is shown (Chromium takes ~1.5 s for a 1 MB line, with any CSS)."""
     note = f'<p class="render-note">Shown as plain text: {html.escape(why)}.</p>'
-    return note + mark_controls(f'<div class="plain-text">{html.escape(text)}</div>')
+    shown, rest = text[:PLAIN_SHOWN_CHARS], text[PLAIN_SHOWN_CHARS:]
+    body = f'<div class="plain-text">{html.escape(shown)}</div>'
+    if rest:
+        size = _size(len(rest.encode("utf-8", "surrogatepass")))
+        body += (
+            f'<details class="plain-rest"><summary>Show the other {size}</summary>'
+            f'<div class="plain-text">{html.escape(rest)}</div></details>'
+        )
+    return note + mark_controls(body)
 
 
 def mark_controls(markup: str) -> str:

@@ -174,6 +174,14 @@ def test_too_long_text_is_plain_text_with_a_note():
     assert "<strong>" not in html and "**word****word**" in html
 
 
+def test_very_long_plain_text_shows_its_start_and_the_rest_on_request():
+    text = "a" * 99_999 + "é" + "b" * 900_000
+    html = render_markdown(text)
+    shown, rest = html.split('<details class="plain-rest"><summary>Show the other 900 KB</summary>')
+    assert shown.endswith('<div class="plain-text">' + "a" * 99_999 + "é</div>")
+    assert rest == '<div class="plain-text">' + "b" * 900_000 + "</div></details>"
+
+
 def test_a_rendering_past_its_budget_is_plain_text_with_a_note(monkeypatch):
     monkeypatch.setattr(rendering, "BUDGET_S", 0.0)
     html = render_markdown("# Title\n\n<b>bold</b> *text*")

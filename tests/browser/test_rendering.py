@@ -1,9 +1,11 @@
 """Rendered Markdown in the real browser: what the annotator sees of a response, that nothing in
 it runs or loads from elsewhere, and that degenerate responses keep the page usable."""
 
+import time
+
 from playwright.sync_api import expect
 
-from .conftest import make_project, open_annotate
+from .conftest import PASSWORD, log_in, make_project, open_annotate, wait_for_work
 
 RICH = """Here are the steps:
 1. Preheat
@@ -102,3 +104,23 @@ def test_markdown_renders_as_written_and_nothing_runs_or_loads(page, live_server
     expect(a).to_be_visible()
 
     assert outside == []
+
+
+def test_a_1_mb_single_line_response_keeps_the_page_usable(page, annotator):
+    line = "word" * 262_144  # 1 MB, no space: one unbreakable word
+    code = "```\n" + "x = 1; " * 3_000 + "\n```"  # one long line of code
+    project = make_project("pairwise", annotator, [[line, code]])
+    log_in(page, annotator.username, PASSWORD)
+    started = time.perf_counter()
+    page.goto(f"/projects/{project.slug}/annotate/")
+    wait_for_work(page)
+    page.get_by_test_id("choice-A").check()
+    loaded = time.perf_counter() - started
+    assert loaded < 2.0, f"{loaded:.2f} s"
+
+    # Nothing is wider than the page: the long word wraps, the code line wraps in its box.
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1280
+    for letter in "AB":
+        box = page.get_by_test_id(f"response-{letter}").bounding_box()
+        assert box["x"] + box["width"] <= 1280
