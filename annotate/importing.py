@@ -26,7 +26,9 @@ MAX_REPORTED_ERRORS = 1000
 MAX_RECORD_CHARS = 10 * 1024 * 1024
 CHUNK = 1 << 16
 OWN_KEYS = {"external_id", "id", "prompt", "responses", "metadata", "priority", "gold", "label"}
-TRL_KEYS = {"external_id", "id", "prompt", "chosen", "rejected", "metadata"}
+# The optional per-side fields of a TRL row: the source's response ids and model names.
+TRL_SIDE_KEYS = {"chosen_id", "rejected_id", "chosen_model", "rejected_model"}
+TRL_KEYS = {"external_id", "id", "prompt", "chosen", "rejected", "metadata", *TRL_SIDE_KEYS}
 
 
 @dataclass(frozen=True)
@@ -278,7 +280,7 @@ def _csv_record(row: dict) -> dict:
     responses: dict[int, dict] = {}
     for key, value in row.items():
         key = (key or "").strip()
-        if key in ("external_id", "id", "prompt", "chosen", "rejected", "priority"):
+        if key in ("external_id", "id", "prompt", "chosen", "rejected", "priority", *TRL_SIDE_KEYS):
             if value != "":
                 record[key] = value
         elif key in ("prompt_messages", "label", "gold"):
@@ -356,16 +358,47 @@ def _parse_trl(record: dict, *, kind: str, config: dict, keep_labels: bool) -> P
     external_id = _external_id(record)
     # Stored order comes from the id's hash, so that "A" does not always mean "the chosen one".
     swap = hashlib.sha256(external_id.encode()).digest()[0] & 1
-    texts = [rejected_text, chosen_text] if swap else [chosen_text, rejected_text]
-    responses = [{"id": str(i + 1), "text": text} for i, text in enumerate(texts)]
+    chosen_id, rejected_id = _trl_ids(record, swap)
+    pair = [
+        {"id": chosen_id, "text": chosen_text, "model": _trl_model(record, "chosen_model")},
+        {"id": rejected_id, "text": rejected_text, "model": _trl_model(record, "rejected_model")},
+    ]
+    responses = pair[::-1] if swap else pair
     prompt, responses = clean_item(kind, config, prompt, responses)
     label = None
     if keep_labels:
-        label = get_kind(kind).label_from_preference(
-            chosen_id=responses[swap]["id"], rejected_id=responses[1 - swap]["id"]
+        kind_object = get_kind(kind)
+        label = kind_object.label_from_preference(
+            chosen_id=chosen_id, rejected_id=rejected_id, responses=responses
         )
+        label = kind_object.clean_label(label, responses, config)
     extra = {k: v for k, v in record.items() if k not in TRL_KEYS}
     return ParsedItem(external_id, prompt, responses, {**_metadata(record), **extra}, label=label)
+
+
+def _trl_ids(record: dict, swap: int) -> tuple[str, str]:
+    """(chosen id, rejected id): the source's own (chosen_id, rejected_id) where the row has
+    them, else "1" and "2" in stored order."""
+    given = {key: record.get(key) for key in ("chosen_id", "rejected_id")}
+    if all(value is None for value in given.values()):
+        return ("2", "1") if swap else ("1", "2")
+    for key, value in given.items():
+        if value is None:
+            other = "rejected_id" if key == "chosen_id" else "chosen_id"
+            raise KindError(key, f"is missing: a row with {other} needs both ids")
+        if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+            raise KindError(key, f"expected a non-empty text or number, got {value!r}")
+    chosen_id, rejected_id = (str(given[key]).strip() for key in ("chosen_id", "rejected_id"))
+    if chosen_id == rejected_id:
+        raise KindError("rejected_id", f"is the same as chosen_id ({chosen_id!r})")
+    return chosen_id, rejected_id
+
+
+def _trl_model(record: dict, key: str) -> str | None:
+    model = record.get(key)
+    if model is not None and not isinstance(model, str):
+        raise KindError(key, f"expected text, got {type_name(model)}")
+    return model
 
 
 def _completion_text(value: Any, name: str) -> str:

@@ -152,6 +152,43 @@ def test_pairwise_tie_ignores_strength(client, alice, pairwise):
     assert Annotation.objects.get().label == {"choice": "tie", "strength": None, "rationale": ""}
 
 
+def test_pairwise_strength_left_unset_is_stored_as_unknown(client, alice, pairwise):
+    client.force_login(alice)
+    assignment = lease(client, pairwise)
+    force_order(assignment, ["a", "b"])
+    html = client.get(annotate_url(pairwise)).content.decode()
+    assert 'data-testid="strength-unknown"' in html
+    assert submit(client, pairwise, assignment, {"choice": "B", "strength": ""}).status_code == 302
+    assert Annotation.objects.get().label == {"choice": "B", "strength": None, "rationale": ""}
+
+
+def test_pairwise_strength_unknown_reopens_as_unknown(client, alice, pairwise):
+    client.force_login(alice)
+    assignment = lease(client, pairwise)
+    submit(client, pairwise, assignment, {"choice": "A"})
+    annotation = Annotation.objects.get()
+    edit_url = reverse("annotate:annotation-edit", args=[pairwise.slug, annotation.pk])
+    form = client.get(edit_url, **HTMX).content.decode()
+    assert 'data-testid="choice-A" checked' in form
+    assert 'data-testid="strength-unknown" checked' in form
+    assert "A better" in client.get(annotate_url(pairwise)).content.decode()
+
+
+def test_pairwise_strength_required_by_the_project(client, alice):
+    project = make_project("pairwise", alice, {"require_strength": True})
+    ItemFactory(project=project)
+    client.force_login(alice)
+    assignment = lease(client, project)
+    html = client.get(annotate_url(project)).content.decode()
+    assert 'data-testid="strength-unknown"' not in html
+    response = submit(client, project, assignment, {"choice": "A", "strength": ""}, **HTMX)
+    assert response.status_code == 422
+    assert 'data-testid="error-strength"' in response.content.decode()
+    assert not Annotation.objects.exists()
+    # A tie still needs none.
+    assert submit(client, project, assignment, {"choice": "tie"}).status_code == 302
+
+
 def test_time_spent_falls_back_to_the_lease(client, alice, pairwise):
     client.force_login(alice)
     assignment = lease(client, pairwise)
@@ -176,7 +213,7 @@ def test_htmx_submit_returns_the_next_item_partial(client, alice, pairwise):
 def test_bad_pairwise_input_shows_errors_keeps_input_and_stores_nothing(client, alice, pairwise):
     client.force_login(alice)
     assignment = lease(client, pairwise)
-    data = {"choice": "A", "rationale": "my careful words"}
+    data = {"choice": "A", "strength": "7", "rationale": "my careful words"}
     response = submit(client, pairwise, assignment, data, **HTMX)
     html = response.content.decode()
     assert response.status_code == 422
@@ -215,7 +252,7 @@ def test_double_submit_stores_one_annotation(client, alice, pairwise):
 def test_label_json_is_accepted_and_validated(client, alice, pairwise):
     client.force_login(alice)
     assignment = lease(client, pairwise)
-    bad = submit(client, pairwise, assignment, {"label_json": '{"choice": "A"}'}, **HTMX)
+    bad = submit(client, pairwise, assignment, {"label_json": '{"choice": "C"}'}, **HTMX)
     assert bad.status_code == 422
     assert not Annotation.objects.exists()
     label = {"choice": "tie", "strength": None, "rationale": ""}
@@ -268,7 +305,7 @@ def test_correcting_with_bad_input_changes_nothing(client, alice, pairwise):
     submit(client, pairwise, assignment, {"choice": "tie"})
     annotation = Annotation.objects.get()
     edit_url = reverse("annotate:annotation-edit", args=[pairwise.slug, annotation.pk])
-    response = client.post(edit_url, {"choice": "A"})
+    response = client.post(edit_url, {"choice": "A", "strength": "9"})
     assert response.status_code == 200
     assert 'data-testid="error-strength"' in response.content.decode()
     annotation.refresh_from_db()
@@ -304,7 +341,7 @@ def test_someone_elses_label_cannot_be_reopened(client, alice, bob, pairwise):
 
 @pytest.fixture
 def listwise(alice):
-    project = make_project("listwise", alice, {"allow_ties": True})
+    project = make_project("listwise", alice)
     ItemFactory(
         project=project,
         prompt="Rank these.",
@@ -330,7 +367,7 @@ def test_listwise_page_and_ranking(client, alice, listwise):
 
 
 def test_listwise_missing_rank_and_forbidden_ties(client, alice):
-    project = make_project("listwise", alice)
+    project = make_project("listwise", alice, {"allow_ties": False})
     ItemFactory(project=project)
     client.force_login(alice)
     assignment = lease(client, project)

@@ -4,9 +4,9 @@ import pytest
 from django.core.cache import cache
 
 from annotate import assignment as engine
-from annotate.models import Annotation, Assignment
+from annotate.models import Annotation, Assignment, Project, Role
 
-from .factories import ItemFactory, api
+from .factories import ItemFactory, MembershipFactory, api
 
 NEXT = "/api/v1/projects/alices-pairs/assignments/next/"
 GOOD = {"choice": "A", "strength": 2, "rationale": "Shorter and right."}
@@ -100,6 +100,32 @@ def test_submit_stores_a_swapped_pair_unswapped(project, annotator, monkeypatch)
     assert Annotation.objects.get().label["choice"] == "B"
 
 
+@pytest.mark.parametrize("label", [{"choice": "B"}, {"choice": "B", "strength": None}])
+def test_decided_label_without_strength_is_stored_as_strength_unknown(lease, annotator, label):
+    response = api(annotator).post(submit_url(lease["id"]), {"label": label}, format="json")
+    assert response.status_code == 201, response.json()
+    annotation = Annotation.objects.get()
+    assert annotation.label["strength"] is None
+    assert (annotation.choice, annotation.strength) in {("A", None), ("B", None)}
+
+
+def test_project_patched_to_require_strength_refuses_a_label_without_one(
+    project, alice, lease, annotator
+):
+    patched = api(alice).patch(
+        "/api/v1/projects/alices-pairs/", {"config": {"require_strength": True}}, format="json"
+    )
+    assert patched.status_code == 200, patched.json()
+    assert patched.json()["config"]["require_strength"] is True
+    client = api(annotator)
+    response = client.post(submit_url(lease["id"]), {"label": {"choice": "A"}}, format="json")
+    assert response.status_code == 400
+    assert "asks how much better" in response.json()["label.strength"][0]
+    assert not Annotation.objects.exists()
+    label = {"choice": "A", "strength": 3}
+    assert client.post(submit_url(lease["id"]), {"label": label}, format="json").status_code == 201
+
+
 def test_time_spent_is_optional(lease, annotator):
     response = api(annotator).post(submit_url(lease["id"]), {"label": GOOD}, format="json")
     assert response.status_code == 201
@@ -116,7 +142,6 @@ def test_time_spent_is_optional(lease, annotator):
         ({"label": {}}, "label.choice"),
         ({"label": {"choice": "C", "strength": 1}}, "label.choice"),
         ({"label": {"choice": 1, "strength": 1}}, "label.choice"),
-        ({"label": {"choice": "A"}}, "label.strength"),
         ({"label": {"choice": "A", "strength": 0}}, "label.strength"),
         ({"label": {"choice": "A", "strength": 4}}, "label.strength"),
         ({"label": {"choice": "A", "strength": True}}, "label.strength"),
@@ -280,3 +305,33 @@ def test_progress_needs_login(project):
 
 def test_progress_is_get_only(annotator):
     assert api(annotator).post(PROGRESS).status_code == 405
+
+
+def test_new_listwise_project_takes_tied_rankings_until_its_config_forbids_them(alice, annotator):
+    alice.is_staff = True
+    alice.save()
+    created = api(alice).post(
+        "/api/v1/projects/", {"name": "Rank", "kind": "listwise"}, format="json"
+    )
+    assert created.status_code == 201 and created.json()["config"]["allow_ties"] is True
+    project = Project.objects.get(slug="rank")
+    project.gold_rate = 0
+    project.save()
+    MembershipFactory(project=project, user=annotator, role=Role.ANNOTATOR)
+    for n in range(2):
+        ItemFactory(project=project, external_id=f"r{n}")
+    client = api(annotator)
+    lease = client.post("/api/v1/projects/rank/assignments/next/").json()
+    tied = {"ranking": [lease["order"][0], lease["order"][1:]]}
+    response = client.post(submit_url(lease["id"]), {"label": tied}, format="json")
+    assert response.status_code == 201, response.json()
+    assert Annotation.objects.get().label == tied
+
+    forbid = {"config": {"allow_ties": False}}
+    assert api(alice).patch("/api/v1/projects/rank/", forbid, format="json").status_code == 200
+    lease = client.post("/api/v1/projects/rank/assignments/next/").json()
+    tied = {"ranking": [lease["order"][0], lease["order"][1:]]}
+    response = client.post(submit_url(lease["id"]), {"label": tied}, format="json")
+    assert response.status_code == 400
+    assert "does not allow ties" in response.json()["label.ranking[1]"][0]
+    assert Annotation.objects.count() == 1

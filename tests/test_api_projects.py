@@ -48,7 +48,11 @@ def test_detail(alice, project):
     assert response.status_code == 200
     body = response.json()
     assert body["kind"] == "pairwise"
-    assert body["config"] == {"allow_tie": True, "require_rationale": False}
+    assert body["config"] == {
+        "allow_tie": True,
+        "require_strength": False,
+        "require_rationale": False,
+    }
     assert body["role"] == "admin"
 
 
@@ -71,7 +75,7 @@ def test_staff_user_creates_a_project_and_becomes_admin(alice):
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["slug"] == "rank-it"
-    assert body["config"] == {"max_responses": 4, "allow_ties": False}
+    assert body["config"] == {"max_responses": 4, "allow_ties": True}
     assert body["overlap"] == 3
     assert body["role"] == "admin"
     assert Membership.objects.get(project__slug="rank-it").user == alice
@@ -132,7 +136,11 @@ def test_admin_updates_config_guidelines_and_overlap(alice, project):
     )
     assert response.status_code == 200, response.json()
     project.refresh_from_db()
-    assert project.config == {"allow_tie": False, "require_rationale": False}
+    assert project.config == {
+        "allow_tie": False,
+        "require_strength": False,
+        "require_rationale": False,
+    }
     assert (project.guidelines, project.overlap) == ("Be kind.", 2)
 
 

@@ -274,7 +274,6 @@ def test_listwise_order_is_a_permutation(alice):
         ("A", "label"),
         ({}, "label.choice"),
         ({"choice": "C"}, "label.choice"),
-        ({"choice": "A"}, "label.strength"),
         ({"choice": "A", "strength": 4}, "label.strength"),
         ({"choice": "A", "strength": 1, "extra": 1}, "label.extra"),
     ],

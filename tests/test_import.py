@@ -294,6 +294,85 @@ def test_keep_labels_points_at_the_chosen_text_after_the_swap(project):
     assert choices == {"A", "B"}
 
 
+def test_trl_rows_keep_the_sources_response_ids_and_model_names(project):
+    # One prompt, four answers, several pairs of them (ids as the source numbers its answers).
+    rows = [
+        {
+            "id": f"p1-{c}-{r}",
+            "prompt": "Who wrote Hamlet?",
+            "chosen": f"answer {c}",
+            "rejected": f"answer {r}",
+            "chosen_id": c,
+            "rejected_id": r,
+            "chosen_model": f"model-{c}",
+            "rejected_model": f"model-{r}",
+            "question_id": "p1",
+        }
+        for c, r in [("a1", "a2"), ("a3", "a1"), ("a4", "a2"), ("a2", "a3"), (0, 7)]
+    ]
+    report = run_import(project, jsonl(*rows), keep_labels=True)
+    assert (report.ok, report.created, report.labels) == (True, 5, 5)
+    for source in rows:
+        c, r = str(source["chosen_id"]), str(source["rejected_id"])
+        item = Item.objects.get(external_id=source["id"])
+        by_id = {resp["id"]: resp for resp in item.responses}
+        assert by_id[c] == {"id": c, "text": f"answer {c}", "model": f"model-{c}"}
+        assert by_id[r] == {"id": r, "text": f"answer {r}", "model": f"model-{r}"}
+        assert item.metadata == {"question_id": "p1"}
+        label = Annotation.objects.get(item=item).label
+        assert item.responses[{"A": 0, "B": 1}[label["choice"]]]["id"] == c
+
+
+def test_trl_ids_and_models_in_csv_columns(db):
+    project = ProjectFactory(kind="listwise")
+    content = (
+        "id,prompt,chosen,rejected,chosen_id,rejected_id,chosen_model,rejected_model,topic\n"
+        "t1,Say hi.,Hi!,No.,resp-9,resp-4,gpt-x,llama-y,greetings\n"
+    )
+    report = run_import(project, content, filename="items.csv", keep_labels=True)
+    assert (report.created, report.labels) == (1, 1)
+    item = Item.objects.get()
+    assert sorted((r["id"], r["model"]) for r in item.responses) == [
+        ("resp-4", "llama-y"),
+        ("resp-9", "gpt-x"),
+    ]
+    assert item.metadata == {"topic": "greetings"}
+    assert Annotation.objects.get().label == {"ranking": ["resp-9", "resp-4"]}
+
+
+def test_trl_rows_with_a_model_but_no_ids_keep_the_model(project):
+    content = jsonl(
+        {"id": "t1", "prompt": "Q", "chosen": "good", "rejected": "bad", "chosen_model": "m1"}
+    )
+    assert run_import(project, content).ok
+    item, ids = trl_item(project, "t1")
+    models = {r["text"]: r["model"] for r in item.responses}
+    assert models == {"good": "m1", "bad": ""}
+    assert sorted(ids.values()) == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "reason"),
+    [
+        ({"chosen_id": "a"}, "rejected_id", "needs both ids"),
+        ({"rejected_id": "a"}, "chosen_id", "needs both ids"),
+        ({"chosen_id": "a", "rejected_id": "a"}, "rejected_id", "the same as chosen_id"),
+        ({"chosen_id": 1, "rejected_id": "1"}, "rejected_id", "the same as chosen_id"),
+        ({"chosen_id": "", "rejected_id": "b"}, "chosen_id", "non-empty"),
+        ({"chosen_id": True, "rejected_id": "b"}, "chosen_id", "non-empty"),
+        ({"chosen_id": ["a"], "rejected_id": "b"}, "chosen_id", "non-empty"),
+        ({"chosen_model": 3}, "chosen_model", "expected text"),
+        ({"rejected_model": {"name": "m"}}, "rejected_model", "expected text"),
+    ],
+)
+def test_trl_bad_ids_and_models_are_row_errors(project, fields, field, reason):
+    record = {"id": "t1", "prompt": "Q", "chosen": "good", "rejected": "bad", **fields}
+    report = run_import(project, jsonl(record), keep_labels=True)
+    assert errors(report) == [(1, field)]
+    assert reason in report.errors[0].message
+    assert not Item.objects.exists()
+
+
 def test_swap_is_deterministic(project):
     rows = [{"id": f"t{n}", "prompt": "Q", "chosen": "good", "rejected": "bad"} for n in range(8)]
     run_import(project, jsonl(*rows))
@@ -339,8 +418,40 @@ def test_labels_are_ignored_without_keep_labels(project):
 
 
 def test_bad_label_with_keep_labels_is_a_row_error(project):
-    report = run_import(project, jsonl(row(1, label={"choice": "A"})), keep_labels=True)
+    report = run_import(
+        project, jsonl(row(1, label={"choice": "A", "strength": 5})), keep_labels=True
+    )
     assert errors(report) == [(1, "label.strength")]
+
+
+def test_keep_labels_of_our_shape_without_strength_keep_it_unknown(project):
+    # Published preference data: several pairs per prompt, ties, no strength.
+    rows = [
+        row(1, label={"choice": "A"}, metadata={"question_id": "p1", "pair": "a-b"}),
+        row(2, label={"choice": "tie"}, metadata={"question_id": "p1", "pair": "a-c"}),
+        row(3, label={"choice": "B", "strength": None}, metadata={"question_id": "p1"}),
+        row(4, label={"choice": "B", "strength": 2}, metadata={"question_id": "p2"}),
+    ]
+    report = run_import(project, jsonl(*rows), keep_labels=True)
+    assert (report.ok, report.created, report.labels) == (True, 4, 4)
+    labels = {a.item.external_id: a.label for a in Annotation.objects.select_related("item")}
+    assert [labels[f"q{n}"]["strength"] for n in range(1, 5)] == [None, None, None, 2]
+    assert [labels[f"q{n}"]["choice"] for n in range(1, 5)] == ["A", "tie", "B", "B"]
+
+
+def test_keep_labels_without_strength_refused_where_the_project_requires_one(db):
+    project = ProjectFactory(
+        config={"allow_tie": True, "require_strength": True, "require_rationale": False}
+    )
+    rows = [
+        row(1, label={"choice": "A"}),
+        {"id": "t1", "prompt": "Q", "chosen": "good", "rejected": "bad"},
+        row(2, label={"choice": "A", "strength": 1}),
+    ]
+    report = run_import(project, jsonl(*rows), keep_labels=True)
+    assert errors(report) == [(1, "label.strength"), (2, "label.strength")]
+    assert "asks how much better" in report.errors[1].message
+    assert not Item.objects.exists()
 
 
 def test_ratings_label_kept_in_the_single_response_shape(db):

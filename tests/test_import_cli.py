@@ -59,6 +59,29 @@ def test_keep_labels(project, tmp_path):
     assert annotation.item.responses[chosen]["text"] == "good"
 
 
+def test_keep_labels_of_our_shape_without_strength(project, tmp_path):
+    rows = [
+        {
+            "external_id": "p1-ab",
+            "prompt": "Q1?",
+            "responses": ["a", "b"],
+            "label": {"choice": "B"},
+        },
+        {
+            "external_id": "p1-ac",
+            "prompt": "Q1?",
+            "responses": ["a", "c"],
+            "label": {"choice": "tie"},
+        },
+    ]
+    out, err = import_items(
+        project.slug, str(write_jsonl(tmp_path / "l.jsonl", rows)), "--keep-labels"
+    )
+    assert (out.strip(), err) == ("2 items imported, 0 already there (skipped), 2 labels kept.", "")
+    stored = dict(Annotation.objects.values_list("item__external_id", "strength"))
+    assert stored == {"p1-ab": None, "p1-ac": None}
+
+
 def test_bad_rows_import_nothing_and_are_listed(project, tmp_path):
     path = write_jsonl(tmp_path / "items.jsonl", ROWS, extra='{"prompt": "no responses"}\nnope\n')
     err = StringIO()

@@ -172,8 +172,6 @@ def test_pairwise_tie_has_no_strength():
         ({"choice": "C", "strength": 1}, "label.choice", "expected A, B or tie"),
         ({"choice": 1, "strength": 1}, "label.choice", "expected A, B or tie"),
         ({"strength": 1}, "label.choice", "expected A, B or tie"),
-        ({"choice": "A"}, "label.strength", "is required"),
-        ({"choice": "A", "strength": None}, "label.strength", "is required"),
         ({"choice": "A", "strength": 0}, "label.strength", "from 1 to 3"),
         ({"choice": "A", "strength": 4}, "label.strength", "from 1 to 3"),
         ({"choice": "A", "strength": -1}, "label.strength", "from 1 to 3"),
@@ -197,6 +195,20 @@ def test_pairwise_tie_refused_when_not_allowed():
     assert (error.field, error.message) == ("label.choice", "this project does not allow ties")
 
 
+@pytest.mark.parametrize("label", [{"choice": "B"}, {"choice": "b", "strength": None}])
+def test_pairwise_decided_label_may_leave_the_strength_unknown(label):
+    cleaned = get_kind("pairwise").clean_label(label, PAIR, config("pairwise"))
+    assert cleaned == {"choice": "B", "strength": None, "rationale": ""}
+
+
+def test_pairwise_strength_required_when_configured():
+    cfg = config("pairwise", require_strength=True)
+    error = label_error("pairwise", {"choice": "A", "strength": None}, PAIR, cfg)
+    assert error.field == "label.strength"
+    assert "asks how much better" in error.message
+    assert get_kind("pairwise").clean_label({"choice": "tie"}, PAIR, cfg)["strength"] is None
+
+
 def test_pairwise_rationale_required_when_configured():
     cfg = config("pairwise", require_rationale=True)
     error = label_error("pairwise", {"choice": "A", "strength": 1, "rationale": "  "}, PAIR, cfg)
@@ -213,6 +225,7 @@ def test_pairwise_rationale_required_when_configured():
         ([], "config"),
         ({"allow_tie": "yes"}, "config.allow_tie"),
         ({"require_rationale": 1}, "config.require_rationale"),
+        ({"require_strength": "no"}, "config.require_strength"),
         ({"max_responses": 3}, "config.max_responses"),
     ],
 )
@@ -223,7 +236,11 @@ def test_pairwise_bad_config(given, field):
 
 
 def test_pairwise_config_defaults_filled_in():
-    assert config("pairwise", allow_tie=False) == {"allow_tie": False, "require_rationale": False}
+    assert config("pairwise", allow_tie=False) == {
+        "allow_tie": False,
+        "require_strength": False,
+        "require_rationale": False,
+    }
 
 
 # Listwise -------------------------------------------------------------------------------------
@@ -267,7 +284,7 @@ def test_listwise_ties_as_nested_groups_when_allowed():
     ],
 )
 def test_listwise_bad_labels(label, field, reason):
-    error = label_error("listwise", label, LIST)
+    error = label_error("listwise", label, LIST, config("listwise", allow_ties=False))
     assert error.field == field
     assert reason in error.message
 
@@ -653,16 +670,15 @@ def test_aggregate_of_each_kind():
 
 
 def test_chosen_rejected_label_only_for_kinds_that_can_keep_one():
-    assert get_kind("pairwise").label_from_preference(chosen_id="2", rejected_id="1") == {
-        "choice": "B",
-        "strength": None,
-        "rationale": "",
-    }
-    assert get_kind("listwise").label_from_preference(chosen_id="2", rejected_id="1") == {
-        "ranking": ["2", "1"]
-    }
+    pair = responses("x-7", "y-3")
+    assert get_kind("pairwise").label_from_preference(
+        chosen_id="y-3", rejected_id="x-7", responses=pair
+    ) == {"choice": "B", "strength": None, "rationale": ""}
+    assert get_kind("listwise").label_from_preference(
+        chosen_id="y-3", rejected_id="x-7", responses=pair
+    ) == {"ranking": ["y-3", "x-7"]}
     with pytest.raises(KindError, match="spans project"):
-        get_kind("spans").label_from_preference(chosen_id="2", rejected_id="1")
+        get_kind("spans").label_from_preference(chosen_id="y-3", rejected_id="x-7", responses=pair)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,11 @@ def test_create_project_with_defaults(db):
     out = run("create_project", "Helpful or not", "--kind", "pairwise")
     assert out == "Created pairwise project 'Helpful or not' (slug helpful-or-not)."
     project = Project.objects.get(slug="helpful-or-not")
-    assert project.config == {"allow_tie": True, "require_rationale": False}
+    assert project.config == {
+        "allow_tie": True,
+        "require_strength": False,
+        "require_rationale": False,
+    }
     assert project.overlap == 1
     assert project.guidelines == ""
 

@@ -153,9 +153,11 @@ class Kind:
 
     # Importing ----------------------------------------------------------------------------
 
-    def label_from_preference(self, *, chosen_id: str, rejected_id: str) -> dict:
-        """The label a chosen/rejected (TRL) row stands for, in item terms; KindError when the
-        kind cannot keep one."""
+    def label_from_preference(
+        self, *, chosen_id: str, rejected_id: str, responses: list[dict]
+    ) -> dict:
+        """The label a chosen/rejected (TRL) row stands for, in item terms (before clean_label);
+        KindError when the kind cannot keep one."""
         raise KindError(
             "chosen", f"a chosen/rejected label cannot be kept in a {self.name} project"
         )

@@ -1,7 +1,7 @@
 """Listwise: rank K responses, best first.
 
-Canonical label: {"ranking": [response_id, ...]}; where the project allows ties, a tied group is a
-nested list: {"ranking": ["b", ["a", "c"]]}. Each lease shows the responses in a random order.
+Canonical label: {"ranking": [response_id, ...]}; a tied group is a nested list (unless the project
+sets allow_ties to false): {"ranking": ["b", ["a", "c"]]}. Each lease shows the responses in a random order.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from .base import (
 class Listwise(Kind):
     name = "listwise"
     title = "Listwise (rank K responses)"
-    DEFAULT_CONFIG = {"max_responses": 8, "allow_ties": False}
+    # Ties allowed unless a project forbids them: real rankings often have them (180 of 478
+    # in one published set), and refusing them makes annotators invent an order.
+    DEFAULT_CONFIG = {"max_responses": 8, "allow_ties": True}
     shuffled = True
     objective = "listwise"
     scores_responses = True
@@ -148,7 +150,9 @@ class Listwise(Kind):
         )
         return {"ranking": order, "scores": scores}, agreement
 
-    def label_from_preference(self, *, chosen_id: str, rejected_id: str) -> dict:
+    def label_from_preference(
+        self, *, chosen_id: str, rejected_id: str, responses: list[dict]
+    ) -> dict:
         return {"ranking": [chosen_id, rejected_id]}
 
     def check_training_row(self, row: dict, where: str, **facts: Any) -> None:

@@ -1,8 +1,10 @@
 """Pairwise: which of two responses is better (A, B or tie), by how much, and why.
 
-Canonical label: {"choice": "A"|"B"|"tie", "strength": 1..3, "rationale": str}. A and B are the
-item's first and second response as stored, whatever order the page showed them in: half of the
-leases show the pair swapped (B first), and `swap_label` turns their labels back.
+Canonical label: {"choice": "A"|"B"|"tie", "strength": 1..3 or null, "rationale": str}. A and B
+are the item's first and second response as stored, whatever order the page showed them in: half
+of the leases show the pair swapped (B first), and `swap_label` turns their labels back. A tie has
+no strength; a decided label may leave it unknown (null: most published preference data says
+which response is better, not by how much) unless the project sets `require_strength`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ FORM_FIELDS = ("choice", "strength", "rationale")
 class Pairwise(Kind):
     name = "pairwise"
     title = "Pairwise (A vs B)"
-    DEFAULT_CONFIG = {"allow_tie": True, "require_rationale": False}
+    DEFAULT_CONFIG = {"allow_tie": True, "require_strength": False, "require_rationale": False}
     objective = "pairwise"
     scores_responses = True
     training_unit = "pairs"
@@ -62,12 +64,13 @@ class Pairwise(Kind):
             raise KindError("label.choice", f"expected A, B or tie, got {label.get('choice')!r}")
         if choice == "tie" and not config["allow_tie"]:
             raise KindError("label.choice", "this project does not allow ties")
-        if choice == "tie":
-            strength = None
-        elif label.get("strength") is None:
-            raise KindError("label.strength", "is required when one response is better (1, 2 or 3)")
-        else:
+        strength = None
+        if choice != "tie" and label.get("strength") is not None:
             strength = require_int(label["strength"], "label.strength", 1, 3)
+        elif choice != "tie" and config["require_strength"]:
+            raise KindError(
+                "label.strength", "this project asks how much better (1, 2 or 3; null is unknown)"
+            )
         rationale = optional_str(label.get("rationale"), "label.rationale").strip()
         if config["require_rationale"] and not rationale:
             raise KindError("label.rationale", "this project asks for a rationale")
@@ -89,7 +92,8 @@ class Pairwise(Kind):
         choice, errors, strength = data.get("choice", ""), {}, None
         if choice not in ("A", "B", "tie"):
             errors["choice"] = "Choose A, B or tie." if config["allow_tie"] else "Choose A or B."
-        elif choice != "tie":
+        elif choice != "tie" and (data.get("strength") or config["require_strength"]):
+            # Left unset, the strength is unknown: the kind refuses that where it is required.
             strength = int_or_none(data.get("strength"))
             if strength not in (1, 2, 3):
                 errors["strength"] = "Say how much better: slightly, clearly or much."
@@ -116,7 +120,7 @@ class Pairwise(Kind):
     def label_summary(self, label: dict, letters: dict[str, str]) -> str:
         if label.get("choice") == "tie":
             return "tie"
-        return f"{label.get('choice')} {STRENGTHS.get(label.get('strength')) or ''}".strip()
+        return f"{label.get('choice')} {STRENGTHS.get(label.get('strength')) or 'better'}"
 
     # Gold, aggregation, import, training.
 
@@ -127,9 +131,11 @@ class Pairwise(Kind):
         """Answer: the majority choice ("A", "B" or "tie"), None when A and B tie for it."""
         return majority_vote([label.get("choice") for label in labels])
 
-    def label_from_preference(self, *, chosen_id: str, rejected_id: str) -> dict:
+    def label_from_preference(
+        self, *, chosen_id: str, rejected_id: str, responses: list[dict]
+    ) -> dict:
         # The source says which is better, not by how much: strength stays unknown (None).
-        choice = "A" if chosen_id == "1" else "B"
+        choice = "A" if responses[0]["id"] == chosen_id else "B"
         return {"choice": choice, "strength": None, "rationale": ""}
 
     def check_training_row(self, row: dict, where: str, **facts: Any) -> None:

@@ -127,3 +127,28 @@ def test_pairwise_keys_mouse_skip_correction_and_nothing_left(page, screenshot, 
     # The project page counts the same.
     page.get_by_role("link", name="Back to the project").click()
     expect(page.get_by_test_id("my-progress")).to_contain_text("2 labeled, 1 skipped")
+
+
+def test_pairwise_keys_without_a_strength_store_it_as_unknown(page, annotator):
+    project = make_project("pairwise", annotator, [["Paris.", "Lyon."], ["Four.", "Five."]])
+    first_id = open_annotate(page, project, annotator)
+    first = current_assignment(page)
+    # 2 = B, then Enter: no strength given, none required.
+    page.keyboard.press("2")
+    expect(page.get_by_test_id("choice-B")).to_be_checked()
+    page.keyboard.press("Enter")
+    wait_for_work(page, first_id)
+    assert annotation_of(first).label == {
+        "choice": real_choice(first, "B"),
+        "strength": None,
+        "rationale": "",
+    }
+    # A strength chosen by key can be taken back with the mouse ("can't say").
+    second = current_assignment(page)
+    page.keyboard.press("1")
+    page.keyboard.press("m")
+    expect(page.get_by_test_id("strength-3")).to_be_checked()
+    page.get_by_test_id("strength-unknown").click()
+    page.keyboard.press("Enter")
+    wait_for_work(page, str(second.pk))
+    assert annotation_of(second).label["strength"] is None
