@@ -5,7 +5,15 @@ import time
 
 from playwright.sync_api import expect
 
-from .conftest import PASSWORD, log_in, make_project, open_annotate, wait_for_work
+from .conftest import (
+    PASSWORD,
+    annotation_of,
+    current_assignment,
+    log_in,
+    make_project,
+    open_annotate,
+    wait_for_work,
+)
 
 RICH = """Here are the steps:
 1. Preheat
@@ -55,7 +63,9 @@ def watch_requests(page, base_url: str) -> list[str]:
     return outside
 
 
-def test_markdown_renders_as_written_and_nothing_runs_or_loads(page, live_server, annotator):
+def test_markdown_renders_as_written_and_nothing_runs_or_loads(
+    page, live_server, screenshot, annotator
+):
     outside = watch_requests(page, live_server.url)
     project = make_project("pairwise", annotator, [[RICH, "Plain."]])
     project.guidelines = "Look at ![the chart](https://img.example.net/chart.png) first."
@@ -93,6 +103,7 @@ def test_markdown_renders_as_written_and_nothing_runs_or_loads(page, live_server
         "[image from host img.example.net, not loaded: the chart]"
     )
 
+    screenshot("rendered")
     # The raw text toggle shows the response exactly as stored, and back.
     raw = page.get_by_test_id(f"raw-text-{letter}")
     expect(raw).to_be_hidden()
@@ -106,14 +117,15 @@ def test_markdown_renders_as_written_and_nothing_runs_or_loads(page, live_server
     assert outside == []
 
 
-def test_a_1_mb_single_line_response_keeps_the_page_usable(page, annotator):
+def test_a_1_mb_single_line_response_keeps_the_page_usable(page, screenshot, annotator):
+    """And the answer stays at hand: a sticky bar that says what is chosen, cards that choose."""
     line = "word" * 262_144  # 1 MB, no space: one unbreakable word
     code = "```\n" + "x = 1; " * 3_000 + "\n```"  # one long line of code
     project = make_project("pairwise", annotator, [[line, code]])
     log_in(page, annotator.username, PASSWORD)
     started = time.perf_counter()
     page.goto(f"/projects/{project.slug}/annotate/")
-    wait_for_work(page)
+    first = wait_for_work(page)
     page.get_by_test_id("choice-A").check()
     loaded = time.perf_counter() - started
     assert loaded < 2.0, f"{loaded:.2f} s"
@@ -124,3 +136,20 @@ def test_a_1_mb_single_line_response_keeps_the_page_usable(page, annotator):
     for letter in "AB":
         box = page.get_by_test_id(f"response-{letter}").bounding_box()
         assert box["x"] + box["width"] <= 1280
+
+    # The answer bar is on screen; a click on a response chooses it, and the bar says so.
+    bar = page.get_by_test_id("answer-bar").bounding_box()
+    assert bar["y"] >= 0 and bar["y"] + bar["height"] <= 900
+    expect(page.get_by_test_id("current-choice")).to_have_text("Your answer: A is better")
+    page.get_by_test_id("response-B").locator("h3").click()
+    expect(page.get_by_test_id("choice-B")).to_be_checked()
+    page.keyboard.press("m")
+    expect(page.get_by_test_id("current-choice")).to_have_text(
+        "Your answer: B is better, much better"
+    )
+    screenshot("answered")
+    assignment = current_assignment(page)
+    page.keyboard.press("Enter")
+    wait_for_work(page, first)
+    shown_b = assignment.order[1]
+    assert annotation_of(assignment).label["choice"] == ("A" if shown_b == "r1" else "B")
