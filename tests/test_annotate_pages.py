@@ -366,6 +366,20 @@ def test_listwise_page_and_ranking(client, alice, listwise):
     assert Annotation.objects.get().label == {"ranking": ["z", ["x", "y"]]}
 
 
+def test_listwise_order_as_shown_needs_a_confirmation(client, alice, listwise):
+    client.force_login(alice)
+    assignment = lease(client, listwise)
+    force_order(assignment, ["z", "x", "y"])
+    as_shown = {"rank-z": "1", "rank-x": "2", "rank-y": "3"}
+    response = submit(client, listwise, assignment, as_shown, **HTMX)
+    assert response.status_code == 422
+    assert "Move at least one card, or tick “This order is right”." in response.content.decode()
+    assert not Annotation.objects.exists()
+    response = submit(client, listwise, assignment, {**as_shown, "order_confirmed": "1"})
+    assert response.status_code == 302
+    assert Annotation.objects.get().label == {"ranking": ["z", "x", "y"]}
+
+
 def test_listwise_missing_rank_and_forbidden_ties(client, alice):
     project = make_project("listwise", alice, {"allow_ties": False})
     ItemFactory(project=project)
