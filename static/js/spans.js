@@ -51,6 +51,27 @@
     return { response: box.dataset.response, start: toCodePoints(text, start), end: toCodePoints(text, end) };
   }
 
+  // Bidi controls and invisible characters, as annotate/rendering.py marks them: each goes in
+  // a bidi-isolated element labelled by CSS, so the text (and every offset) stays the same.
+  const BIDI = { "\u061c": "ALM", "\u200e": "LRM", "\u200f": "RLM", "\u202a": "LRE", "\u202b": "RLE",
+    "\u202c": "PDF", "\u202d": "LRO", "\u202e": "RLO", "\u2066": "LRI", "\u2067": "RLI", "\u2068": "FSI", "\u2069": "PDI" };
+  const CONTROL = /([\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u200b\u2060-\u2064\ufeff\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f])/;
+
+  /** Append `text` to `parent`, each control character in its marker. */
+  function appendMarked(parent, text) {
+    text.split(CONTROL).forEach((part, i) => {
+      if (!part) return;
+      if (i % 2 === 0) { parent.append(part); return; }
+      const marker = document.createElement("span");
+      marker.className = "ctl";
+      const code = "U+" + part.codePointAt(0).toString(16).toUpperCase().padStart(4, "0");
+      marker.dataset.ctl = BIDI[part] || code;
+      marker.title = code;
+      marker.textContent = part;
+      parent.append(marker);
+    });
+  }
+
   function init(form) {
     const root = form.querySelector("[data-spans]");
     if (!root || root.dataset.ready) return;
@@ -90,9 +111,9 @@
           const [a, b] = [points[k], points[k + 1]];
           const piece = chars.slice(a, b).join("");
           const over = mine.filter(([s]) => s.start <= a && s.end >= b);
-          if (!over.length) { box.append(piece); continue; }
+          if (!over.length) { appendMarked(box, piece); continue; }
           const mark = document.createElement("mark");
-          mark.textContent = piece;
+          appendMarked(mark, piece);
           mark.className = `span-mark tag-${labels.indexOf(over[0][0].label)}${over.length > 1 ? " overlap" : ""}`;
           mark.dataset.spans = over.map(([, i]) => i).join(" ");
           mark.title = over.map(([s]) => s.label).join(", ");

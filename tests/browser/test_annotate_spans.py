@@ -199,3 +199,35 @@ def test_spans_marked_with_the_keyboard(caret_page, screenshot, annotator):
     wait_for_work(page, second_id)
     expect(page.get_by_test_id("nothing-left")).to_be_visible()
     assert annotation_of(second).label == {"spans": [], "missing": "", "corrected": {}}
+
+
+def test_bidi_controls_are_marked_and_reach_nothing_and_offsets_stay_exact(page, annotator):
+    text = "Pay \u202eusd 01\u202c now, \u200bthen 👍🏽 more."
+    project = make_project("spans", annotator, [[text]])
+    first_id = open_annotate(page, project, annotator)
+    assignment = current_assignment(page)
+    box = page.get_by_test_id("span-text-A")
+    expect(box.locator(".ctl")).to_have_count(3)
+    assert box.locator(".ctl").evaluate_all("m => m.map(e => e.dataset.ctl)") == [
+        "RLO",
+        "PDF",
+        "U+200B",
+    ]
+    # The override reaches nothing: "usd" reads left to right.
+    x = page.evaluate(
+        """el => {
+          const node = [...el.childNodes].find(n => n.nodeType === 3 && n.data.startsWith("usd"));
+          const at = i => { const r = document.createRange(); r.setStart(node, i);
+                            r.setEnd(node, i + 1); return r.getBoundingClientRect().left; };
+          return [at(0), at(2)];
+        }""",
+        box.element_handle(),
+    )
+    assert x[0] < x[1]
+    drag_select(page, "A", text, "then 👍🏽")
+    page.keyboard.press("u")
+    page.get_by_test_id("submit").click()
+    wait_for_work(page, first_id)
+    assert annotation_of(assignment).label["spans"] == [
+        expected_span(text, "then 👍🏽", "unverifiable")
+    ]
