@@ -93,6 +93,7 @@ _CONTROLS = (
     "".join(_BIDI_NAMES)
     + "\u200b\u2060-\u2064\ufeff\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"
 )
+_CONTROL = re.compile(f"[{_CONTROLS}]")
 _TAG_OR_CONTROL = re.compile(f'(<(?:[^>"]|"[^"]*")*>)|([{_CONTROLS}])')
 
 
@@ -120,7 +121,7 @@ def render_markdown(text: str, *, images: bool = False) -> SafeString:
 
 def render_raw(text: str) -> SafeString:
     """`text` as written (escaped, for a <pre>), with its control characters marked."""
-    return _cached("raw", text or "", lambda text: mark_controls(html.escape(text)))
+    return _cached("raw", text or "", _escaped)
 
 
 def _cached(what: str, text: str, render) -> SafeString:
@@ -165,27 +166,34 @@ def plain_text_html(text: str, why: str) -> str:
     it is shown (Chromium takes ~1.5 s for a 1 MB line, with any CSS)."""
     note = f'<p class="render-note">Shown as plain text: {html.escape(why)}.</p>'
     shown, rest = text[:PLAIN_SHOWN_CHARS], text[PLAIN_SHOWN_CHARS:]
-    body = f'<div class="plain-text">{html.escape(shown)}</div>'
+    body = f'<div class="plain-text">{_escaped(shown)}</div>'
     if rest:
         size = _size(len(rest.encode("utf-8", "surrogatepass")))
         body += (
             f'<details class="plain-rest"><summary>Show the other {size}</summary>'
-            f'<div class="plain-text">{html.escape(rest)}</div></details>'
+            f'<div class="plain-text">{_escaped(rest)}</div></details>'
         )
-    return note + mark_controls(body)
+    return note + body
+
+
+def _escaped(text: str) -> str:
+    # Escaped text has no tags: only its control characters to mark (a scan, no tag parsing).
+    return _CONTROL.sub(_marker, html.escape(text))
 
 
 def mark_controls(markup: str) -> str:
     """HTML with each invisible control character of its text wrapped in a visible marker: an
     element isolated for bidi (an override inside it reaches nothing) whose label is generated
     by CSS, so the element's text is still the source text, character for character."""
+    if not _CONTROL.search(markup):
+        return markup
     return _TAG_OR_CONTROL.sub(_marker, markup)
 
 
 def _marker(match: re.Match) -> str:
-    if match.group(1):
+    if match.lastindex == 1:
         return match.group(1)
-    char = match.group(2)
+    char = match.group(match.lastindex or 0)
     code = f"U+{ord(char):04X}"
     name = unicodedata.name(char, "control character")
     label = _BIDI_NAMES.get(char, code)
