@@ -73,6 +73,12 @@ class ImportForm(forms.Form):
         label="Keep labels",
         help_text="Store labels found in the file (label, or TRL's chosen/rejected) as imported.",
     )
+    labels_for_existing = forms.BooleanField(
+        required=False,
+        label="Labels for existing items too",
+        help_text="Also add the file's labels to items already in the project (a label equal to "
+        "one imported before is not added again). Implies keeping labels.",
+    )
 
     def clean_file(self):
         upload = self.cleaned_data["file"]

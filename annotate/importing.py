@@ -53,6 +53,12 @@ class ImportReport:
     duplicates: int = 0
     invalid: int = 0
     labels: int = 0
+    # Labels of rows whose item was already there (from before, or earlier in the file), not
+    # kept: without labels_for_existing; equal to an imported label the item has; or the item
+    # holds other responses than the row (the label would name the wrong ones).
+    labels_skipped_existing: int = 0
+    labels_already_there: int = 0
+    labels_other_responses: int = 0
     fatal: str = ""
     errors: list[RowError] = field(default_factory=list)
 
@@ -71,6 +77,18 @@ class ImportReport:
         parts = [f"{self.created} items imported", f"{self.duplicates} already there (skipped)"]
         if self.labels:
             parts.append(f"{self.labels} labels kept")
+        if self.labels_skipped_existing:
+            parts.append(
+                f"{self.labels_skipped_existing} labels of items already there not kept "
+                "(labels_for_existing adds them)"
+            )
+        if self.labels_already_there:
+            parts.append(f"{self.labels_already_there} labels already there (skipped)")
+        if self.labels_other_responses:
+            parts.append(
+                f"{self.labels_other_responses} labels not kept: their item is already there "
+                "with other responses"
+            )
         if self.invalid:
             parts.append(f"{self.invalid} invalid rows")
         return ", ".join(parts) + "."

@@ -378,6 +378,9 @@ class ImportJob(models.Model):
     size_bytes = models.BigIntegerField(default=0)
     skip_invalid = models.BooleanField(default=False)
     keep_labels = models.BooleanField(default=False)
+    labels_for_existing = models.BooleanField(
+        default=False, help_text="Also add the file's labels to items already there."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     bytes_done = models.BigIntegerField(default=0)
     report = models.JSONField(default=dict, blank=True)

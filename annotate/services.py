@@ -9,6 +9,7 @@ from itertools import islice
 from pathlib import Path
 from typing import IO
 
+import orjson
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import UploadedFile
@@ -136,6 +137,7 @@ def item_import(
     size: int | None = None,
     skip_invalid: bool = False,
     keep_labels: bool = False,
+    labels_for_existing: bool = False,
     progress: Progress | None = None,
     max_bytes: int | None = None,
     batch_size: int | None = None,
@@ -145,8 +147,12 @@ def item_import(
     The file is read twice, streamed both times: first every row is validated; then, unless some
     row is bad and `skip_invalid` is off, the good rows are written in batches. An item whose
     external_id the project already has is skipped and counted, never duplicated.
+    With `keep_labels` the rows' labels are stored for the items they create; a label of a row
+    whose item is already there is counted as skipped, or with `labels_for_existing` (which
+    implies keep_labels) added to that item unless it has an equal imported label already.
     `stream` must be seekable (an uploaded or local file).
     """
+    keep_labels = keep_labels or labels_for_existing
     report = ImportReport()
     max_bytes = settings.IMPORT_MAX_BYTES if max_bytes is None else max_bytes
     if size is not None and size > max_bytes:
@@ -171,7 +177,8 @@ def item_import(
         stream.seek(0)
         counter = ImportReport()  # the first pass already counted rows and errors
         rows = _parsed_rows(stream, fmt, project, config, keep_labels, counter, max_bytes, progress)
-        _write_items(project, rows, report, batch_size or settings.IMPORT_BATCH_SIZE, progress)
+        batch_size = batch_size or settings.IMPORT_BATCH_SIZE
+        _write_items(project, rows, report, batch_size, progress, labels_for_existing)
     except FileRejected as exc:
         report.fatal = str(exc)
     return report
@@ -208,20 +215,23 @@ def _write_items(
     report: ImportReport,
     batch_size: int,
     progress: Progress | None,
+    labels_for_existing: bool = False,
 ) -> None:
     rows = iter(rows)
     while batch := list(islice(rows, batch_size)):
         items = [parsed for parsed, _ in batch]
-        created, labels = _insert_batch(project, items)
+        created = _insert_batch(project, items, report, labels_for_existing)
         report.created += created
         report.duplicates += len(items) - created
-        report.labels += labels
         if progress:
             progress(batch[-1][1].count, report.created + report.duplicates)
 
 
-def _insert_batch(project: Project, parsed: list[ParsedItem]) -> tuple[int, int]:
-    """Insert the items of one batch that the project does not have yet; returns (items, labels)."""
+def _insert_batch(
+    project: Project, parsed: list[ParsedItem], report: ImportReport, labels_for_existing: bool
+) -> int:
+    """Insert the items of one batch that the project does not have yet, with their labels;
+    the labels of the other rows go to `_add_labels_to_existing`. Returns the items created."""
     unique: dict[str, ParsedItem] = {}
     for item in parsed:
         unique.setdefault(item.external_id, item)
@@ -240,23 +250,84 @@ def _insert_batch(project: Project, parsed: list[ParsedItem]) -> tuple[int, int]
                     objs = Item.objects.bulk_create([_item(project, p) for p in fresh])
                     ids = [obj.pk for obj in objs]
                 labels = [
-                    Annotation(
-                        item_id=item_id,
-                        source=Annotation.Source.IMPORTED,
-                        kind=project.kind,
-                        label=p.label,
-                        origin="import",
-                    )
+                    _imported(project, item_id, p.label)
                     for item_id, p in zip(ids, fresh, strict=True)
                     if p.label is not None
                 ]
                 Annotation.objects.bulk_create(labels)
-                return len(fresh), len(labels)
+                created = {id(p) for p in fresh}
+                later = [p for p in parsed if id(p) not in created and p.label is not None]
+                counts = _add_labels_to_existing(project, later, labels_for_existing)
         except IntegrityError:
             # Another import inserted some of these ids meanwhile: look again.
             if attempt == 2:
                 raise
+        else:
+            report.labels += len(labels) + counts["added"]
+            report.labels_skipped_existing += counts["skipped"]
+            report.labels_already_there += counts["already_there"]
+            report.labels_other_responses += counts["other_responses"]
+            return len(fresh)
     raise AssertionError("unreachable")
+
+
+def _add_labels_to_existing(project: Project, rows: list[ParsedItem], add: bool) -> dict[str, int]:
+    """The labels of rows whose item was there before the row (in the project, or created by an
+    earlier row of the file): counted as skipped, or with `add` stored unless the item has an
+    equal imported label (so an import run twice adds nothing the second time) or holds other
+    responses than the row. Returns the counts by outcome."""
+    counts = {"added": 0, "skipped": 0, "already_there": 0, "other_responses": 0}
+    if not add:
+        counts["skipped"] = len(rows)
+        return counts
+    if not rows:
+        return counts
+    # Locked: two imports adding the same label at once must not both find it missing.
+    items = {
+        item.external_id: item
+        for item in Item.objects.select_for_update()
+        .filter(project=project, external_id__in={p.external_id for p in rows})
+        .only("id", "external_id", "responses")
+    }
+    present = {
+        (item_id, _label_key(label))
+        for item_id, label in Annotation.objects.filter(
+            item__in=items.values(), source=Annotation.Source.IMPORTED
+        ).values_list("item_id", "label")
+    }
+    new = []
+    for row in rows:
+        item = items[row.external_id]
+        key = (item.pk, _label_key(row.label))
+        if _response_texts(item.responses) != _response_texts(row.responses):
+            counts["other_responses"] += 1
+        elif key in present:
+            counts["already_there"] += 1
+        else:
+            present.add(key)
+            new.append(_imported(project, item.pk, row.label))
+    Annotation.objects.bulk_create(new)
+    counts["added"] = len(new)
+    return counts
+
+
+def _imported(project: Project, item_id: int, label: dict) -> Annotation:
+    return Annotation(
+        item_id=item_id,
+        source=Annotation.Source.IMPORTED,
+        kind=project.kind,
+        label=label,
+        origin="import",
+    )
+
+
+def _label_key(label: dict) -> bytes:
+    return orjson.dumps(label, option=orjson.OPT_SORT_KEYS)
+
+
+def _response_texts(responses: list[dict]) -> list[tuple[str, str]]:
+    # What a label's response ids and A/B mean; a model name added later changes neither.
+    return [(r["id"], r["text"]) for r in responses]
 
 
 def _item(project: Project, parsed: ParsedItem) -> Item:
@@ -273,8 +344,6 @@ def _item(project: Project, parsed: ParsedItem) -> Item:
 
 def _copy_items(project: Project, parsed: list[ParsedItem]) -> list[int]:
     """PostgreSQL: COPY the batch in (several times faster than INSERT) and return the new ids."""
-    import orjson
-
     if not parsed:
         return []
     now = timezone.now()
@@ -315,6 +384,7 @@ def import_job_create(
     user,
     skip_invalid: bool,
     keep_labels: bool,
+    labels_for_existing: bool = False,
     fmt: str | None = None,
 ) -> ImportJob:
     """Keep an upload and queue its import on a worker (once the transaction commits)."""
@@ -338,6 +408,7 @@ def import_job_create(
             size_bytes=upload.size,
             skip_invalid=skip_invalid,
             keep_labels=keep_labels,
+            labels_for_existing=labels_for_existing,
         )
         transaction.on_commit(lambda: run_import_job.delay(job.pk))
     return job
@@ -363,6 +434,7 @@ def import_job_run(*, job_id: int) -> ImportJob:
                 size=job.size_bytes,
                 skip_invalid=job.skip_invalid,
                 keep_labels=job.keep_labels,
+                labels_for_existing=job.labels_for_existing,
                 progress=progress,
             )
     except Exception as exc:

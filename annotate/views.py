@@ -134,6 +134,7 @@ def item_import(request, slug):
                     user=request.user,
                     skip_invalid=data["skip_invalid"],
                     keep_labels=data["keep_labels"],
+                    labels_for_existing=data["labels_for_existing"],
                     fmt=data["format"],
                 )
             except ServiceError as exc:
@@ -149,6 +150,7 @@ def item_import(request, slug):
                 size=upload.size,
                 skip_invalid=data["skip_invalid"],
                 keep_labels=data["keep_labels"],
+                labels_for_existing=data["labels_for_existing"],
             ).to_dict()
     context = {
         "project": project,

@@ -30,7 +30,8 @@ ITEM_RECORD_SCHEMA = {
     "description": "One item, in any shape a file import accepts: our own "
     "(external_id, prompt, responses, metadata, priority, gold, label) or TRL's "
     "(prompt, chosen, rejected; or only chosen/rejected with the prompt as their shared "
-    "beginning). Validated row by row exactly like a file import.",
+    "beginning; optional chosen_id/rejected_id and chosen_model/rejected_model are kept on the "
+    "two responses). Validated row by row exactly like a file import.",
     "properties": {
         "external_id": {"type": "string"},
         "prompt": PROMPT_SCHEMA,
@@ -57,6 +58,10 @@ ITEM_RECORD_SCHEMA = {
         "label": {"type": "object", "additionalProperties": True},
         "chosen": {"oneOf": [{"type": "string"}, {"type": "array", "items": MESSAGE_SCHEMA}]},
         "rejected": {"oneOf": [{"type": "string"}, {"type": "array", "items": MESSAGE_SCHEMA}]},
+        "chosen_id": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+        "rejected_id": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+        "chosen_model": {"type": "string"},
+        "rejected_model": {"type": "string"},
     },
     "additionalProperties": True,
 }
@@ -251,6 +256,12 @@ class ItemSerializer(serializers.ModelSerializer):
         ]
 
 
+LABELS_FOR_EXISTING = (
+    "Also add the labels to items already there (a label equal to one imported before is not "
+    "added again); implies keep_labels. Without it their labels are counted as skipped."
+)
+
+
 class ItemBulkCreateSerializer(serializers.Serializer):
     items = serializers.ListField(
         child=ItemRecordField(), min_length=1, max_length=MAX_BULK_ITEMS, validators=[storable_json]
@@ -261,6 +272,7 @@ class ItemBulkCreateSerializer(serializers.Serializer):
     keep_labels = serializers.BooleanField(
         default=False, help_text="Keep each item's `label` as an imported annotation."
     )
+    labels_for_existing = serializers.BooleanField(default=False, help_text=LABELS_FOR_EXISTING)
 
 
 class ItemImportSerializer(serializers.Serializer):
@@ -270,6 +282,7 @@ class ItemImportSerializer(serializers.Serializer):
     )
     skip_invalid = serializers.BooleanField(default=False)
     keep_labels = serializers.BooleanField(default=False)
+    labels_for_existing = serializers.BooleanField(default=False, help_text=LABELS_FOR_EXISTING)
 
 
 class RowErrorSerializer(serializers.Serializer):
@@ -286,6 +299,15 @@ class ImportReportSerializer(serializers.Serializer):
     duplicates = serializers.IntegerField()
     invalid = serializers.IntegerField()
     labels = serializers.IntegerField()
+    labels_skipped_existing = serializers.IntegerField(
+        help_text="Labels of rows whose item was already there, not kept (no labels_for_existing)."
+    )
+    labels_already_there = serializers.IntegerField(
+        help_text="Labels equal to an imported label their item already has, not added again."
+    )
+    labels_other_responses = serializers.IntegerField(
+        help_text="Labels not kept: their item is already there with other responses."
+    )
     fatal = serializers.CharField(allow_blank=True)
     errors = RowErrorSerializer(many=True)
 

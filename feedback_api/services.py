@@ -62,7 +62,12 @@ def project_member_remove(*, project: Project, username: str) -> None:
 
 
 def items_create(
-    *, project: Project, records: list, skip_invalid: bool = False, keep_labels: bool = False
+    *,
+    project: Project,
+    records: list,
+    skip_invalid: bool = False,
+    keep_labels: bool = False,
+    labels_for_existing: bool = False,
 ) -> ImportReport:
     """Create items from JSON records through the file import service, so that validation,
     error reports and dedup by external_id are those of a file import (a record's line is its
@@ -77,6 +82,7 @@ def items_create(
         size=len(body),
         skip_invalid=skip_invalid,
         keep_labels=keep_labels,
+        labels_for_existing=labels_for_existing,
     )
 
 

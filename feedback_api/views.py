@@ -296,6 +296,7 @@ class ItemListView(APIView):
             records=data["items"],
             skip_invalid=data["skip_invalid"],
             keep_labels=data["keep_labels"],
+            labels_for_existing=data["labels_for_existing"],
         )
         return _import_response(report, skip_invalid=data["skip_invalid"])
 
@@ -346,6 +347,7 @@ def item_import(request, slug):
         fmt=data.get("format"),
         skip_invalid=data["skip_invalid"],
         keep_labels=data["keep_labels"],
+        labels_for_existing=data["labels_for_existing"],
     )
     return _import_response(report, skip_invalid=data["skip_invalid"])
 
@@ -358,6 +360,7 @@ def _import_job_start(request, project, upload, data: dict) -> Response:
             user=request.user,
             skip_invalid=data["skip_invalid"],
             keep_labels=data["keep_labels"],
+            labels_for_existing=data["labels_for_existing"],
             fmt=data.get("format"),
         )
     except ServiceError as exc:

@@ -16,6 +16,10 @@ GOOD = (
     '{"id": "t1", "prompt": "Q2?", "chosen": "good", "rejected": "bad"}\n'
 )
 BAD = GOOD + '{"external_id": "q3", "prompt": "Q3?"}\n'
+LABELED = (
+    '{"external_id": "q1", "prompt": "Q1?", "responses": ["a", "b"], "label": {"choice": "B"}}\n'
+    '{"id": "t1", "prompt": "Q2?", "chosen": "good", "rejected": "bad"}\n'
+)
 
 
 def url(slug: str) -> str:
@@ -239,6 +243,35 @@ def test_large_file_becomes_a_job_that_a_worker_runs(
     assert (done["status"], done["percent"], done["bytes_done"]) == ("done", 100, len(GOOD))
     assert done["report"]["created"] == 2
     assert done["report"]["summary"] == "2 items imported, 0 already there (skipped)."
+
+
+def test_labels_for_existing_in_a_background_job_and_a_json_body(
+    project, alice, client_for, settings, eager_jobs, django_capture_on_commit_callbacks
+):
+    client = client_for(alice)
+    assert (
+        client.post(url(project.slug), {"file": upload(LABELED)}, format="multipart").status_code
+        == 201
+    )
+    settings.IMPORT_ASYNC_BYTES = 10
+    data = {"file": upload(LABELED), "labels_for_existing": "true"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url(project.slug), data, format="multipart")
+    assert response.status_code == 202
+    job = ImportJob.objects.get()
+    assert job.labels_for_existing is True
+    report = client.get(job_url(project.slug, job.pk)).json()["report"]
+    assert (report["labels"], report["labels_already_there"]) == (2, 0)
+    assert Annotation.objects.count() == 2
+    # The same rows as a JSON body: nothing new; without the option, counted as skipped.
+    rows = [json.loads(line) for line in LABELED.splitlines()]
+    items = f"/api/v1/projects/{project.slug}/items/"
+    body = {"items": rows, "labels_for_existing": True}
+    again = client.post(items, body, format="json").json()
+    assert (again["labels"], again["labels_already_there"]) == (0, 2)
+    skipped = client.post(items, {"items": rows, "keep_labels": True}, format="json").json()
+    assert (skipped["labels"], skipped["labels_skipped_existing"]) == (0, 2)
+    assert Annotation.objects.count() == 2
 
 
 def test_large_file_waits_for_a_worker(project, alice, client_for, settings, eager_jobs):

@@ -670,6 +670,88 @@ def test_reimport_keeps_the_first_version_of_an_item(project):
     assert stored(project)["q1"].prompt == "Question 1?"
 
 
+def pair_row(n: int, choice: str, **fields) -> dict:
+    """A pair of one prompt's answers, as published preference data has several per prompt."""
+    return row(n, label={"choice": choice}, metadata={"question_id": f"p{n // 3}"}, **fields)
+
+
+def labels_by_item(project) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for annotation in Annotation.objects.filter(item__project=project).select_related("item"):
+        found.setdefault(annotation.item.external_id, []).append(annotation.label["choice"])
+    return found
+
+
+def test_reimport_with_keep_labels_says_how_many_labels_it_did_not_keep(project):
+    run_import(project, jsonl(row(1), row(2)))
+    content = jsonl(pair_row(1, "A"), pair_row(2, "tie"), pair_row(3, "B"))
+    report = run_import(project, content, keep_labels=True)
+    assert (report.created, report.duplicates, report.labels) == (1, 2, 1)
+    assert report.labels_skipped_existing == 2
+    assert report.summary() == (
+        "1 items imported, 2 already there (skipped), 1 labels kept, 2 labels of items already "
+        "there not kept (labels_for_existing adds them)."
+    )
+    assert labels_by_item(project) == {"q3": ["B"]}
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 100])
+def test_labels_for_existing_adds_them_once(project, batch_size):
+    # Items imported first without labels, then the same file with its labels: added; the same
+    # file again: nothing added; a new label of an item: added beside the old one.
+    content = jsonl(pair_row(1, "A"), pair_row(2, "tie"), pair_row(3, "B"), row(4))
+    run_import(project, content)
+    first = run_import(project, content, labels_for_existing=True, batch_size=batch_size)
+    assert (first.created, first.duplicates, first.labels, first.labels_already_there) == (
+        0,
+        4,
+        3,
+        0,
+    )
+    assert labels_by_item(project) == {"q1": ["A"], "q2": ["tie"], "q3": ["B"]}
+    again = run_import(project, content, labels_for_existing=True, batch_size=batch_size)
+    assert (again.labels, again.labels_already_there) == (0, 3)
+    assert again.summary() == (
+        "0 items imported, 4 already there (skipped), 3 labels already there (skipped)."
+    )
+    other = run_import(project, jsonl(pair_row(1, "B")), labels_for_existing=True)
+    assert other.labels == 1
+    assert labels_by_item(project) == {"q1": ["A", "B"], "q2": ["tie"], "q3": ["B"]}
+    assert Annotation.objects.filter(item__project=project).count() == 4
+
+
+def test_labels_for_existing_keeps_several_labels_of_one_item_from_one_file(project):
+    # Three annotators' labels of one pair, one row each: one creates the item, two join it.
+    content = jsonl(pair_row(1, "A"), pair_row(1, "B"), pair_row(1, "tie"), pair_row(1, "A"))
+    report = run_import(project, content, labels_for_existing=True, batch_size=2)
+    assert (report.created, report.labels, report.labels_already_there) == (1, 3, 1)
+    assert sorted(labels_by_item(project)["q1"]) == ["A", "B", "tie"]
+
+
+def test_labels_for_existing_refuses_an_item_with_other_responses(project):
+    run_import(project, jsonl(row(1)))
+    changed = pair_row(1, "A", responses=["other", "answers"])
+    report = run_import(project, jsonl(changed), labels_for_existing=True)
+    assert (report.labels, report.labels_other_responses) == (0, 1)
+    assert "1 labels not kept: their item is already there with other responses" in report.summary()
+    assert not Annotation.objects.exists()
+
+
+def test_labels_for_existing_of_a_trl_file(project):
+    rows = [
+        {"id": f"t{n}", "prompt": f"Q{n}", "chosen": "good", "rejected": "bad", "chosen_id": "g"}
+        | {"rejected_id": "b"}
+        for n in range(6)
+    ]
+    run_import(project, jsonl(*rows))
+    report = run_import(project, jsonl(*rows), labels_for_existing=True)
+    assert (report.created, report.labels) == (0, 6)
+    for annotation in Annotation.objects.select_related("item"):
+        chosen = annotation.item.responses[{"A": 0, "B": 1}[annotation.label["choice"]]]
+        assert chosen["id"] == "g"
+    assert run_import(project, jsonl(*rows), labels_for_existing=True).labels_already_there == 6
+
+
 def test_existing_items_of_other_projects_do_not_count(project, bob_project):
     ItemFactory(project=bob_project, external_id="q1")
     assert run_import(project, jsonl(row(1))).created == 1

@@ -82,6 +82,28 @@ def test_keep_labels_of_our_shape_without_strength(project, tmp_path):
     assert stored == {"p1-ab": None, "p1-ac": None}
 
 
+def test_reimport_with_keep_labels_reports_skipped_labels_then_adds_them_once(project, tmp_path):
+    rows = [
+        {"external_id": f"p1-{n}", "prompt": "Q1?", "responses": ["a", "b"], "label": {"choice": c}}
+        for n, c in enumerate(["A", "tie", "B"])
+    ]
+    path = write_jsonl(tmp_path / "l.jsonl", rows)
+    import_items(project.slug, str(path))
+    out, _ = import_items(project.slug, str(path), "--keep-labels")
+    assert out.strip() == (
+        "0 items imported, 3 already there (skipped), 3 labels of items already there not kept "
+        "(labels_for_existing adds them)."
+    )
+    assert not Annotation.objects.exists()
+    out, _ = import_items(project.slug, str(path), "--labels-for-existing")
+    assert out.strip() == "0 items imported, 3 already there (skipped), 3 labels kept."
+    out, _ = import_items(project.slug, str(path), "--keep-labels", "--labels-for-existing")
+    assert out.strip() == (
+        "0 items imported, 3 already there (skipped), 3 labels already there (skipped)."
+    )
+    assert Annotation.objects.count() == 3
+
+
 def test_bad_rows_import_nothing_and_are_listed(project, tmp_path):
     path = write_jsonl(tmp_path / "items.jsonl", ROWS, extra='{"prompt": "no responses"}\nnope\n')
     err = StringIO()

@@ -340,6 +340,17 @@ def test_reupload_reports_duplicates(as_user, alice, project, media):
     assert Item.objects.filter(project=project).count() == 2
 
 
+def test_reupload_with_labels_for_existing_adds_the_labels(as_user, alice, project, media):
+    client = as_user(alice)
+    labeled = GOOD.replace("]}", '], "label": {"choice": "A"}}')
+    post_import(client, project, labeled)
+    response = post_import(client, project, labeled, keep_labels="on")
+    assert b"2 labels of items already there not kept" in response.content
+    response = post_import(client, project, labeled, labels_for_existing="on")
+    assert b"0 items imported, 2 already there (skipped), 2 labels kept." in response.content
+    assert Annotation.objects.filter(item__project=project).count() == 2
+
+
 def test_file_over_the_size_limit_is_refused(as_user, alice, project, media, settings):
     settings.IMPORT_MAX_BYTES = 50
     response = post_import(as_user(alice), project, GOOD)

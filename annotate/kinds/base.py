@@ -214,6 +214,40 @@ def optional_str(value: Any, field: str, max_length: int = 20_000) -> str:
     return value
 
 
+class Vocabulary:
+    """A project's own names for something a label names (span error types, rating aspects):
+    a label may spell a name in any case and gets the config's spelling back. A config with two
+    names equal but for case is refused: a label could not say which one it means."""
+
+    def __init__(self, names: list[str], field: str):
+        self.names: dict[str, str] = {}
+        for i, name in enumerate(names):
+            other = self.names.get(_fold(name))
+            self.names[_fold(name)] = name
+            if other is not None:
+                raise KindError(
+                    f"{field}[{i}].name",
+                    f"{name!r} appears twice"
+                    if other == name
+                    else f"{name!r} and {other!r} differ only in case: labels name them "
+                    "ignoring case, so a label could not tell them apart",
+                )
+
+    def __iter__(self):
+        return iter(self.names.values())
+
+    def canonical(self, value: Any, field: str, what: str) -> str:
+        """The config's spelling of `value`; KindError listing the names when it has none."""
+        name = self.names.get(_fold(value)) if isinstance(value, str) else None
+        if name is None:
+            raise KindError(field, f"{value!r} is not {what} ({', '.join(sorted(self))})")
+        return name
+
+
+def _fold(name: str) -> str:
+    return name.strip().casefold()
+
+
 def reject_unknown(data: dict, allowed: set[str], field: str = "label") -> None:
     unknown = sorted(set(data) - allowed)
     if unknown:

@@ -1,7 +1,8 @@
 """Listwise: rank K responses, best first.
 
-Canonical label: {"ranking": [response_id, ...]}; a tied group is a nested list (unless the project
-sets allow_ties to false): {"ranking": ["b", ["a", "c"]]}. Each lease shows the responses in a random order.
+Canonical label: {"ranking": [response_id, ...]}; a tied group is a nested list (unless the
+project sets allow_ties to false): {"ranking": ["b", ["a", "c"]]}. Each lease shows the responses
+in a random order.
 """
 
 from __future__ import annotations

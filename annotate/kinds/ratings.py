@@ -14,6 +14,7 @@ from .base import (
     Kind,
     KindError,
     LabelInputError,
+    Vocabulary,
     count_responses,
     int_or_none,
     optional_str,
@@ -50,15 +51,15 @@ class Ratings(Kind):
         aspects = config["aspects"]
         if not isinstance(aspects, list) or not aspects:
             raise KindError("config.aspects", "expected a non-empty list of aspects")
-        cleaned, names = [], set()
+        cleaned = []
         for i, aspect in enumerate(aspects):
             field = f"config.aspects[{i}]"
             aspect = {"name": aspect} if isinstance(aspect, str) else require_dict(aspect, field)
             name = aspect.get("name")
-            if not isinstance(name, str) or not name.strip() or name in names:
-                raise KindError(f"{field}.name", "is required and must be unique")
-            names.add(name)
+            if not isinstance(name, str) or not name.strip():
+                raise KindError(f"{field}.name", "is required")
             cleaned.append({"name": name, "description": str(aspect.get("description") or "")})
+        Vocabulary([aspect["name"] for aspect in cleaned], "config.aspects")
         scale = require_dict(config["scale"], "config.scale")
         low = require_int(scale.get("min", 1), "config.scale.min", 0, 100)
         high = require_int(scale.get("max", 5), "config.scale.max", low + 1, 100)
@@ -178,16 +179,17 @@ class Ratings(Kind):
 def _clean_rating(rating, field: str, config: dict) -> dict:
     rating = require_dict(rating, field)
     reject_unknown(rating, {"aspects", "rationale"}, field)
-    scores = require_dict(rating.get("aspects"), f"{field}.aspects")
-    names = [a["name"] for a in config["aspects"]]
-    for name in scores:
-        if name not in names:
-            raise KindError(
-                f"{field}.aspects.{name}", f"is not an aspect of this project ({', '.join(names)})"
-            )
+    given = require_dict(rating.get("aspects"), f"{field}.aspects")
+    aspects = Vocabulary([a["name"] for a in config["aspects"]], "config.aspects")
+    scores = {}
+    for key, score in given.items():
+        name = aspects.canonical(key, f"{field}.aspects.{key}", "an aspect of this project")
+        if name in scores:
+            raise KindError(f"{field}.aspects.{key}", f"rates {name!r} a second time")
+        scores[name] = score
     low, high = config["scale"]["min"], config["scale"]["max"]
     cleaned = {}
-    for name in names:
+    for name in aspects:
         if name not in scores:
             raise KindError(f"{field}.aspects.{name}", "is required")
         cleaned[name] = require_int(scores[name], f"{field}.aspects.{name}", low, high)

@@ -3,7 +3,9 @@ correct it; plus an item-level "missing information" note and corrected whole re
 
 Canonical label:
   {"spans": [{"response": id, "start": int, "end": int, "label": str, "correction": str|None}],
-   "missing": str, "corrected": {response_id: str}}
+   "missing": str | object | list, "corrected": {response_id: str}}
+"missing" is a free-text note, or a structured one as the source gives it (e.g. Fine-Grained
+RLHF's {"type", "passage", "sentence"}, or a list of those), stored as it came.
 Offsets are character offsets (Unicode code points, as Python counts them) into the response
 text; the page converts from the browser's UTF-16 units. An empty span list means "no errors".
 """
@@ -18,6 +20,7 @@ from .base import (
     Kind,
     KindError,
     LabelInputError,
+    Vocabulary,
     count_responses,
     newlines,
     optional_str,
@@ -61,6 +64,7 @@ DEFAULT_TAXONOMY = [
     },
 ]
 MAX_SPANS = 500
+MAX_NOTE_CHARS = 20_000  # a structured note, as JSON; as much as a free-text one
 
 
 class Spans(Kind):
@@ -76,7 +80,7 @@ class Spans(Kind):
         taxonomy = config["taxonomy"]
         if not isinstance(taxonomy, list) or not taxonomy:
             raise KindError("config.taxonomy", "expected a non-empty list of error types")
-        names, hotkeys, cleaned = set(), set(), []
+        hotkeys, cleaned = set(), []
         for i, entry in enumerate(taxonomy):
             field = f"config.taxonomy[{i}]"
             if isinstance(entry, str):
@@ -87,9 +91,6 @@ class Spans(Kind):
             if not isinstance(name, str) or not name.strip():
                 raise KindError(f"{field}.name", "is required")
             name = name.strip()
-            if name in names:
-                raise KindError(f"{field}.name", f"{name!r} appears twice")
-            names.add(name)
             hotkey = str(entry.get("hotkey") or "").lower()
             if hotkey and (len(hotkey) != 1 or hotkey in hotkeys):
                 raise KindError(f"{field}.hotkey", f"{hotkey!r} must be one character, used once")
@@ -102,6 +103,7 @@ class Spans(Kind):
                     "hotkey": hotkey,
                 }
             )
+        Vocabulary([entry["name"] for entry in cleaned], "config.taxonomy")
         if not isinstance(config["allow_corrections"], bool):
             raise KindError("config.allow_corrections", "expected true or false")
         return {**config, "taxonomy": cleaned}
@@ -118,7 +120,7 @@ class Spans(Kind):
         if len(spans) > MAX_SPANS:
             raise KindError("label.spans", f"has {len(spans)} spans, over the limit of {MAX_SPANS}")
         texts = {r["id"]: r["text"] for r in responses}
-        labels = {t["name"] for t in config["taxonomy"]}
+        labels = Vocabulary([t["name"] for t in config["taxonomy"]], "config.taxonomy")
         cleaned = [
             _clean_span(s, f"label.spans[{i}]", texts, labels, config) for i, s in enumerate(spans)
         ]
@@ -136,7 +138,7 @@ class Spans(Kind):
                 raise KindError(f"label.corrected.{rid}", f"expected text, got {type_name(text)}")
         return {
             "spans": cleaned,
-            "missing": optional_str(label.get("missing"), "label.missing").strip(),
+            "missing": _clean_missing(label.get("missing")),
             "corrected": {rid: corrected[rid] for rid in sorted(corrected)},
         }
 
@@ -162,7 +164,14 @@ class Spans(Kind):
             text = newlines(data.get(f"corrected-{response['id']}", ""))
             if text.strip() and text != newlines(response["text"]):
                 corrected[response["id"]] = text
-        return {"spans": spans, "missing": data.get("missing", ""), "corrected": corrected}
+        missing = data.get("missing", "")
+        # A structured note reopened on the page comes back as the JSON it was shown as.
+        if data.get("missing_format") == "json" and missing.strip():
+            try:
+                missing = json.loads(missing)
+            except ValueError as exc:
+                raise LabelInputError({"missing": f"This note must stay JSON: {exc}."}) from None
+        return {"spans": spans, "missing": missing, "corrected": corrected}
 
     def post_from_label(self, label: dict, responses: list[dict]) -> dict:
         texts = {r["id"]: r["text"] for r in responses}
@@ -171,7 +180,11 @@ class Spans(Kind):
             for s in label.get("spans", [])
         ]
         values = {"spans_json": json.dumps(spans, ensure_ascii=False)}
-        values["missing"] = label.get("missing", "")
+        missing = label.get("missing", "")
+        values["missing"] = missing
+        if not isinstance(missing, str):
+            values["missing"] = json.dumps(missing, ensure_ascii=False, indent=2)
+            values["missing_format"] = "json"
         for rid, text in (label.get("corrected") or {}).items():
             values[f"corrected-{rid}"] = text
         return values
@@ -234,7 +247,30 @@ def span_classes(taxonomy: list[dict] | None) -> dict[str, str]:
     return {t["name"]: t.get("category") or t["name"] for t in taxonomy}
 
 
-def _clean_span(span, field: str, texts: dict, labels: set, config: dict) -> dict:
+def _clean_missing(note: Any) -> str | dict | list:
+    """Free text (stripped), or a JSON object or list kept exactly as given."""
+    if note is None or isinstance(note, str):
+        return optional_str(note, "label.missing").strip()
+    if not isinstance(note, dict | list):
+        raise KindError(
+            "label.missing", f"expected text, an object or a list, got {type_name(note)}"
+        )
+    try:
+        text = json.dumps(note, ensure_ascii=False, allow_nan=False)
+        same = json.loads(text) == note
+    except (TypeError, ValueError, RecursionError):
+        same = False
+    if not same:
+        raise KindError("label.missing", "is not plain JSON (text keys; no NaN or infinity)")
+    if len(text) > MAX_NOTE_CHARS:
+        raise KindError(
+            "label.missing",
+            f"is {len(text)} characters as JSON, over the limit of {MAX_NOTE_CHARS}",
+        )
+    return note
+
+
+def _clean_span(span, field: str, texts: dict, labels: Vocabulary, config: dict) -> dict:
     span = require_dict(span, field)
     reject_unknown(span, {"response", "start", "end", "label", "correction", "text"}, field)
     rid = str(span.get("response", ""))
@@ -250,11 +286,7 @@ def _clean_span(span, field: str, texts: dict, labels: set, config: dict) -> dic
         raise KindError(
             field, f"offsets {start}..{end} are out of range for a text of {length} characters"
         )
-    if span.get("label") not in labels:
-        raise KindError(
-            f"{field}.label",
-            f"{span.get('label')!r} is not in the taxonomy ({', '.join(sorted(labels))})",
-        )
+    label = labels.canonical(span.get("label"), f"{field}.label", "in the taxonomy")
     # The page may send the text it highlighted: it must be the text at those offsets.
     if "text" in span and span["text"] != texts[rid][start:end]:
         raise KindError(f"{field}.text", "does not match the response text at those offsets")
@@ -267,6 +299,6 @@ def _clean_span(span, field: str, texts: dict, labels: set, config: dict) -> dic
         "response": rid,
         "start": start,
         "end": end,
-        "label": span["label"],
+        "label": label,
         "correction": correction if correction else None,
     }

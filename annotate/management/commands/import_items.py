@@ -24,12 +24,28 @@ class Command(BaseCommand):
         parser.add_argument(
             "--keep-labels",
             action="store_true",
-            help="keep labels in the file (TRL chosen/rejected, or a 'label' field)",
+            help="keep labels in the file (TRL chosen/rejected, or a 'label' field) for the items "
+            "it creates",
+        )
+        parser.add_argument(
+            "--labels-for-existing",
+            action="store_true",
+            help="with the labels: also add them to items already there (a label equal to one "
+            "imported before is not added again); implies --keep-labels",
         )
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(
-        self, *args, project, file, format, skip_invalid, keep_labels, no_progress, **options
+        self,
+        *args,
+        project,
+        file,
+        format,
+        skip_invalid,
+        keep_labels,
+        labels_for_existing,
+        no_progress,
+        **options,
     ):
         project = project_by_ref(project)
         size = file.stat().st_size if file.is_file() else 0
@@ -53,6 +69,7 @@ class Command(BaseCommand):
                 fmt=format,
                 skip_invalid=skip_invalid,
                 keep_labels=keep_labels,
+                labels_for_existing=labels_for_existing,
                 progress=progress,
             )
         except ServiceError as exc:

@@ -3,6 +3,7 @@ of Fine-Grained RLHF's feedback data."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -51,7 +52,7 @@ class SpansExporter(LabelsExporter):
 
     def rows(self, item: ItemRecord, labels: list[LabelRecord]) -> list[dict[str, Any]]:
         categories = {t["name"]: t["category"] for t in self.config.get("taxonomy", [])}
-        missing = _distinct(lb.label.get("missing") for lb in labels)
+        missing = _distinct(_note_text(lb.label.get("missing")) for lb in labels)
         rows = []
         for response in item.responses:
             rid, text = response["id"], response["text"]
@@ -101,6 +102,12 @@ def _correction(per_label: list[list[dict]], start: int, end: int, name: str) ->
         if (s["start"], s["end"], s["label"]) == (start, end, name) and s.get("correction")
     ).most_common(1)
     return found[0][0] if found else None
+
+
+def _note_text(note: Any) -> Any:
+    # A structured note (an object or list, as the source gave it) goes out as its JSON text:
+    # the column stays a list of strings, and json.loads gives the note back unchanged.
+    return json.dumps(note, ensure_ascii=False) if isinstance(note, dict | list) and note else note
 
 
 def _distinct(values) -> list[str]:
