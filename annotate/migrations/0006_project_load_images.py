@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotate", "0004_item_chat_and_project_index"),
+        ("annotate", "0005_importjob_labels_for_existing"),
     ]
 
     operations = [
