@@ -84,10 +84,15 @@ def test_markdown_renders_as_written_and_nothing_runs_or_loads(
     expect(a.locator("table th")).to_have_text(["n", "name"])
     expect(a.locator("s")).to_have_text("old")
     expect(a.locator("pre code.language-python .k")).to_have_text(["def", "return"])
-    # Math as written.
-    expect(a.locator(".math")).to_have_text(
-        ["\\(x^2 + y_1\\)", "$a_1 * b_2 * c$", "$$\n\\sum_{i=1}^n i\n$$"]
-    )
+    # Math kept as written (the element's title) and typeset by the vendored KaTeX.
+    math = a.locator(".math")
+    assert math.evaluate_all("m => m.map(e => e.title)") == [
+        "\\(x^2 + y_1\\)",
+        "$a_1 * b_2 * c$",
+        "$$\n\\sum_{i=1}^n i\n$$",
+    ]
+    expect(a.locator(".math .katex")).to_have_count(3)
+    expect(a.locator("div.math .katex-display")).to_have_count(1)
     # Raw HTML is text; nothing ran; no image element, placeholders name the host.
     expect(a).to_contain_text('<script>window.pwned = 1</script><img src=x onerror="window.')
     expect(a).to_contain_text("<b>not bold</b>")
