@@ -160,11 +160,19 @@ def _render(text: str, *, images: bool) -> str:
     return mark_controls(body)
 
 
+def is_plain_text(rendered: str) -> bool:
+    """Whether a rendering is the plain-text fallback (the text as written already)."""
+    return rendered.startswith(_NOTE)
+
+
+_NOTE = '<p class="render-note">'
+
+
 def plain_text_html(text: str, why: str) -> str:
     """Escaped text in a pre-wrapped block, with a note saying why it is not formatted. Past
     PLAIN_SHOWN_CHARS the rest is in a closed <details>: the browser lays out text only when
     it is shown (Chromium takes ~1.5 s for a 1 MB line, with any CSS)."""
-    note = f'<p class="render-note">Shown as plain text: {html.escape(why)}.</p>'
+    note = f"{_NOTE}Shown as plain text: {html.escape(why)}.</p>"
     shown, rest = text[:PLAIN_SHOWN_CHARS], text[PLAIN_SHOWN_CHARS:]
     body = f'<div class="plain-text">{_escaped(shown)}</div>'
     if rest:
