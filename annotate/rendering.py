@@ -4,7 +4,8 @@ Invariants (what the tests in tests/test_rendering.py hold it to):
 - CommonMark + GFM (tables, strikethrough, task lists, autolinks) by markdown-it-py, whose
   parsers are linear in the input; single newlines are kept as line breaks; raw HTML is shown
   as text; math (`\\( \\)`, `\\[ \\]`, `$...$`, `$$...$$`) is passed through as written, in a
-  `.math` element, never read as Markdown; fenced code with a known language is highlighted by
+  `.math` element, never read as Markdown (static/js/math.js typesets it with the vendored
+  KaTeX in the browser); fenced code with a known language is highlighted by
   Pygments; the result goes through nh3 (no scripts, handlers, styles or javascript: links).
 - Images are not loaded unless the caller allows them (a project's opt-in): each becomes a
   placeholder naming the host it would come from.
