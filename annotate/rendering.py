@@ -20,6 +20,7 @@ Invariants (what the tests in tests/test_rendering.py hold it to):
 from __future__ import annotations
 
 import contextvars
+import gc
 import hashlib
 import html
 import re
@@ -49,8 +50,10 @@ MAX_CHARS = 200_000
 # Plain text past this many characters is behind a "Show the other N KB" (see plain_text_html).
 PLAIN_SHOWN_CHARS = 100_000
 # Wall-clock seconds one rendering may take before it gives up for plain text (markdown-it-py
-# formats ~200-500 KB/s here: a 100 KB response fits).
-BUDGET_S = 0.75
+# formats ~200-500 KB/s on an idle core: a 100 KB response fits).
+BUDGET_S = 0.6
+# A text that ran out of budget is shown as plain text for this long before it is tried again.
+SLOW_RETRY_S = 300
 # Code highlighted per rendering, at most (Pygments takes ~20 µs per token here): the blocks past
 # it are shown unhighlighted.
 HIGHLIGHT_MAX_CHARS = 8_000
@@ -131,9 +134,21 @@ def _cached(what: str, text: str, render) -> SafeString:
     cache = caches["rendered"]
     rendered = cache.get(key)
     if rendered is None:
-        rendered = render(text)
-        cache.set(key, rendered, timeout=None)
+        rendered = render(_encodable(text))
+        # Too slow may be the machine's moment, not the text: tried again after a while.
+        slow = rendered.startswith(_TOO_SLOW)
+        cache.set(key, rendered, timeout=SLOW_RETRY_S if slow else None)
     return mark_safe(rendered)
+
+
+def _encodable(text: str) -> str:
+    # A lone surrogate (no import or API lets one in, the admin might) cannot be sent as UTF-8:
+    # shown as U+FFFD, one code point for one, so offsets stay the same.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def _render(text: str, *, images: bool) -> str:
@@ -142,14 +157,22 @@ def _render(text: str, *, images: bool) -> str:
         return plain_text_html(text, f"too long to format ({_size(size)})")
     env = {"deadline": time.perf_counter() + BUDGET_S, "images": images, "highlighted": 0}
     _ENV.set(env)
+    # The parse makes ~10 objects per character: the cyclic garbage collector's passes over
+    # the whole heap (~0.3 s each on a loaded machine) spent the budget and overran it. The
+    # tokens are freed by reference counting; any cycle waits for the next pass.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         body = _MD.render(text, env)
         if time.perf_counter() > env["deadline"]:
             raise _TooSlow
     except _TooSlow:
-        return plain_text_html(text, "too slow to format")
+        return plain_text_html(text, _TOO_SLOW_WHY)
     except (_TooDeep, RecursionError):
         return plain_text_html(text, "nested too deeply to format")
+    finally:
+        if collecting:
+            gc.enable()
     body = nh3.clean(
         body,
         tags=_TAGS,
@@ -167,6 +190,8 @@ def is_plain_text(rendered: str) -> bool:
 
 
 _NOTE = '<p class="render-note">'
+_TOO_SLOW_WHY = "too slow to format"
+_TOO_SLOW = f"{_NOTE}Shown as plain text: {_TOO_SLOW_WHY}."
 
 
 def plain_text_html(text: str, why: str) -> str:
@@ -222,7 +247,7 @@ def _size(size: int) -> str:
 
 
 def _check_deadline(state, *args) -> bool:
-    # An inline rule that never matches, first in the chain; a core rule after each other one.
+    # A rule that never matches: first in the block and inline chains, after each core rule.
     _check(state.env)
     return False
 
@@ -322,6 +347,13 @@ def _build() -> MarkdownIt:
     # "$5 and $10" stays text: a $ opens math only before a non-space and closes after one.
     md.use(dollarmath_plugin, allow_space=False, allow_digits=False, double_inline=True)
     md.inline.ruler.before("text", "deadline", _check_deadline)
+    # Also asked at every line a paragraph, list or quote reads (their terminator checks).
+    md.block.ruler.before(
+        "table",
+        "deadline",
+        _check_deadline,
+        {"alt": ["paragraph", "reference", "blockquote", "list"]},
+    )
     for rule in [rule.name for rule in md.core.ruler.__rules__]:
         md.core.ruler.after(rule, f"deadline_after_{rule}", _check_deadline)
     md.core.ruler.after("block", "table_alignment", _table_alignment)
@@ -331,4 +363,13 @@ def _build() -> MarkdownIt:
     return md
 
 
+def _warm_up() -> None:
+    # Once per process: linkify compiles its patterns and Pygments finds its lexers on first use
+    # (~0.3 s), which would count against the first text's budget.
+    env = {"deadline": float("inf"), "images": False, "highlighted": 0}
+    _ENV.set(env)
+    _MD.render("www.example.org\n\n```python\nx = 1\n```", env)
+
+
 _MD = _build()
+_warm_up()

@@ -7,7 +7,7 @@ import pytest
 from django.core.cache import caches
 
 from annotate import rendering
-from annotate.rendering import render_markdown
+from annotate.rendering import render_markdown, render_raw
 
 EVIL = (
     "It is **four**.\n\n<script>alert('x')</script>\n\n[click me](javascript:alert(1))\n\n"
@@ -191,12 +191,25 @@ def test_a_rendering_past_its_budget_is_plain_text_with_a_note(monkeypatch):
     )
 
 
+def test_a_text_too_slow_once_is_tried_again_later(monkeypatch):
+    monkeypatch.setattr(rendering, "BUDGET_S", 0.0)
+    monkeypatch.setattr(rendering, "SLOW_RETRY_S", 0)  # at once (the app waits 5 minutes)
+    assert "too slow to format" in render_markdown("*text*")
+    monkeypatch.setattr(rendering, "BUDGET_S", 5.0)
+    assert render_markdown("*text*") == "<p><em>text</em></p>\n"
+
+
 def test_a_rendering_too_deep_for_python_is_plain_text_with_a_note(monkeypatch):
     def too_deep(*args):
         raise RecursionError
 
     monkeypatch.setattr(rendering._MD, "render", too_deep)
     assert "nested too deeply to format" in render_markdown("- x")
+
+
+def test_a_lone_surrogate_is_shown_as_a_replacement_character():
+    assert render_markdown("a \ud800 **b**") == "<p>a \ufffd <strong>b</strong></p>\n"
+    assert render_raw("x\udfffy") == "x\ufffdy"
 
 
 def test_each_text_is_rendered_once(monkeypatch):
