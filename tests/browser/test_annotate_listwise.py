@@ -63,7 +63,7 @@ def drag(page, letter: str, onto: str, *, below: bool) -> None:
 
 def test_listwise_ranked_by_dragging(page, screenshot, annotator):
     texts = ["Paris.", "Lyon.", "The capital of France is **Paris**."]
-    # Ties are allowed by default: this project forbids them (no tie toggles).
+    # Ties forbidden (they are allowed by default): the cards have no tie toggle.
     project = make_project("listwise", annotator, [texts], config={"allow_ties": False})
     first_id = open_annotate(page, project, annotator)
     assignment = current_assignment(page)
