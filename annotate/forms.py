@@ -144,17 +144,21 @@ def form_field_for(kind: str, field: str, responses: list[dict], config: dict) -
     return get_kind(kind).form_field_for(field.removeprefix("label."), responses, config)
 
 
-def kind_context(kind: str, config: dict, responses: list[dict], values, errors: dict) -> dict:
+def kind_context(
+    kind: str, config: dict, responses: list[dict], values, errors: dict, *, images: bool = False
+) -> dict:
     """What a kind's form partial (templates/annotate/kinds/<kind>.html) shows: the responses in
     display order, each with its letter, rendered Markdown and its fields' values and errors;
-    plus the kind's submit buttons for the page around it."""
-    from .rendering import render_response
+    plus the kind's submit buttons for the page around it. `images`: the project loads images."""
+    from .rendering import is_plain_text, render_markdown, render_raw
 
     kind = get_kind(kind)
-    shown = [
-        {"letter": _letter(i), "response": r, "html": render_response(r["text"])}
-        for i, r in enumerate(responses)
-    ]
+    shown = []
+    for i, r in enumerate(responses):
+        html = render_markdown(r["text"], images=images)
+        # Text shown as plain text needs no raw copy (half the page for a 1 MB response).
+        raw = None if is_plain_text(html) else render_raw(r["text"])
+        shown.append({"letter": _letter(i), "response": r, "html": html, "raw": raw})
     context = kind.form_context(shown, config, responses, values, errors)
     return {
         **context,

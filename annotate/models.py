@@ -79,6 +79,11 @@ class Project(models.Model):
     lease_minutes = models.PositiveIntegerField(
         default=30, help_text="Minutes an annotator holds an item before it returns to the pool."
     )
+    load_images = models.BooleanField(
+        default=False,
+        help_text="Load images in responses and guidelines from any http(s) host (off: each "
+        "image is a placeholder naming its host).",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -46,7 +46,7 @@ from .forms import (
 )
 from .kinds import get_kind
 from .models import ROLE_RANK, Annotation, Assignment, ImportJob, Kind, Membership, Project, Role
-from .rendering import render_markdown, render_response
+from .rendering import render_markdown
 from .services import ServiceError
 
 
@@ -102,10 +102,17 @@ def project_detail(request, slug):
         "can_import": ROLE_RANK[my_role] >= ROLE_RANK[Role.RESEARCHER],
         "can_manage_members": ROLE_RANK[my_role] >= ROLE_RANK[Role.ADMIN],
         "counts": selectors.project_counts(project),
-        "guidelines": render_markdown(project.guidelines),
+        "guidelines": render_markdown(project.guidelines, images=project.load_images),
         "my_progress": annotator_progress(project, request.user),
     }
-    return render(request, "annotate/project_detail.html", context)
+    return _images_allowed(render(request, "annotate/project_detail.html", context), project)
+
+
+def _images_allowed(response, project: Project):
+    if project.load_images:
+        # The project loads images in its Markdown from any web host (the CSP allows only ours).
+        response._csp_update = {"img-src": ["https:", "http:"]}
+    return response
 
 
 # Imports ------------------------------------------------------------------------------------
@@ -255,8 +262,23 @@ def _redirect_after_member_change(request, project: Project):
 @vary_on_headers("HX-Request")
 def annotate(request, slug):
     project = project_for_user(request.user, slug, Role.ANNOTATOR)
+    if not _opened_by_the_annotator(request):
+        # Nothing leased: the page asks for a click (a navigation from our own page) first.
+        return _render_work(request, project, None, start_here=True)
     assignment = assignment_next(project=project, annotator=request.user)
     return _render_work(request, project, assignment)
+
+
+def _opened_by_the_annotator(request) -> bool:
+    """Whether this GET may take a lease: the page itself opened from our own pages or from the
+    address bar (Sec-Fetch-Site same-origin or none), as a document or by htmx (Sec-Fetch-Dest
+    document or empty); never an image, a frame or a link on another site. Clients that send no
+    Sec-Fetch-* headers (older browsers, scripts) are not browsers to be tricked: allowed."""
+    site = request.headers.get("Sec-Fetch-Site")
+    dest = request.headers.get("Sec-Fetch-Dest")
+    if site is None and dest is None:
+        return True
+    return site in ("same-origin", "none") and dest in ("document", "empty")
 
 
 @login_required
@@ -382,6 +404,7 @@ def _render_work(
     errors: dict | None = None,
     notice: str = "",
     editing: Annotation | None = None,
+    start_here: bool = False,
 ):
     errors = dict(errors or {})
     if errors and "form" not in errors and "skip" not in errors:
@@ -395,8 +418,9 @@ def _render_work(
         "progress": annotator_progress(project, request.user),
         "recent": _recent_labels(project, request.user),
         "skip_reasons": SKIP_REASONS,
-        "guidelines": render_markdown(project.guidelines),
+        "guidelines": render_markdown(project.guidelines, images=project.load_images),
         "config": get_kind(project.kind).clean_config(project.config),
+        "start_here": start_here,
     }
     if assignment is not None:
         context.update(_item_context(project, assignment, values or {}, errors, context["config"]))
@@ -409,21 +433,27 @@ def _render_work(
         status = 422
     response = render(request, template, context, status=status)
     response["HX-Trigger"] = json.dumps({"progress-changed": context["progress"]})
-    return response
+    return _images_allowed(response, project)
 
 
 def _item_context(project: Project, assignment: Assignment, values, errors, config) -> dict:
     responses = responses_in_display_order(assignment)
     item = assignment.item
+
+    def _render(text: str):
+        return render_markdown(text, images=project.load_images)
+
     if item.is_chat:
-        prompt = [{"role": m["role"], "html": render_response(m["content"])} for m in item.prompt]
+        prompt = [{"role": m["role"], "html": _render(m["content"])} for m in item.prompt]
     else:
-        prompt = render_response(item.prompt)
+        prompt = _render(item.prompt)
     return {
         "item": item,
         "prompt": prompt,
         "values": values,
-        "kind": kind_context(project.kind, config, responses, values, errors),
+        "kind": kind_context(
+            project.kind, config, responses, values, errors, images=project.load_images
+        ),
         "kind_template": f"annotate/kinds/{project.kind}.html",
         # A fresh id per rendered form: the engine stores it with the submission.
         "request_id": uuid.uuid4().hex,

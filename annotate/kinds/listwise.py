@@ -78,7 +78,8 @@ class Listwise(Kind):
             )
         return {"ranking": cleaned}
 
-    # Form: one field rank-<id> per response (1 = best).
+    # Form: one field rank-<id> per response (1 = best); order_confirmed = "1" when the order
+    # shown is the answer.
 
     def label_from_post(self, data, responses: list[dict], config: dict) -> dict:
         ranks, errors, count = {}, {}, len(responses)
@@ -102,10 +103,17 @@ class Listwise(Kind):
         for rank in sorted(set(ranks.values())):
             group = [r["id"] for r in responses if ranks[r["id"]] == rank]
             ranking.append(group[0] if len(group) == 1 else group)
+        # The order shown is drawn at random: kept as it is only when the annotator says so,
+        # never by a submit that did not look (position bias).
+        if ranking == [r["id"] for r in responses] and data.get("order_confirmed") != "1":
+            raise LabelInputError(
+                {"ranking": "Move at least one card, or tick “This order is right”."}
+            )
         return {"ranking": ranking}
 
     def post_from_label(self, label: dict, responses: list[dict]) -> dict:
-        values = {}
+        # A stored label was looked at: its order is the annotator's, whatever the cards' order.
+        values = {"order_confirmed": "1"}
         for position, entry in enumerate(label.get("ranking", []), start=1):
             for rid in entry if isinstance(entry, list) else [entry]:
                 values[f"rank-{rid}"] = str(position)

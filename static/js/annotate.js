@@ -35,13 +35,29 @@
     }
   }
 
-  // Pairwise: no strength for a tie.
+  // Pairwise: no strength for a tie; the answer bar says what is chosen.
   function syncStrength(form) {
     const strength = form.querySelector("[data-strength]");
     if (!strength) return;
     const choice = form.querySelector('input[name="choice"]:checked');
     strength.disabled = !!choice && choice.value === "tie";
+    const current = form.querySelector("[data-current-choice]");
+    if (!current) return;
+    const by = strength.querySelector("input[data-words]:checked");
+    if (!choice) current.textContent = "Your answer: none yet";
+    else if (choice.value === "tie") current.textContent = "Your answer: tie";
+    else current.textContent = `Your answer: ${choice.value} is better${by ? `, ${by.dataset.words}` : ""}`;
   }
+
+  // Pairwise: a click on a response chooses it (not a click on a link or a control, nor the end
+  // of a text selection).
+  document.addEventListener("click", (event) => {
+    const card = event.target.closest && event.target.closest(".pair > .response");
+    if (!card || event.target.closest("a, button, input, label, summary, pre")) return;
+    if (!window.getSelection().isCollapsed) return;
+    const form = card.closest("form");
+    if (form) check(form.querySelector(`input[name="choice"][value="${card.dataset.letter}"]`));
+  });
 
   function check(input) {
     if (!input || input.disabled) return false;

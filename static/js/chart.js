@@ -137,7 +137,10 @@
       }
       const last = line.points[line.points.length - 1];
       const item = document.createElement("li");
-      item.innerHTML = `<span class="swatch" style="background:${color}"></span>`;
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = color;  // CSSOM, not a style attribute: the CSP allows it
+      item.append(swatch);
       item.append(`${line.key.replace(/^eval_/, "eval ")}: ${label(last[1])}`);
       list.append(item);
     });

@@ -41,6 +41,25 @@
     if (live) live.textContent = card.getAttribute("aria-label");
   }
 
+  // Keys that a card's letter must not take: guidelines, moves, ties, "this order is right".
+  const TAKEN = new Set(["g", "j", "k", "t", "o"]);
+
+  function onKey(event, form) {
+    const list = form.querySelector("[data-rank-list]");
+    if (!list) return false;
+    if (event.key === "o") {
+      const confirm = form.querySelector("[data-order-confirmed]");
+      confirm.checked = !confirm.checked;
+      return true;
+    }
+    // A letter focuses that response's card (when the focus is not on a card's own keys).
+    if (/^[a-z]$/.test(event.key) && !TAKEN.has(event.key)) {
+      const card = cards(list).find((c) => c.dataset.letter === event.key.toUpperCase());
+      if (card) { card.focus(); return true; }
+    }
+    return onCardKey(event);
+  }
+
   function onCardKey(event) {
     const card = event.target;
     if (!card.classList || !card.classList.contains("rank-card")) return false;
@@ -111,5 +130,5 @@
     sync(list);
   }
 
-  Prefhub.kinds.listwise = { init, onKey: onCardKey, sync, moveTo };
+  Prefhub.kinds.listwise = { init, onKey, sync, moveTo };
 })();

@@ -1,11 +1,12 @@
 /* Spans: select text in a response, tag it with an error type, list / edit / delete spans.
 
    Offsets are what Python counts: Unicode code points into the stored response text. The
-   browser counts UTF-16 units (an emoji outside the BMP is 2), so every offset taken from a
-   selection goes through toCodePoints, and every stored offset through toUtf16 before it is
-   used on a JS string. The response is shown as its exact text (set from the JSON in
-   #span-texts, never parsed as HTML), so offsets into the element's text are offsets into the
-   stored text. */
+   response is shown rendered (annotate/rendering.py's HTML): sourceMap() aligns each rendered
+   text node with the stored text (JSON in #span-texts), character by character in order, so a
+   selection on what the annotator reads maps back to exact code points of what is stored.
+   Rendered characters that are not in the source (an image's placeholder, a note) map to none.
+   A mouse selection snaps out to whole words (hold Alt to keep it as it is). The browser counts
+   UTF-16 units (an emoji outside the BMP is 2): toCodePoints / toUtf16 convert. */
 (function () {
   "use strict";
   const Prefhub = (window.Prefhub = window.Prefhub || { kinds: {} });
@@ -25,30 +26,82 @@
     return Array.from(text).slice(start, end).join("");
   }
 
-  // The UTF-16 offset of (node, offset) within container's text.
-  function utf16OffsetIn(container, node, offset) {
-    const range = document.createRange();
-    range.selectNodeContents(container);
-    range.setEnd(node, offset);
-    return range.toString().length;
+  // How far ahead of the last matched character the next one is looked for: past a link's URL,
+  // a reference definition or markup, not through the whole text for a character it lacks.
+  const WINDOW = 4096;
+
+  /** The rendered box's text nodes, each with the source code point of each of its UTF-16
+      units (-1: none). Whitespace-only nodes between blocks and generated words are left out. */
+  function sourceMap(box, source) {
+    const chars = Array.from(source);
+    const nodes = [];
+    const walker = document.createTreeWalker(box, NodeFilter.SHOW_TEXT);
+    let at = 0;
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const map = new Int32Array(node.data.length).fill(-1);
+      nodes.push({ node, map });
+      const parent = node.parentElement;
+      if (parent.closest(".image-blocked, .render-note, summary")) continue;
+      if (!/\S/.test(node.data) && !parent.closest("pre")) continue;
+      let unit = 0;
+      for (const ch of node.data) {
+        const limit = Math.min(chars.length, at + WINDOW);
+        let found = -1;
+        for (let k = at; k < limit; k++) if (chars[k] === ch) { found = k; break; }
+        if (found >= 0) {
+          map.fill(found, unit, unit + ch.length);
+          at = found + 1;
+        }
+        unit += ch.length;
+      }
+    }
+    return nodes;
+  }
+
+  /** Source code points [start, end) of what `range` selects in the mapped nodes, white space
+      at either end left out; null when nothing mapped is selected. */
+  function rangeToSource(range, nodes, source) {
+    const chars = Array.from(source);
+    let start = Infinity, end = -1;
+    for (const { node, map } of nodes) {
+      if (!range.intersectsNode(node)) continue;
+      const from = node === range.startContainer ? range.startOffset : 0;
+      const to = node === range.endContainer ? range.endOffset : node.data.length;
+      for (let k = from; k < to; k++) {
+        const at = map[k];
+        if (at < 0 || /\s/.test(chars[at])) continue;
+        if (at < start) start = at;
+        if (at > end) end = at;
+      }
+    }
+    return end < 0 ? null : { start, end: end + 1 };
+  }
+
+  /** [start, end) grown to whole words where either end falls inside one (Intl.Segmenter's
+      words: CJK by dictionary, emoji and punctuation are not words). */
+  function snapToWords(source, start, end) {
+    const words = new Intl.Segmenter(undefined, { granularity: "word" }).segment(source);
+    const a = words.containing(toUtf16(source, start));
+    const b = words.containing(toUtf16(source, end) - 1);
+    const from = a && a.isWordLike ? a.index : toUtf16(source, start);
+    const to = b && b.isWordLike ? b.index + b.segment.length : toUtf16(source, end);
+    return { start: toCodePoints(source, from), end: toCodePoints(source, to) };
   }
 
   /** The current selection as {response, start, end} in code points, or null when it is
-      empty or not inside one response's text. Surrounding white space is left out. */
-  function selectionSpan(texts) {
+      empty or not inside one response's text. `maps`: response id → sourceMap. */
+  function selectionSpan(texts, maps, snap) {
     const selection = window.getSelection();
     if (!selection || !selection.rangeCount || selection.isCollapsed) return null;
     const range = selection.getRangeAt(0);
     const element = (node) => (node.nodeType === 1 ? node : node.parentElement).closest(".span-text");
     const box = element(range.startContainer);
     if (!box || box !== element(range.endContainer)) return null;
-    const text = texts[box.dataset.response];
-    let start = utf16OffsetIn(box, range.startContainer, range.startOffset);
-    let end = utf16OffsetIn(box, range.endContainer, range.endOffset);
-    while (start < end && /\s/.test(text[start])) start++;
-    while (end > start && /\s/.test(text[end - 1])) end--;
-    if (start >= end) return null;
-    return { response: box.dataset.response, start: toCodePoints(text, start), end: toCodePoints(text, end) };
+    const rid = box.dataset.response;
+    let span = rangeToSource(range, maps[rid], texts[rid]);
+    if (!span) return null;
+    if (snap) span = snapToWords(texts[rid], span.start, span.end);
+    return { response: rid, start: span.start, end: span.end };
   }
 
   function init(form) {
@@ -66,6 +119,11 @@
     let spans = [];
     try { spans = JSON.parse(field.value || "[]"); } catch (e) { spans = []; }
     let pending = null;
+    // Each response's rendered HTML as the server sent it; the marks are redrawn on a copy.
+    const pristine = {};
+    const maps = {};
+    root.querySelectorAll(".span-text").forEach((box) => { pristine[box.dataset.response] = box.cloneNode(true); });
+    let snap = true;
 
     const status = document.createElement("p");
     status.className = "span-pending muted";
@@ -80,25 +138,38 @@
 
     function highlight() {
       root.querySelectorAll(".span-text").forEach((box) => {
-        const chars = Array.from(texts[box.dataset.response]);
-        const mine = spans.map((s, i) => [s, i]).filter(([s]) => s.response === box.dataset.response);
-        const cuts = new Set([0, chars.length]);
-        mine.forEach(([s]) => { cuts.add(s.start); cuts.add(s.end); });
-        const points = Array.from(cuts).sort((a, b) => a - b);
-        box.textContent = "";
-        for (let k = 0; k + 1 < points.length; k++) {
-          const [a, b] = [points[k], points[k + 1]];
-          const piece = chars.slice(a, b).join("");
-          const over = mine.filter(([s]) => s.start <= a && s.end >= b);
-          if (!over.length) { box.append(piece); continue; }
-          const mark = document.createElement("mark");
-          mark.textContent = piece;
-          mark.className = `span-mark tag-${labels.indexOf(over[0][0].label)}${over.length > 1 ? " overlap" : ""}`;
-          mark.dataset.spans = over.map(([, i]) => i).join(" ");
-          mark.title = over.map(([s]) => s.label).join(", ");
-          box.append(mark);
-        }
+        const rid = box.dataset.response;
+        box.replaceChildren(...pristine[rid].cloneNode(true).childNodes);
+        const mine = spans.map((s, i) => [s, i]).filter(([s]) => s.response === rid);
+        if (mine.length) sourceMap(box, texts[rid]).forEach(({ node, map }) => markNode(node, map, mine));
+        // Marks split text nodes without changing the text: the map is made again on them.
+        maps[rid] = sourceMap(box, texts[rid]);
       });
+    }
+
+    // A text node cut where the spans that cover its characters change; covered pieces in <mark>.
+    function markNode(node, map, mine) {
+      const cover = (k) => (map[k] < 0 ? [] : mine.filter(([s]) => s.start <= map[k] && map[k] < s.end));
+      const pieces = [];
+      let from = 0, key = cover(0).map(([, i]) => i).join(" ");
+      for (let k = 1; k <= node.data.length; k++) {
+        const next = k < node.data.length ? cover(k).map(([, i]) => i).join(" ") : null;
+        if (next !== key) { pieces.push([from, k, key]); from = k; key = next; }
+      }
+      if (pieces.every(([, , covered]) => !covered)) return;
+      const fragment = document.createDocumentFragment();
+      for (const [a, b, covered] of pieces) {
+        const text = node.data.slice(a, b);
+        if (!covered) { fragment.append(text); continue; }
+        const over = covered.split(" ").map((i) => spans[Number(i)]);
+        const mark = document.createElement("mark");
+        mark.textContent = text;
+        mark.className = `span-mark tag-${labels.indexOf(over[0].label)}${over.length > 1 ? " overlap" : ""}`;
+        mark.dataset.spans = covered;
+        mark.title = over.map((s) => s.label).join(", ");
+        fragment.append(mark);
+      }
+      node.replaceWith(fragment);
     }
 
     function option(name, selected) {
@@ -123,7 +194,7 @@
         const letter = root.querySelector(`.span-text[data-response="${CSS.escape(span.response)}"]`).dataset.letter;
         const where = document.createElement("small");
         where.className = "muted";
-        where.textContent = ` in ${letter}, characters ${span.start}–${span.end} `;
+        where.textContent = ` in ${letter} `;
         const select = document.createElement("select");
         select.dataset.testid = `span-label-${i}`;
         select.setAttribute("aria-label", "Error type");
@@ -175,7 +246,7 @@
     }
 
     function notePending() {
-      pending = selectionSpan(texts);
+      pending = selectionSpan(texts, maps, snap);
       root.classList.toggle("armed", !!pending);
       status.textContent = pending
         ? `Selected “${slice(texts[pending.response], pending.start, pending.end)}”: press an error type's key or button.`
@@ -183,8 +254,17 @@
     }
 
     root.querySelectorAll(".span-text").forEach((box) => { box.tabIndex = 0; });
-    root.addEventListener("mouseup", (e) => { if (e.target.closest(".span-text")) notePending(); });
-    root.addEventListener("keyup", (e) => { if (e.target.closest(".span-text") || e.shiftKey) notePending(); });
+    // The mouse selects roughly: snapped to words, unless Alt is held. Keys select exactly.
+    root.addEventListener("mouseup", (e) => {
+      if (!e.target.closest(".span-text")) return;
+      snap = !e.altKey;
+      notePending();
+    });
+    root.addEventListener("keyup", (e) => {
+      if (!e.target.closest(".span-text") && !e.shiftKey) return;
+      snap = false;
+      notePending();
+    });
     // Buttons keep the selection: pressing one must not collapse it before the click.
     tags.forEach((tag) => {
       tag.addEventListener("mousedown", (e) => e.preventDefault());
@@ -223,5 +303,5 @@
     init,
     onKey(event, form) { return form._spans ? form._spans.onKey(event) : false; },
   };
-  window.PrefhubSpans = { toCodePoints, toUtf16, slice, selectionSpan };
+  window.PrefhubSpans = { toCodePoints, toUtf16, slice, selectionSpan, sourceMap };
 })();

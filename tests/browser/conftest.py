@@ -40,11 +40,21 @@ def browser():
 
 @pytest.fixture
 def page(browser, live_server):
+    """A page whose test fails if the Content-Security-Policy blocked anything on it: every
+    browser test shows that the pages work under the policy."""
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(10_000)
     page = context.new_page()
+    blocked = []
+
+    def on_console(message):
+        if "Content Security Policy" in message.text:
+            blocked.append(f"{message.location['url']}: {message.text}")
+
+    page.on("console", on_console)
     yield page
     context.close()
+    assert blocked == [], blocked
 
 
 @pytest.fixture

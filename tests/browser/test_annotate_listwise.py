@@ -1,6 +1,9 @@
-"""Listwise in the browser: rank with keys (ties allowed) and by dragging cards."""
+"""Listwise in the browser: rank with keys (ties allowed) and by dragging cards; the order as
+shown only when confirmed; letter keys focus cards."""
 
 from playwright.sync_api import expect
+
+from annotate.models import Annotation
 
 from .conftest import (
     annotation_of,
@@ -80,3 +83,30 @@ def test_listwise_ranked_by_dragging(page, screenshot, annotator):
     stored = annotation_of(assignment)
     assert stored.label == {"ranking": [rid["C"], rid["B"], rid["A"]]}
     assert stored.time_spent_ms > 0
+
+
+def test_listwise_order_as_shown_is_confirmed_and_letters_focus_cards(page, annotator):
+    project = make_project("listwise", annotator, [["One.", "Two.", "Three."], ["Again.", "More."]])
+    first_id = open_annotate(page, project, annotator)
+    assignment = current_assignment(page)
+
+    # Enter on the untouched order: refused, nothing stored.
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("error-ranking")).to_contain_text("Move at least one card")
+    assert not Annotation.objects.exists()
+    # "o" says the order is right; Enter stores it as shown.
+    page.keyboard.press("o")
+    expect(page.get_by_test_id("order-confirmed")).to_be_checked()
+    page.keyboard.press("Enter")
+    second_id = wait_for_work(page, first_id)
+    assert annotation_of(assignment).label == {"ranking": assignment.order}
+
+    # A letter focuses its card, where the keys move it: b then 1 puts B first.
+    second = current_assignment(page)
+    page.keyboard.press("b")
+    expect(page.get_by_test_id("rank-card-B")).to_be_focused()
+    page.keyboard.press("1")
+    assert shown_order(page) == ["B", "A"]
+    page.keyboard.press("Enter")
+    wait_for_work(page, second_id)
+    assert annotation_of(second).label == {"ranking": list(reversed(second.order))}

@@ -1,4 +1,5 @@
-"""Spans in the browser: offsets agree with Python for emoji, combining marks and CJK text."""
+"""Spans in the browser: offsets agree with Python for emoji, combining marks and CJK text, and
+for selections on rendered Markdown (snapped to words unless Alt is held); bidi controls marked."""
 
 import json
 
@@ -199,3 +200,94 @@ def test_spans_marked_with_the_keyboard(caret_page, screenshot, annotator):
     wait_for_work(page, second_id)
     expect(page.get_by_test_id("nothing-left")).to_be_visible()
     assert annotation_of(second).label == {"spans": [], "missing": "", "corrected": {}}
+
+
+def test_bidi_controls_are_marked_and_reach_nothing_and_offsets_stay_exact(page, annotator):
+    text = "Pay \u202eusd 01\u202c now, \u200bthen 👍🏽 more."
+    project = make_project("spans", annotator, [[text]])
+    first_id = open_annotate(page, project, annotator)
+    assignment = current_assignment(page)
+    box = page.get_by_test_id("span-text-A")
+    expect(box.locator(".ctl")).to_have_count(3)
+    assert box.locator(".ctl").evaluate_all("m => m.map(e => e.dataset.ctl)") == [
+        "RLO",
+        "PDF",
+        "U+200B",
+    ]
+    # The override reaches nothing: "usd" reads left to right.
+    x = page.evaluate(
+        """el => {
+          const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+          let node = walker.nextNode();
+          while (!node.data.startsWith("usd")) node = walker.nextNode();
+          const at = i => { const r = document.createRange(); r.setStart(node, i);
+                            r.setEnd(node, i + 1); return r.getBoundingClientRect().left; };
+          return [at(0), at(2)];
+        }""",
+        box.element_handle(),
+    )
+    assert x[0] < x[1]
+    drag_select(page, "A", text, "then 👍🏽")
+    page.keyboard.press("u")
+    page.get_by_test_id("submit").click()
+    wait_for_work(page, first_id)
+    assert annotation_of(assignment).label["spans"] == [
+        expected_span(text, "then 👍🏽", "unverifiable")
+    ]
+
+
+RENDERED = (
+    "Steps:\n1. Add **2 cups** of flour\n2. See [the docs](https://example.org/docs) now\n\n"
+    "`code & more` and *café* 👍🏽 done."
+)
+
+
+def drag_rendered(page, letter: str, words: str, *, alt: bool = False) -> None:
+    """Drag over `words` as the page shows them (rendered), holding Alt if asked."""
+    testid = f"span-text-{letter}"
+    shown = page.get_by_test_id(testid).text_content()
+    start = utf16(shown, shown.index(words))
+    box = page.evaluate(GRAPHEME_ENDS, [testid, start, start + utf16(words, len(words))])
+    if alt:
+        page.keyboard.down("Alt")
+    page.mouse.move(box["x0"], box["y0"])
+    page.mouse.down()
+    page.mouse.move(box["x1"], box["y1"], steps=4)
+    page.mouse.up()
+    if alt:
+        page.keyboard.up("Alt")
+
+
+def test_spans_on_rendered_markdown_store_source_offsets(page, annotator):
+    project = make_project("spans", annotator, [[RENDERED]])
+    first_id = open_annotate(page, project, annotator)
+    assignment = current_assignment(page)
+    box = page.get_by_test_id("span-text-A")
+    expect(box.locator("ol > li")).to_have_count(2)
+    expect(box.locator("strong")).to_have_text("2 cups")
+
+    # Part of a word snaps out to whole words: "2 cu" is "2 cups" (inside **...**).
+    drag_rendered(page, "A", "2 cu")
+    page.keyboard.press("i")
+    drag_rendered(page, "A", "the docs")  # link text, not its URL
+    page.keyboard.press("u")
+    drag_rendered(page, "A", "code & more")  # inline code, & escaped in the HTML
+    page.keyboard.press("r")
+    drag_rendered(page, "A", "caf", alt=True)  # Alt: exactly what was selected
+    page.keyboard.press("w")
+    expect(page.get_by_test_id("span-item")).to_have_count(4)
+    # The list names no offsets.
+    expect(page.get_by_test_id("span-list")).not_to_contain_text("characters")
+    expect(box.locator("mark")).to_have_count(4)
+    page.get_by_test_id("submit").click()
+    wait_for_work(page, first_id)
+
+    spans = annotation_of(assignment).label["spans"]
+    got = [(RENDERED[s["start"] : s["end"]], s["label"]) for s in spans]
+    assert got == [
+        ("2 cups", "irrelevant"),
+        ("the docs", "unverifiable"),
+        ("code & more", "redundant"),
+        ("caf", "wrong-grounding"),
+    ]
+    assert spans[0]["start"] == RENDERED.index("2 cups")
