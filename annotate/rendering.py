@@ -20,7 +20,6 @@ Invariants (what the tests in tests/test_rendering.py hold it to):
 from __future__ import annotations
 
 import contextvars
-import gc
 import hashlib
 import html
 import re
@@ -42,6 +41,8 @@ from pygments import highlight as pygments_highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
+
+from config.runtime import gc_paused
 
 # Bump when the output for the same text changes: cached renderings of older versions are unused.
 VERSION = "2"
@@ -158,21 +159,16 @@ def _render(text: str, *, images: bool) -> str:
     env = {"deadline": time.perf_counter() + BUDGET_S, "images": images, "highlighted": 0}
     _ENV.set(env)
     # The parse makes ~10 objects per character: the cyclic garbage collector's passes over
-    # the whole heap (~0.3 s each on a loaded machine) spent the budget and overran it. The
-    # tokens are freed by reference counting; any cycle waits for the next pass.
-    collecting = gc.isenabled()
-    gc.disable()
+    # the whole heap spent the budget (bench/README.md, "Rendering").
     try:
-        body = _MD.render(text, env)
+        with gc_paused():
+            body = _MD.render(text, env)
         if time.perf_counter() > env["deadline"]:
             raise _TooSlow
     except _TooSlow:
         return plain_text_html(text, _TOO_SLOW_WHY)
     except (_TooDeep, RecursionError):
         return plain_text_html(text, "nested too deeply to format")
-    finally:
-        if collecting:
-            gc.enable()
     body = nh3.clean(
         body,
         tags=_TAGS,
