@@ -83,13 +83,6 @@ def check_rows(
         raise DataError(str(exc)) from None
 
 
-def rank_groups(ranking: list) -> list[list[int]]:
-    """A checked listwise `ranking` as its tied groups, best first: [2, [0, 3], 1] (or
-    [[2], [0, 3], [1]]) -> [[2], [0, 3], [1]]; a strict ranking gives groups of one."""
-    groups = [list(entry) if isinstance(entry, list) else [entry] for entry in ranking]
-    return [g for g in groups if g]
-
-
 def span_classes(taxonomy: list[dict] | None) -> dict[str, str]:
     """Span label → its reward category, from the project's taxonomy."""
     try:

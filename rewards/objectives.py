@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
+from annotate.kinds.listwise import rank_groups
+
 from . import losses, metrics
 from .data import (
     IGNORE,
@@ -23,7 +25,6 @@ from .data import (
     as_text,
     categories,
     pad,
-    rank_groups,
     rating_aspects,
     span_classes,
     span_token_labels,

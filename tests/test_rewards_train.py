@@ -156,7 +156,7 @@ def retrieval_lists(n_lists, seed):
 
 
 def test_listwise_learns_tied_rankings_of_retrieval_prompts_beyond_length(tmp_path):
-    from rewards.data import rank_groups
+    from annotate.kinds.listwise import rank_groups
     from rewards.metrics import kendall_tau
 
     rows = retrieval_lists(40, seed=4)

@@ -183,10 +183,17 @@ class Listwise(Kind):
             )
 
 
+def rank_groups(ranking: list) -> list[list[int]]:
+    """A training row's `ranking` (indices best first; a tied group as a list of indices, as a
+    listwise export writes every entry: [[2], [0, 3], [1]]) as its tied groups, best first:
+    [2, [0, 3], 1] -> [[2], [0, 3], [1]]."""
+    groups = [list(entry) if isinstance(entry, list) else [entry] for entry in ranking]
+    return [g for g in groups if g]
+
+
 def ranking_indices(ranking: list) -> list:
-    """A listwise export's ranking (tie groups of response indices, best first, or a flat list
-    of indices) as one list of indices, best first; a tie group in its order (item order)."""
-    return [i for entry in ranking for i in (entry if isinstance(entry, list) else [entry])]
+    """The same ranking as one list of indices, best first; a tie group in its order."""
+    return [i for group in rank_groups(ranking) for i in group]
 
 
 def _response_id(entry, ids: list[str], field: str) -> str:
