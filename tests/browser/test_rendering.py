@@ -6,6 +6,7 @@ import time
 from playwright.sync_api import expect
 
 from annotate.rendering import render_markdown
+from tests.test_rendering import PATHOLOGICAL
 
 from .conftest import (
     PASSWORD,
@@ -169,3 +170,28 @@ def test_a_1_mb_single_line_response_keeps_the_page_usable(page, screenshot, ann
     wait_for_work(page, first)
     shown_b = assignment.order[1]
     assert annotation_of(assignment).label["choice"] == ("A" if shown_b == "r1" else "B")
+
+
+def test_pathological_responses_load_in_under_two_seconds(page, annotator, live_server):
+    """Each of the pathological set (issue 15) as a response: the page answers (never a 500),
+    loads in under 2 s with the text rendered ahead (render time: tests/test_rendering.py), and
+    the annotator can answer and go on."""
+    texts = list(PATHOLOGICAL.values())
+    pairs = [[texts[i], texts[(i + 1) % len(texts)]] for i in range(0, len(texts), 2)]
+    project = make_project("pairwise", annotator, pairs)
+    for text in texts:
+        render_markdown(text)
+    outside = watch_requests(page, live_server.url)
+    log_in(page, annotator.username, PASSWORD)
+    for _ in pairs:  # each page load shows the next pair: the last one's lease is answered
+        started = time.perf_counter()
+        response = page.goto(f"/projects/{project.slug}/annotate/")
+        assert response.status == 200
+        shown = wait_for_work(page)
+        page.get_by_test_id("choice-A").check()
+        loaded = time.perf_counter() - started
+        assert loaded < 2.0, f"{loaded:.2f} s"
+        page.keyboard.press("Enter")
+        after = wait_for_work(page, shown)
+    assert after == ""  # every pair answered
+    assert outside == []
