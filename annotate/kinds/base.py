@@ -10,7 +10,9 @@ labels, what an import and a training run need, and the judge hooks. Code outsid
 
 from __future__ import annotations
 
+import json
 import random
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -169,17 +171,94 @@ class Kind:
         `facts`: what the run knows of the project (taxonomy, aspects)."""
         raise KindError(where, f"the {self.name} kind has no training objective")
 
-    # Judges (filled by the judges issue) --------------------------------------------------
+    # Judges (the text side; judges/ calls the model, stores and combines) -------------------
+    #
+    # A judge reads the item in one or more display orders ("passes"): pass 0 shows the
+    # responses as the item stores them; judge_passes > 1 adds passes in other orders, to catch
+    # position bias (pairwise: reversed; listwise: a shuffle seeded by the item). A pass's
+    # prompt is judge_template (Django template syntax, editable per judge) filled with
+    # judges.prompts' context plus judge_context; its reply is parsed by parse_judge_output into
+    # a label in display terms, turned into item terms by judge_label_to_item, and cleaned by
+    # clean_label. The passes' labels make the judge's verdict when judge_passes_agree.
 
-    def judge_prompt(self, item: Any, config: dict) -> list[dict]:
-        """The chat messages ([{"role", "content"}]) that ask an LLM judge to label the item.
-        Not written yet: raises NotImplementedError naming the kind."""
-        raise NotImplementedError(f"no judge prompt for the {self.name} kind yet")
+    judge_passes: ClassVar[int] = 1
+    judge_system: ClassVar[str] = (
+        "You are a careful, impartial evaluator of AI assistant responses. Judge only the "
+        "quality of the responses; their order, length and the names of the models that wrote "
+        "them must not sway you. Reply with one JSON object and nothing else."
+    )
+    judge_template: ClassVar[str] = ""
 
-    def parse_judge_output(self, text: str, responses: list[dict], config: dict) -> dict:
-        """The label (item terms, before clean_label) in a judge's reply to judge_prompt; a
-        KindError when the reply holds none. Not written yet: raises NotImplementedError."""
+    def judge_order(self, responses: list[dict], pass_index: int, seed: int) -> list[str]:
+        """Response ids in the order pass `pass_index` shows them (0: the item's order).
+        `seed` (the item's id) makes a pass show the same order every time it is run."""
+        ids = response_ids(responses)
+        if pass_index == 0:
+            return ids
+        rng = random.Random(f"{seed}:{pass_index}")
+        shuffled = ids[:]
+        while len(ids) > 1 and shuffled == ids:
+            rng.shuffle(shuffled)
+        return shuffled
+
+    def judge_context(self, shown: list[dict], config: dict) -> dict:
+        """What this kind's template names beyond prompt, responses and reference (the
+        taxonomy, the aspects and scale...). `shown`: the responses in display order."""
+        return {}
+
+    def judge_schema(self, shown: list[dict], config: dict) -> dict:
+        """The JSON Schema of a reply (sent as structured output where the backend has it)."""
+        raise NotImplementedError(f"no judge reply schema for the {self.name} kind yet")
+
+    def parse_judge_output(self, text: str, shown: list[dict], config: dict) -> dict:
+        """The label (display terms, before clean_label) in a judge's reply; a KindError
+        saying what is wrong when the reply holds none. Never guesses."""
         raise NotImplementedError(f"no judge output parser for the {self.name} kind yet")
+
+    def judge_label_to_item(self, label: dict, shown: list[dict], responses: list[dict]) -> dict:
+        """A parsed label turned from display terms into item terms. Kinds whose labels name
+        responses by id need nothing."""
+        return label
+
+    def judge_passes_agree(self, labels: list[dict]) -> bool:
+        """Whether the passes' labels (item terms, cleaned) agree, so the verdict counts: by
+        default every field that is not free text is equal."""
+        first = labels[0]
+        return all(self.gold_matches(label, first) for label in labels[1:])
+
+    def judge_verdict(self, labels: list[dict]) -> dict:
+        """The verdict's label when the passes agree: the first pass's."""
+        return labels[0]
+
+    def label_from_aggregate(self, answer: Any, responses: list[dict], config: dict) -> dict | None:
+        """A canonical label (item terms) standing for aggregate()'s answer, for a jury's
+        verdict; None when the answer decides nothing (a majority split evenly)."""
+        raise NotImplementedError(f"no jury label for the {self.name} kind yet")
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+def extract_json(text: str) -> dict | None:
+    """The JSON object a judge's reply holds: the whole reply, a fenced ```json block, or the
+    first object embedded in prose; None when there is none."""
+    candidates = [text.strip(), *(m.group(1).strip() for m in _FENCE.finditer(text))]
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            value, _ = decoder.raw_decode(text, match.start())
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
 
 
 def require_dict(value: Any, field: str) -> dict:

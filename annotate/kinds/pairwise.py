@@ -9,6 +9,7 @@ which response is better, not by how much) unless the project sets `require_stre
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .aggregate import majority_vote
@@ -18,6 +19,7 @@ from .base import (
     LabelInputError,
     check_text,
     count_responses,
+    extract_json,
     int_or_none,
     optional_str,
     reject_unknown,
@@ -33,6 +35,9 @@ STRENGTH_CHOICES = [
 ]
 STRENGTHS = {n: text for n, text, _ in STRENGTH_CHOICES}
 FORM_FIELDS = ("choice", "strength", "rationale")
+# MT-bench's verdict format, which judges fall back to: [[A]], [[B]], [[C]] (a tie) or [[tie]].
+_BRACKETED = re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\]", re.IGNORECASE)
+_CHOICES = {"a": "A", "b": "B", "tie": "tie", "c": "tie"}
 
 
 class Pairwise(Kind):
@@ -42,6 +47,19 @@ class Pairwise(Kind):
     objective = "pairwise"
     scores_responses = True
     training_unit = "pairs"
+    # Both orders: the verdict counts only when they agree (MT-bench's rule against position bias).
+    judge_passes = 2
+    judge_template = (
+        "Compare two responses to the user's request below and decide which is better.\n\n"
+        "[User request]\n{{ prompt }}\n\n"
+        "{% if reference %}[Reference answer]\n{{ reference }}\n\n{% endif %}"
+        "{% for r in responses %}[Response {{ r.letter }}]\n{{ r.text }}\n[End of response "
+        "{{ r.letter }}]\n\n{% endfor %}"
+        "{% if guidelines %}[Guidelines]\n{{ guidelines }}\n\n{% endif %}"
+        'Reply with JSON: {"choice": "A", "B"{% if allow_tie %} or "tie"{% endif %}, '
+        '"strength": 1 (slightly better), 2 (clearly) or 3 (much better), or null for a tie, '
+        '"rationale": one or two sentences}.'
+    )
 
     def clean_config(self, config: dict) -> dict:
         config = self.with_defaults(config)
@@ -121,6 +139,54 @@ class Pairwise(Kind):
         if label.get("choice") == "tie":
             return "tie"
         return f"{label.get('choice')} {STRENGTHS.get(label.get('strength')) or 'better'}"
+
+    # Judges: passes 0 (A, B) and 1 (B, A); a reply is JSON or, failing that, [[A]].
+
+    def judge_order(self, responses: list[dict], pass_index: int, seed: int) -> list[str]:
+        ids = [r["id"] for r in responses]
+        return ids[::-1] if pass_index % 2 else ids
+
+    def judge_context(self, shown: list[dict], config: dict) -> dict:
+        return {"allow_tie": config["allow_tie"]}
+
+    def judge_schema(self, shown: list[dict], config: dict) -> dict:
+        choices = ["A", "B", "tie"] if config["allow_tie"] else ["A", "B"]
+        return {
+            "type": "object",
+            "properties": {
+                "choice": {"type": "string", "enum": choices},
+                "strength": {"type": ["integer", "null"], "minimum": 1, "maximum": 3},
+                "rationale": {"type": "string"},
+            },
+            "required": ["choice", "rationale"],
+            "additionalProperties": False,
+        }
+
+    def parse_judge_output(self, text: str, shown: list[dict], config: dict) -> dict:
+        data = extract_json(text)
+        if data is not None and "choice" in data:
+            choice = _CHOICES.get(str(data["choice"]).strip().lower())
+            if choice is None:
+                raise KindError("choice", f"expected A, B or tie, got {data['choice']!r}")
+            strength = data.get("strength") if choice != "tie" else None
+            rationale = data.get("rationale")
+            return {
+                "choice": choice,
+                "strength": strength,
+                "rationale": rationale if isinstance(rationale, str) else "",
+            }
+        verdicts = {_CHOICES[m.lower()] for m in _BRACKETED.findall(text)}
+        if len(verdicts) == 1:
+            return {"choice": verdicts.pop(), "strength": None, "rationale": text.strip()}
+        if verdicts:
+            raise KindError("choice", f"the reply names several verdicts ({sorted(verdicts)})")
+        raise KindError("choice", 'no JSON object with a "choice" and no [[A]]/[[B]]/[[C]]')
+
+    def judge_label_to_item(self, label: dict, shown: list[dict], responses: list[dict]) -> dict:
+        return self.swap_label(label) if shown[0]["id"] != responses[0]["id"] else label
+
+    def label_from_aggregate(self, answer, responses: list[dict], config: dict) -> dict | None:
+        return None if answer is None else {"choice": answer, "strength": None, "rationale": ""}
 
     # Gold, aggregation, import, training.
 
