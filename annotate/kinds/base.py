@@ -230,6 +230,14 @@ class Kind:
         """The verdict's label when the passes agree: the first pass's."""
         return labels[0]
 
+    def label_from_scores(
+        self, scores: list[float], shown: list[dict], config: dict, tie_margin: float
+    ) -> dict:
+        """The label (display terms) that a reward model's scores stand for: one score per
+        response of `shown`, in display order; responses within `tie_margin` tie where the
+        project allows ties. Only kinds that score responses (scores_responses) have one."""
+        raise NotImplementedError(f"a reward model cannot judge a {self.name} item")
+
     def label_from_aggregate(self, answer: Any, responses: list[dict], config: dict) -> dict | None:
         """A canonical label (item terms) standing for aggregate()'s answer, for a jury's
         verdict; None when the answer decides nothing (a majority split evenly)."""

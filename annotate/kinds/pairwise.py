@@ -9,6 +9,7 @@ which response is better, not by how much) unless the project sets `require_stre
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -184,6 +185,19 @@ class Pairwise(Kind):
 
     def judge_label_to_item(self, label: dict, shown: list[dict], responses: list[dict]) -> dict:
         return self.swap_label(label) if shown[0]["id"] != responses[0]["id"] else label
+
+    def label_from_scores(
+        self, scores: list[float], shown: list[dict], config: dict, tie_margin: float
+    ) -> dict:
+        # P(A better) = sigmoid(r_A - r_B), the Bradley-Terry model the reward model was fit on.
+        margin = scores[0] - scores[1]
+        p_first = 1 / (1 + math.exp(-margin))
+        if abs(margin) <= tie_margin and config["allow_tie"]:
+            choice = "tie"
+        else:
+            choice = "A" if margin >= 0 else "B"
+        rationale = f"r_A = {scores[0]:.4f}, r_B = {scores[1]:.4f}, P(A better) = {p_first:.4f}"
+        return {"choice": choice, "strength": None, "rationale": rationale}
 
     def label_from_aggregate(self, answer, responses: list[dict], config: dict) -> dict | None:
         return None if answer is None else {"choice": answer, "strength": None, "rationale": ""}
