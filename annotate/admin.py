@@ -41,8 +41,8 @@ class ItemAdmin(admin.ModelAdmin):
 
 @admin.register(Judge)
 class JudgeAdmin(admin.ModelAdmin):
-    list_display = ["name", "project", "provider", "model_name", "active"]
-    list_filter = ["provider", "active"]
+    list_display = ["name", "project", "backend", "model_name", "active"]
+    list_filter = ["backend", "active"]
 
 
 @admin.register(Assignment)

@@ -213,14 +213,66 @@ class Item(models.Model):
 
 
 class Judge(models.Model):
-    """An LLM (or reward model) that labels items; its labels keep the judge as their source."""
+    """An LLM, a jury of judges or a registered reward model that labels a project's items; its
+    labels keep the judge as their source. Configured by project admins (judges/services.py
+    validates and runs them). The API key is never stored: `api_key_env` names the environment
+    variable of the worker that holds it.
+
+    Spend: `spent_usd` is what finished calls cost; `reserved_usd` what calls in flight may cost
+    at most. A call starts only if budget_usd - spent_usd - reserved_usd covers its worst case,
+    reserved in one conditional UPDATE (judges/limits.py), so no number of workers can overspend.
+    """
+
+    class Backend(models.TextChoices):
+        OPENAI_COMPAT = "openai_compat", "OpenAI-compatible chat endpoint"
+        ANTHROPIC = "anthropic", "Anthropic messages API"
+        REWARD_MODEL = "reward_model", "Reward model from this project's registry"
+        JURY = "jury", "Jury of this project's judges"
+
+    class StructuredOutput(models.TextChoices):
+        JSON_SCHEMA = "json_schema", "JSON Schema (response_format json_schema)"
+        JSON_OBJECT = "json_object", "Any JSON object (response_format json_object)"
+        NONE = "none", "Prompt only"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judges")
     name = models.CharField(max_length=100)
-    provider = models.CharField(
-        max_length=50, help_text="openai_compat, anthropic, reward_model, ..."
+    backend = models.CharField(
+        max_length=50, choices=Backend.choices, default=Backend.OPENAI_COMPAT
     )
-    model_name = models.CharField(max_length=200)
+    model_name = models.CharField(max_length=200, blank=True)
+    base_url = models.CharField(max_length=500, blank=True)
+    api_key_env = models.CharField(
+        max_length=100, blank=True, help_text="Name of the environment variable with the key."
+    )
+    temperature = models.FloatField(default=0.0)
+    max_tokens = models.PositiveIntegerField(default=1024)
+    timeout_s = models.FloatField(default=60.0)
+    structured_output = models.CharField(
+        max_length=16, choices=StructuredOutput.choices, default=StructuredOutput.JSON_SCHEMA
+    )
+    max_concurrency = models.PositiveIntegerField(default=8)
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    price_in_per_mtok = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    price_out_per_mtok = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    budget_usd = models.DecimalField(max_digits=12, decimal_places=6, default=10)
+    spent_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    reserved_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    passes = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Display orders per item; empty: the kind's default."
+    )
+    system_prompt = models.TextField(blank=True, help_text="Empty: the kind's default.")
+    prompt_template = models.TextField(blank=True, help_text="Empty: the kind's default.")
+    use_reference = models.BooleanField(
+        default=True, help_text="Show the item's reference answer (metadata) when it has one."
+    )
+    reward_model_id = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The registry's model (reward_model backend)."
+    )
+    tie_margin = models.FloatField(default=0.0, help_text="Reward model: |r_A - r_B| for a tie.")
+    members = models.ManyToManyField(
+        "self", symmetrical=False, blank=True, related_name="juries", help_text="Jury backend."
+    )
     config = models.JSONField(default=dict, blank=True)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -232,7 +284,7 @@ class Judge(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.model_name})"
+        return f"{self.name} ({self.model_name or self.backend})"
 
 
 class Assignment(models.Model):

@@ -353,7 +353,7 @@ def labels(alice, annotator, project):
     from annotate.models import Judge
 
     judge = Judge.objects.create(
-        project=project, name="gpt", provider="openai_compat", model_name="m"
+        project=project, name="gpt", backend="openai_compat", model_name="m"
     )
     now = timezone.now()
     q1 = ItemFactory(project=project, external_id="q1")
