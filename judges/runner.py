@@ -392,8 +392,18 @@ def _settings(judge: Judge) -> Settings:
         max_tokens=judge.max_tokens,
         timeout_s=judge.timeout_s,
         structured_output=judge.structured_output,
-        options={"reward_model_id": judge.reward_model_id, "tie_margin": judge.tie_margin},
+        options={"model_dir": _model_dir(judge), "tie_margin": judge.tie_margin},
     )
+
+
+def _model_dir(judge: Judge) -> str:
+    """The registered model's folder, from this judge's project only (None when gone)."""
+    if judge.backend != "reward_model" or judge.reward_model_id is None:
+        return ""
+    from rewards.models import RewardModel
+
+    model = RewardModel.objects.filter(pk=judge.reward_model_id, project=judge.project_id).first()
+    return str(model.model_path) if model else ""
 
 
 # Verdicts --------------------------------------------------------------------------------------
