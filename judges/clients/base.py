@@ -16,6 +16,9 @@ through the runner's rate limiter and is counted.
 
 from __future__ import annotations
 
+import email.utils
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -37,6 +40,54 @@ class JudgeError(Exception):
         self.permanent = permanent
         self.retry_after = retry_after
         self.status = status
+
+
+# Statuses that may pass if tried again; every other 4xx (401, 403, 404, 400, 422) will not.
+TRANSIENT_STATUSES = frozenset({408, 409, 429})
+
+
+def status_is_transient(status: int) -> bool:
+    """A timeout, a conflict, a rate limit or any 5xx (including Anthropic's 529 overloaded)."""
+    return status in TRANSIENT_STATUSES or status >= 500
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds the server asked us to wait: `retry-after-ms`, or `retry-after` in seconds or as
+    an HTTP date. None when it said nothing readable; never negative."""
+    try:
+        return max(0.0, float(headers["retry-after-ms"]) / 1000)
+    except (KeyError, TypeError, ValueError):
+        pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_tz(value)
+    if parsed is None:
+        return None
+    return max(0.0, email.utils.mktime_tz(parsed) - (time.time() if now is None else now))
+
+
+def status_error(
+    backend: str, status: int, server_message: str, headers: Mapping[str, str], *, secret: str
+) -> JudgeError:
+    """The JudgeError for an HTTP error reply: its status, the server's words (cut short, with
+    `secret` blanked out: a 401 may echo the key it refused) and Retry-After."""
+    # Redacted before it is cut short: a cut could split the key and leave half of it.
+    said = redact(server_message, secret).strip()[:500]
+    return JudgeError(
+        f"{backend}: HTTP {status}" + (f": {said}" if said else ""),
+        permanent=not status_is_transient(status),
+        retry_after=retry_after_seconds(headers),
+        status=status,
+    )
+
+
+def redact(text: str, secret: str) -> str:
+    return text.replace(secret, "[api key]") if secret else text
 
 
 @dataclass(frozen=True)
