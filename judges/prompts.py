@@ -38,7 +38,11 @@ def texts(judge, kind: Kind) -> tuple[str, str]:
 
 
 def passes(judge, kind: Kind) -> int:
-    return judge.passes or kind.judge_passes
+    """Display orders per item: the judge's setting, else the kind's; a reward model scores
+    each response on its own, so order cannot sway it: one."""
+    if judge.passes:
+        return judge.passes
+    return 1 if judge.backend == "reward_model" else kind.judge_passes
 
 
 def version(judge, kind: Kind) -> str:

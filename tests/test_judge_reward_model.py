@@ -30,7 +30,9 @@ def trained(project, media):
     return run.reward_model
 
 
-def test_a_trained_reward_model_judges_new_items(project, trained, eager_celery, settings):
+def test_a_trained_reward_model_judges_new_items(
+    project, trained, eager_celery, django_capture_on_commit_callbacks
+):
     judge = services.judge_save(
         project=project,
         data={"name": "rm", "backend": "reward_model", "reward_model_id": trained.pk},
@@ -48,7 +50,8 @@ def test_a_trained_reward_model_judges_new_items(project, trained, eager_celery,
         )
         for n, colour in enumerate(["red", "blue", "green", "yellow"])
     ]
-    run = services.run_start(project=project, judges=[judge], selection="unlabeled")
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.run_start(project=project, judges=[judge], selection="unlabeled")
     run.refresh_from_db()
     assert run.status == JudgeRun.Status.DONE, run.error
     assert run.items == 4 and run.passes_total == 4  # one pass: a reward model has no order bias
