@@ -4,6 +4,7 @@ from annotate.models import Role
 from config.celery import app as celery_app
 
 from .factories import MembershipFactory, ProjectFactory, UserFactory
+from .llm_server import LLMServer
 
 
 @pytest.fixture
@@ -60,3 +61,10 @@ def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.REWARDS_DIR = settings.MEDIA_ROOT / "rewards"
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def llm_server():
+    """An OpenAI- and Anthropic-speaking server on 127.0.0.1 (tests/llm_server.py)."""
+    with LLMServer() as server:
+        yield server
