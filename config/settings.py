@@ -320,7 +320,7 @@ LOGGING = {
 # the judge's max_concurrency call slots, shared across all of them); how long a claimed pass or
 # slot stays leased without a heartbeat; attempts before a pass is given up.
 JUDGES_TASKS_PER_RUN = envint("JUDGES_TASKS_PER_RUN", "2")
-JUDGES_LEASE_S = envint("JUDGES_LEASE_S", "120")
+JUDGES_LEASE_S = envint("JUDGES_LEASE_S", "60")
 JUDGES_HEARTBEAT_S = envint("JUDGES_HEARTBEAT_S", "5")
 JUDGES_HEARTBEAT_TIMEOUT = envint("JUDGES_HEARTBEAT_TIMEOUT", "60")
 JUDGES_MAX_ATTEMPTS = envint("JUDGES_MAX_ATTEMPTS", "5")
