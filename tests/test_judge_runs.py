@@ -1,0 +1,280 @@
+"""Judge runs through the real runner and the real SDKs, against tests/llm_server.py on
+127.0.0.1: both orders and the inconsistent rule, parse retry, transient and permanent errors,
+the budget, juries, rate limits and a run resumed after its worker died. Celery is eager; the
+runner's threads use their own database connections, so these tests commit (transaction=True).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from annotate.models import Annotation, Judge
+from judges import limits, runner, services
+from judges.models import JudgeRun, JudgeSlot, Judgment, RateWindow, Verdict
+
+from .factories import AnnotationFactory, ItemFactory, ProjectFactory
+from .llm_server import Answer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+GOOD, BAD = "The capital of France is Paris.", "France has no capital."
+
+
+def knows_the_answer(request) -> Answer:
+    """A judge free of position bias: it picks the response that says Paris, wherever it is."""
+    user = next(m["content"] for m in request.body["messages"] if m["role"] == "user")
+    first = re.search(r"\[Response A\]\n(.*?)\n\[End of response A\]", user, re.S).group(1)
+    return Answer.json_verdict("A" if "Paris" in first else "B", strength=2)
+
+
+def always_first(request) -> Answer:
+    """A judge with full position bias: the first response shown always wins."""
+    return Answer.json_verdict("A", strength=1)
+
+
+@pytest.fixture
+def project(db):
+    return ProjectFactory(slug="paris", kind="pairwise")
+
+
+def items(project, n=3):
+    return [
+        ItemFactory(
+            project=project,
+            external_id=f"q{i}",
+            prompt="What is the capital of France?",
+            responses=[
+                {"id": "g", "text": GOOD, "model": "gpt-x"},
+                {"id": "b", "text": BAD, "model": "other"},
+            ][:: 1 if i % 2 == 0 else -1],
+        )
+        for i in range(n)
+    ]
+
+
+def judge_for(project, server, name="gpt", **data) -> Judge:
+    return services.judge_save(
+        project=project,
+        data={
+            "name": name,
+            "backend": "openai_compat",
+            "model_name": "gpt-x",
+            "base_url": server.openai_url,
+            "price_in_per_mtok": "2.5",
+            "price_out_per_mtok": "10",
+            "timeout_s": 2,
+            **data,
+        },
+    )
+
+
+def start(project, judges, selection="all", **kwargs) -> JudgeRun:
+    run = services.run_start(project=project, judges=judges, selection=selection, **kwargs)
+    run.refresh_from_db()
+    return run
+
+
+def test_both_orders_agree_so_the_verdict_is_a_judge_label(project, llm_server, eager_celery):
+    llm_server.respond = knows_the_answer
+    made = items(project)
+    judge = judge_for(project, llm_server)
+    run = start(project, [judge])
+    assert run.status == JudgeRun.Status.DONE, run.error
+    assert run.passes_total == 6 and Judgment.objects.filter(status="done").count() == 6
+    # Each item was shown in both orders, in item terms both passes chose the Paris answer.
+    for item in made:
+        passes = Judgment.objects.filter(item=item).order_by("pass_index")
+        assert [p.order for p in passes] == [
+            [r["id"] for r in item.responses],
+            [r["id"] for r in item.responses][::-1],
+        ]
+        good = "A" if item.responses[0]["id"] == "g" else "B"
+        assert [p.label["choice"] for p in passes] == [good, good]
+        verdict = Verdict.objects.get(item=item)
+        assert verdict.status == Verdict.Status.AGREED and verdict.label["choice"] == good
+        annotation = verdict.annotation
+        assert annotation.source == Annotation.Source.JUDGE and annotation.judge == judge
+        assert annotation.label == verdict.label and annotation.judge_model == "gpt-x"
+        assert set(json.loads(annotation.raw_output)) == {"0", "1"}
+        assert annotation.tokens_in == sum(p.tokens_in for p in passes) > 0
+        assert annotation.prompt_version == passes[0].prompt_version
+    # Every call's cost, from the usage the server reported, to the cent and below.
+    usage = llm_server.usage()
+    judge.refresh_from_db()
+    expected = limits.cost(judge, 0, 0)  # zero
+    expected = sum(
+        (limits.cost(judge, j.tokens_in, j.tokens_out) for j in Judgment.objects.all()), expected
+    )
+    assert judge.spent_usd == expected and judge.reserved_usd == 0
+    server_cost = (usage["tokens_in"] * Decimal("2.5") + usage["tokens_out"] * 10) / 10**6
+    assert abs(judge.spent_usd - server_cost) < Decimal("0.00001")
+    assert usage["requests"] == 6
+
+
+def test_orders_that_disagree_are_kept_as_inconsistent_and_not_exported(
+    project, llm_server, eager_celery
+):
+    llm_server.respond = always_first
+    items(project, 2)
+    run = start(project, [judge_for(project, llm_server)])
+    assert run.status == JudgeRun.Status.DONE
+    verdicts = Verdict.objects.all()
+    assert [v.status for v in verdicts] == ["inconsistent", "inconsistent"]
+    assert not Annotation.objects.filter(source="judge").exists()
+    # Both raw outputs are kept on the passes.
+    assert Judgment.objects.exclude(raw_output="").count() == 4
+
+
+def test_a_reply_that_does_not_parse_is_asked_once_more_then_kept_as_failed(
+    project, llm_server, eager_celery
+):
+    llm_server.respond = knows_the_answer
+    items(project, 1)
+    llm_server.script(Answer.malformed(), Answer.malformed())
+    run = start(project, [judge_for(project, llm_server, passes=1)])
+    judgment = Judgment.objects.get()
+    assert judgment.status == Judgment.Status.FAILED
+    assert judgment.error.startswith("unparseable reply")
+    assert judgment.raw_output.count('"choice": "A", "rationale": unfinished') == 2
+    assert judgment.extra["parse_attempts"] == 2 and judgment.attempts == 2
+    assert Verdict.objects.get().status == Verdict.Status.FAILED
+    assert run.status == JudgeRun.Status.DONE  # a bad reply fails the pass, not the run
+
+
+def test_a_reply_that_parses_on_the_second_ask_counts(project, llm_server, eager_celery):
+    items(project, 1)
+    llm_server.script(Answer.malformed(), Answer.bracketed("A"))
+    start(project, [judge_for(project, llm_server, passes=1)])
+    judgment = Judgment.objects.get()
+    assert judgment.status == "done" and judgment.label["choice"] == "A"
+    assert judgment.extra["parse_attempts"] == 2 and "---- retry ----" in judgment.raw_output
+
+
+def test_transient_errors_are_retried_after_the_servers_retry_after(
+    project, llm_server, eager_celery
+):
+    items(project, 1)
+    llm_server.script(Answer.rate_limited("0.2"), Answer.server_error(500), Answer.json_verdict("A"))
+    run = start(project, [judge_for(project, llm_server, passes=1)])
+    assert run.status == JudgeRun.Status.DONE, run.error
+    judgment = Judgment.objects.get()
+    assert judgment.status == "done" and judgment.attempts == 3
+    assert llm_server.usage()["requests"] == 3
+
+
+def test_a_permanent_error_stops_the_run_with_its_message(
+    project, llm_server, eager_celery, monkeypatch
+):
+    monkeypatch.setenv("JUDGE_TEST_KEY", "sk-secret-123")
+    llm_server.api_key = "sk-the-right-one"
+    items(project, 4)
+    run = start(
+        project,
+        [judge_for(project, llm_server, api_key_env="JUDGE_TEST_KEY", max_concurrency=1)],
+    )
+    assert run.status == JudgeRun.Status.FAILED
+    assert "401" in run.error and "sk-secret-123" not in run.error
+    assert "sk-secret-123" not in "".join(Judgment.objects.values_list("error", flat=True))
+    # It stopped: one call at a time, so the first 401 was the only one sent.
+    assert llm_server.usage()["requests"] == 1
+    assert Judgment.objects.filter(status="pending").exists()
+
+
+def test_the_budget_is_never_exceeded(project, llm_server, eager_celery):
+    llm_server.respond = knows_the_answer
+    items(project, 10)
+    judge = judge_for(project, llm_server, max_tokens=100, budget_usd="0.02")
+    run = start(project, [judge])
+    judge.refresh_from_db()
+    assert run.status == JudgeRun.Status.FAILED and "budget reached" in run.error
+    assert 0 < judge.spent_usd <= judge.budget_usd and judge.reserved_usd == 0
+    done = Judgment.objects.filter(status="done").count()
+    assert 0 < done < 20 and llm_server.usage()["requests"] == done
+    # A later run refuses to start with the budget spent... once it is spent to the last call.
+    assert Judgment.objects.filter(status="pending").count() == 20 - done
+
+
+def test_a_jury_aggregates_its_members(project, llm_server, eager_celery):
+    def by_model(request):
+        if request.body["model"] == "biased":
+            return always_first(request)
+        return knows_the_answer(request)
+
+    llm_server.respond = by_model
+    items(project, 2)
+    a = judge_for(project, llm_server, name="a", passes=1)
+    b = judge_for(project, llm_server, name="b", passes=1, model_name="biased")
+    c = judge_for(project, llm_server, name="c", passes=1)
+    jury = services.judge_save(
+        project=project, data={"name": "jury", "backend": "jury", "members": [a, b, c]}
+    )
+    run = start(project, [jury])
+    assert run.status == JudgeRun.Status.DONE, run.error
+    assert run.passes_total == 6  # the members call; the jury does not
+    for verdict in Verdict.objects.filter(judge=jury).select_related("item"):
+        good = "A" if verdict.item.responses[0]["id"] == "g" else "B"
+        assert verdict.status == "agreed" and verdict.label["choice"] == good
+        assert verdict.annotation.judge == jury
+    agreements = sorted(Verdict.objects.filter(judge=jury).values_list("agreement", flat=True))
+    # q0 shows Paris first (all three agree), q1 second (the biased member dissents).
+    assert agreements[1] == 1.0 and agreements[0] < 1.0
+
+
+def test_requests_per_minute_hold_across_calls(project, llm_server, eager_celery, monkeypatch):
+    items(project, 3)
+    judge = judge_for(project, llm_server, passes=1, requests_per_minute=2)
+    waits = []
+    monkeypatch.setattr(runner.time, "sleep", lambda s: waits.append(s))
+    window = int(timezone.now().timestamp() // 60)
+    RateWindow.objects.create(judge=judge, minute=window, requests=2)
+    assert limits.take_rate(judge, 10) > 0  # full: wait for the next minute
+    RateWindow.objects.filter(judge=judge).update(requests=1)
+    assert limits.take_rate(judge, 10) == 0.0
+    assert RateWindow.objects.get(judge=judge, minute=window).requests == 2
+
+
+def test_a_run_whose_worker_died_resumes_without_judging_twice(
+    project, llm_server, eager_celery, settings
+):
+    llm_server.respond = knows_the_answer
+    items(project, 3)
+    judge = judge_for(project, llm_server)
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # plan only
+    run = services.run_start(project=project, judges=[judge], selection="all")
+    # A worker judged the first item's two passes, then died holding the rest and all slots.
+    dead, past = "dead@host:1", timezone.now() - timedelta(seconds=5)
+    first = list(Judgment.objects.order_by("id")[:2])
+    for j in first:
+        Judgment.objects.filter(pk=j.pk).update(
+            status="done", label={"choice": "A", "strength": 2, "rationale": ""}, finished_at=past
+        )
+    Judgment.objects.filter(status="pending").update(claimed_by=dead, claimed_until=past)
+    limits.acquire_slots(judge, dead, judge.max_concurrency, lease_s=0)
+    JudgeRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=past)
+
+    status = runner.run_work(run.pk, "judges", worker="new@host")
+    assert status == JudgeRun.Status.DONE
+    assert Judgment.objects.filter(status="done").count() == 6
+    assert llm_server.usage()["requests"] == 4  # only the passes that were not done
+    assert Verdict.objects.count() == 3 and Annotation.objects.filter(source="judge").count() == 3
+    assert not JudgeSlot.objects.exclude(holder="").exists()
+
+
+def test_selection_plans_only_what_it_names_and_never_twice(project, llm_server, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    made = items(project, 4)
+    AnnotationFactory(item=made[0])
+    judge = judge_for(project, llm_server)
+    assert start(project, [judge], "human_labeled").items == 1
+    assert start(project, [judge], "unlabeled").items == 3
+    assert start(project, [judge], "ids", external_ids=["q1", "q9"]).items == 1
+    assert Judgment.objects.count() == 8  # q1 was planned by the unlabeled run already
+    with pytest.raises(services.ServiceError) as error:
+        start(project, [judge], "ids")
+    assert error.value.field == "external_ids"
