@@ -297,6 +297,17 @@ def id_of_letter(value: Any, letters: dict[str, str], field: str) -> str:
     return letters[key]
 
 
+def closed_object(properties: dict) -> dict:
+    """A JSON Schema object with these properties, every one required and no other: what
+    OpenAI's strict structured output accepts (an optional field is one that may be null)."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
 def reply_text(value: Any) -> str:
     """A free-text field of a judge's reply (a rationale): text, or "" for anything else."""
     return value.strip() if isinstance(value, str) else ""

@@ -17,6 +17,7 @@ from .base import (
     LabelInputError,
     bracketed,
     check_text,
+    closed_object,
     count_responses,
     extract_json,
     id_of_letter,
@@ -183,15 +184,9 @@ class Listwise(Kind):
         entry = letter
         if config["allow_ties"]:
             entry = {"anyOf": [letter, {"type": "array", "items": letter}]}
-        return {
-            "type": "object",
-            "properties": {
-                "ranking": {"type": "array", "items": entry},
-                "rationale": {"type": "string"},
-            },
-            "required": ["ranking", "rationale"],
-            "additionalProperties": False,
-        }
+        return closed_object(
+            {"ranking": {"type": "array", "items": entry}, "rationale": {"type": "string"}}
+        )
 
     def parse_judge_output(self, text: str, shown: list[dict], config: dict) -> dict:
         letters = shown_letters(shown)

@@ -17,6 +17,7 @@ from .base import (
     LabelInputError,
     Vocabulary,
     bracketed,
+    closed_object,
     count_responses,
     extract_json,
     id_of_letter,
@@ -191,30 +192,18 @@ class Ratings(Kind):
         return {"aspects": config["aspects"], "scale": scale, "scale_points": points}
 
     def judge_schema(self, shown: list[dict], config: dict) -> dict:
-        names = [a["name"] for a in config["aspects"]]
-        score = {"type": "integer", "minimum": config["scale"]["min"]}
-        score["maximum"] = config["scale"]["max"]
-        scores = {
-            "type": "object",
-            "properties": dict.fromkeys(names, score),
-            "required": names,
-            "additionalProperties": False,
-        }
-        letters = list(shown_letters(shown))
-        return {
-            "type": "object",
-            "properties": {
-                "ratings": {
-                    "type": "object",
-                    "properties": dict.fromkeys(letters, scores),
-                    "required": letters,
-                    "additionalProperties": False,
-                },
+        low, high = config["scale"]["min"], config["scale"]["max"]
+
+        def scores() -> dict:
+            score = {"type": "integer", "minimum": low, "maximum": high}
+            return closed_object({a["name"]: dict(score) for a in config["aspects"]})
+
+        return closed_object(
+            {
+                "ratings": closed_object({letter: scores() for letter in shown_letters(shown)}),
                 "rationale": {"type": "string"},
-            },
-            "required": ["ratings", "rationale"],
-            "additionalProperties": False,
-        }
+            }
+        )
 
     def parse_judge_output(self, text: str, shown: list[dict], config: dict) -> dict:
         letters = shown_letters(shown)

@@ -12,6 +12,7 @@ text; the page converts from the browser's UTF-16 units. An empty span list mean
 
 from __future__ import annotations
 
+import functools
 import json
 import unicodedata
 from typing import Any
@@ -22,6 +23,7 @@ from .base import (
     KindError,
     LabelInputError,
     Vocabulary,
+    closed_object,
     count_responses,
     extract_json,
     id_of_letter,
@@ -250,23 +252,12 @@ class Spans(Kind):
         }
         if config["allow_corrections"]:
             span["correction"] = {"type": ["string", "null"]}
-        return {
-            "type": "object",
-            "properties": {
-                "spans": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": span,
-                        "required": list(span),
-                        "additionalProperties": False,
-                    },
-                },
+        return closed_object(
+            {
+                "spans": {"type": "array", "items": closed_object(span)},
                 "missing": {"type": "string"},
-            },
-            "required": ["spans", "missing"],
-            "additionalProperties": False,
-        }
+            }
+        )
 
     def parse_judge_output(self, text: str, shown: list[dict], config: dict) -> dict:
         data = extract_json(text)
@@ -400,10 +391,9 @@ def locate_quote(
 
 
 def _exact_matches(text: str, quote: str) -> list[tuple[int, int]]:
-    bounds = {start for start, _ in _clusters(text)} | {len(text)}
     matches, at = [], text.find(quote)
     while at != -1:
-        if at in bounds and at + len(quote) in bounds:
+        if at in _bounds(text) and at + len(quote) in _bounds(text):
             matches.append((at, at + len(quote)))
             at = text.find(quote, at + len(quote))
         else:
@@ -428,7 +418,14 @@ def _folded_matches(text: str, quote: str) -> list[tuple[int, int]]:
     return matches
 
 
-def _fold(text: str) -> tuple[str, list[tuple[int, int]]]:
+# A reply quotes the same response again and again: its bounds and folding are worked out once.
+@functools.lru_cache(maxsize=16)
+def _bounds(text: str) -> frozenset[int]:
+    return frozenset(start for start, _ in _clusters(text)) | {len(text)}
+
+
+@functools.lru_cache(maxsize=64)
+def _fold(text: str) -> tuple[str, tuple[tuple[int, int], ...]]:
     """`text` with each whitespace run as one space, each character decomposed (NFD) and curly
     quotes straight; and for each folded character, the (start, end) in `text` of the unit (a
     character with its marks, or a whitespace run) it comes from."""
@@ -445,7 +442,7 @@ def _fold(text: str) -> tuple[str, list[tuple[int, int]]]:
             folded = unicodedata.normalize("NFD", piece).translate(_STRAIGHT)
         out.extend(folded)
         units.extend([(start, end)] * len(folded))
-    return "".join(out), units
+    return "".join(out), tuple(units)
 
 
 def _clusters(text: str) -> list[tuple[int, int]]:
