@@ -18,7 +18,9 @@ def client_class(backend: str) -> type[JudgeClient]:
     try:
         return BACKENDS[backend]
     except KeyError:
-        raise KeyError(f"unknown judge backend {backend!r} (one of {', '.join(BACKENDS)})") from None
+        raise KeyError(
+            f"unknown judge backend {backend!r} (one of {', '.join(BACKENDS)})"
+        ) from None
 
 
 def _load() -> None:
