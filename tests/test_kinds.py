@@ -619,12 +619,12 @@ def test_registry_holds_one_kind_object_per_project_kind():
 
 
 @pytest.mark.parametrize("name", ["pairwise", "listwise", "spans", "ratings"])
-def test_every_kind_has_judge_hooks_that_say_they_are_not_written(name):
-    kind = get_kind(name)
-    with pytest.raises(NotImplementedError, match=name):
-        kind.judge_prompt(None, config(name))
-    with pytest.raises(NotImplementedError, match=name):
-        kind.parse_judge_output("A", PAIR, config(name))
+def test_every_kind_has_judge_hooks(name):
+    kind, cfg = get_kind(name), config(name)
+    assert kind.judge_template and kind.judge_passes >= 1
+    assert kind.judge_schema(PAIR, cfg)["type"] == "object"
+    with pytest.raises(KindError):
+        kind.parse_judge_output("No verdict here.", PAIR, cfg)
 
 
 def test_pairwise_swaps_half_of_the_leases_and_its_labels_back():

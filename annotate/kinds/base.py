@@ -245,28 +245,72 @@ class Kind:
 
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+_BRACKETED = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
 
 
-def extract_json(text: str) -> dict | None:
-    """The JSON object a judge's reply holds: the whole reply, a fenced ```json block, or the
-    first object embedded in prose; None when there is none."""
+def extract_json(text: str, want: type = dict) -> Any:
+    """The JSON object (`want=list`: array) a judge's reply holds: the whole reply, a fenced
+    ```json block, or the first one embedded in prose; None when there is none."""
     candidates = [text.strip(), *(m.group(1).strip() for m in _FENCE.finditer(text))]
     for candidate in candidates:
         try:
             value = json.loads(candidate)
         except ValueError:
             continue
-        if isinstance(value, dict):
+        if isinstance(value, want):
             return value
     decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
+    for match in re.finditer(r"\{" if want is dict else r"\[", text):
         try:
             value, _ = decoder.raw_decode(text, match.start())
         except ValueError:
             continue
-        if isinstance(value, dict):
+        if isinstance(value, want):
             return value
     return None
+
+
+def bracketed(text: str) -> list[str]:
+    """What a reply writes between double brackets (MT-bench's verdict format: [[A]]), each
+    stripped, in order."""
+    return [m.group(1).strip() for m in _BRACKETED.finditer(text)]
+
+
+def response_letter(index: int) -> str:
+    """The letter a page or a judge prompt calls the response at `index` of the display order
+    by: A, B, ... Z, then its number (27, 28...)."""
+    return chr(ord("A") + index) if index < 26 else str(index + 1)
+
+
+def shown_letters(shown: list[dict]) -> dict[str, str]:
+    """Letter → response id, for responses in display order."""
+    return {response_letter(i): r["id"] for i, r in enumerate(shown)}
+
+
+def id_of_letter(value: Any, letters: dict[str, str], field: str) -> str:
+    """The id of the response a judge names by its letter ("b", "Response B" are B too);
+    KindError listing the letters when it names none."""
+    named = isinstance(value, str | int) and not isinstance(value, bool)
+    key = re.sub(r"^RESPONSE\s+", "", str(value).strip().upper()) if named else ""
+    if key not in letters:
+        raise KindError(field, f"{value!r} is not a response letter ({', '.join(letters)})")
+    return letters[key]
+
+
+def closed_object(properties: dict) -> dict:
+    """A JSON Schema object with these properties, every one required and no other: what
+    OpenAI's strict structured output accepts (an optional field is one that may be null)."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def reply_text(value: Any) -> str:
+    """A free-text field of a judge's reply (a rationale): text, or "" for anything else."""
+    return value.strip() if isinstance(value, str) else ""
 
 
 def require_dict(value: Any, field: str) -> dict:

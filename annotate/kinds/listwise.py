@@ -7,6 +7,7 @@ in a random order.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .aggregate import aggregate_rankings, flat_ranking
@@ -14,14 +15,22 @@ from .base import (
     Kind,
     KindError,
     LabelInputError,
+    bracketed,
     check_text,
+    closed_object,
     count_responses,
+    extract_json,
+    id_of_letter,
     int_or_none,
     reject_unknown,
     require_dict,
     require_int,
     response_ids,
+    shown_letters,
 )
+
+# A ranking written out, as judges fall back to: "C > A = B > D" (best first, "=" a tie).
+_WRITTEN = re.compile(r"^\s*\w+(?:\s*[>=]\s*\w+)+\s*$")
 
 
 class Listwise(Kind):
@@ -34,6 +43,24 @@ class Listwise(Kind):
     objective = "listwise"
     scores_responses = True
     training_unit = "lists"
+    # Pass 1 shows a shuffle seeded by the item (the base class's judge_order): a ranking that
+    # follows the order shown is caught when the two passes disagree.
+    judge_passes = 2
+    judge_template = (
+        "Rank the {{ responses|length }} responses to the user's request below from best to "
+        "worst.\n\n"
+        "[User request]\n{{ prompt }}\n\n"
+        "{% if reference %}[Reference answer]\n{{ reference }}\n\n{% endif %}"
+        "{% for r in responses %}[Response {{ r.letter }}]\n{{ r.text }}\n[End of response "
+        "{{ r.letter }}]\n\n{% endfor %}"
+        "{% if guidelines %}[Guidelines]\n{{ guidelines }}\n\n{% endif %}"
+        'Reply with JSON: {"ranking": the letters of all {{ responses|length }} responses '
+        "({% for r in responses %}{{ r.letter }}{% if not forloop.last %}, {% endif %}"
+        "{% endfor %}), best first"
+        "{% if allow_ties %}, responses of equal quality together as one nested list of "
+        "their letters{% endif %}, "
+        '"rationale": one or two sentences}.'
+    )
 
     def clean_config(self, config: dict) -> dict:
         config = self.with_defaults(config)
@@ -146,10 +173,68 @@ class Listwise(Kind):
             for entry in label.get("ranking", [])
         )
 
+    # Judges: letters in the reply, ids in the label (a listwise label names responses by id,
+    # so display and item terms are the same). A reply is JSON or, failing that, [[C > A = B]].
+
+    def judge_context(self, shown: list[dict], config: dict) -> dict:
+        return {"allow_ties": config["allow_ties"]}
+
+    def judge_schema(self, shown: list[dict], config: dict) -> dict:
+        letter = {"type": "string", "enum": list(shown_letters(shown))}
+        entry = letter
+        if config["allow_ties"]:
+            entry = {"anyOf": [letter, {"type": "array", "items": letter}]}
+        return closed_object(
+            {"ranking": {"type": "array", "items": entry}, "rationale": {"type": "string"}}
+        )
+
+    def parse_judge_output(self, text: str, shown: list[dict], config: dict) -> dict:
+        letters = shown_letters(shown)
+        data = extract_json(text)
+        if data is not None and "ranking" in data:
+            ranking = data["ranking"]
+            if isinstance(ranking, str) and _WRITTEN.match(ranking):
+                ranking = _written_ranking(ranking)
+            if not isinstance(ranking, list) or not ranking:
+                raise KindError("ranking", f"expected a list of letters, got {ranking!r}")
+            return {"ranking": _ranking_ids(ranking, letters)}
+        written = {"".join(b.split()).upper() for b in bracketed(text) if _WRITTEN.match(b)}
+        if len(written) > 1:
+            raise KindError("ranking", f"the reply writes several rankings ({sorted(written)})")
+        if written:
+            return {"ranking": _ranking_ids(_written_ranking(written.pop()), letters)}
+        raise KindError("ranking", 'no JSON object with a "ranking" and no [[C > A = B]]')
+
+    def label_from_scores(
+        self, scores: list[float], shown: list[dict], config: dict, tie_margin: float
+    ) -> dict:
+        """Best score first. Where the project allows ties, a response joins the tied group
+        above it when its score is within `tie_margin` of that group's best: every two
+        responses of a group are within the margin of each other."""
+        order = sorted(zip(scores, response_ids(shown), strict=True), key=lambda p: -p[0])
+        groups: list[tuple[float, list[str]]] = []
+        for score, rid in order:
+            if groups and config["allow_ties"] and groups[-1][0] - score <= tie_margin:
+                groups[-1][1].append(rid)
+            else:
+                groups.append((score, [rid]))
+        return {"ranking": flat_ranking([group for _, group in groups])}
+
+    def label_from_aggregate(self, answer, responses: list[dict], config: dict) -> dict | None:
+        """The aggregate ranking; None when it ties responses that the project does not let a
+        ranking tie (the labels cancel out: they decide no order between them)."""
+        if answer is None:
+            return None
+        ranking = answer["ranking"]
+        if not config["allow_ties"] and any(isinstance(e, list) for e in ranking):
+            return None
+        return {"ranking": ranking}
+
     # Gold, aggregation, import, training.
 
     def gold_matches(self, label: dict, gold: dict) -> bool:
-        return label.get("ranking") == gold.get("ranking")
+        # The order inside a tied group is the order it was shown in: it says nothing.
+        return ranking_key(label.get("ranking")) == ranking_key(gold.get("ranking"))
 
     def aggregate(self, labels: list[dict], responses: list[dict], config: dict) -> tuple:
         """Answer: {"ranking": a canonical ranking (ties as nested lists), "scores":
@@ -194,6 +279,36 @@ def rank_groups(ranking: list) -> list[list[int]]:
 def ranking_indices(ranking: list) -> list:
     """The same ranking as one list of indices, best first; a tie group in its order."""
     return [i for group in rank_groups(ranking) for i in group]
+
+
+def ranking_key(ranking: Any) -> tuple | None:
+    """A canonical ranking as its tied groups, each a set: equal for the same ranking whatever
+    the order inside a tie."""
+    if not isinstance(ranking, list):
+        return None
+    return tuple(frozenset(e) if isinstance(e, list) else frozenset([e]) for e in ranking)
+
+
+def _written_ranking(text: str) -> list:
+    """ "C > A = B" as ["C", ["A", "B"]]."""
+    groups = [[t.strip() for t in part.split("=")] for part in text.split(">")]
+    return [group[0] if len(group) == 1 else group for group in groups]
+
+
+def _ranking_ids(ranking: list, letters: dict[str, str]) -> list:
+    """A reply's ranking of letters as one of ids; a group of one (as in [["B"], ["A", "C"]])
+    is that response alone. Whether it ranks every response once is clean_label's."""
+    ids = []
+    for position, entry in enumerate(ranking):
+        field = f"ranking[{position}]"
+        if isinstance(entry, list):
+            group = [id_of_letter(e, letters, field) for e in entry]
+            if not group:
+                raise KindError(field, "is an empty group")
+            ids.append(group if len(group) > 1 else group[0])
+        else:
+            ids.append(id_of_letter(entry, letters, field))
+    return ids
 
 
 def _response_id(entry, ids: list[str], field: str) -> str:

@@ -7,6 +7,7 @@ one response and stored in the canonical shape.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .aggregate import mean_ratings
@@ -15,13 +16,20 @@ from .base import (
     KindError,
     LabelInputError,
     Vocabulary,
+    bracketed,
+    closed_object,
     count_responses,
+    extract_json,
+    id_of_letter,
     int_or_none,
     optional_str,
     reject_unknown,
+    reply_text,
     require_dict,
     require_int,
     response_ids,
+    response_letter,
+    shown_letters,
     words,
 )
 
@@ -45,6 +53,25 @@ class Ratings(Kind):
     DEFAULT_CONFIG = {"aspects": DEFAULT_ASPECTS, "scale": DEFAULT_SCALE}
     shuffled = True
     objective = "ratings"
+    judge_template = (
+        "Rate {% if responses|length > 1 %}each response{% else %}the response{% endif %} to "
+        "the user's request below on every aspect listed, with a whole number from "
+        "{{ scale.min }} to {{ scale.max }}.\n\n"
+        "[User request]\n{{ prompt }}\n\n"
+        "{% if reference %}[Reference answer]\n{{ reference }}\n\n{% endif %}"
+        "{% for r in responses %}[Response {{ r.letter }}]\n{{ r.text }}\n[End of response "
+        "{{ r.letter }}]\n\n{% endfor %}"
+        "[Aspects]\n{% for a in aspects %}- {{ a.name }}"
+        "{% if a.description %}: {{ a.description }}{% endif %}\n{% endfor %}\n"
+        "[Scale]\n{{ scale.min }} to {{ scale.max }}"
+        "{% for p in scale_points %}\n{{ p.value }}: {{ p.label }}{% endfor %}\n\n"
+        "{% if guidelines %}[Guidelines]\n{{ guidelines }}\n\n{% endif %}"
+        'Reply with JSON: {"ratings": an object with an entry for every response ('
+        '{% for r in responses %}"{{ r.letter }}"{% if not forloop.last %}, {% endif %}'
+        "{% endfor %}), each an object with a score for every aspect ("
+        '{% for a in aspects %}"{{ a.name }}"{% if not forloop.last %}, {% endif %}'
+        '{% endfor %}), "rationale": one or two sentences}.'
+    )
 
     def clean_config(self, config: dict) -> dict:
         config = self.with_defaults(config)
@@ -150,6 +177,78 @@ class Ratings(Kind):
         scores = [s for r in (label.get("responses") or {}).values() for s in r["aspects"].values()]
         return f"mean {sum(scores) / len(scores):.1f}" if scores else ""
 
+    # Judges: letters in the reply, ids in the label (display and item terms are the same). A
+    # reply is JSON; a bare {letter: {aspect: score}} and, for one response rated on one
+    # aspect, MT-bench's "Rating: [[4]]" are read as well. Its one rationale is every
+    # response's: the label keeps a rationale per response only.
+
+    def judge_context(self, shown: list[dict], config: dict) -> dict:
+        scale = config["scale"]
+        points = [
+            {"value": v, "label": scale["labels"][str(v)]}
+            for v in range(scale["min"], scale["max"] + 1)
+            if str(v) in scale["labels"]
+        ]
+        return {"aspects": config["aspects"], "scale": scale, "scale_points": points}
+
+    def judge_schema(self, shown: list[dict], config: dict) -> dict:
+        low, high = config["scale"]["min"], config["scale"]["max"]
+
+        def scores() -> dict:
+            score = {"type": "integer", "minimum": low, "maximum": high}
+            return closed_object({a["name"]: dict(score) for a in config["aspects"]})
+
+        return closed_object(
+            {
+                "ratings": closed_object({letter: scores() for letter in shown_letters(shown)}),
+                "rationale": {"type": "string"},
+            }
+        )
+
+    def parse_judge_output(self, text: str, shown: list[dict], config: dict) -> dict:
+        letters = shown_letters(shown)
+        data = extract_json(text)
+        if data is not None and "ratings" in data:
+            ratings, rationale = data["ratings"], reply_text(data.get("rationale"))
+        elif data and all(_is_letter(key, letters) for key in data):
+            ratings, rationale = data, ""
+        else:
+            ratings, rationale = self._bracketed_score(text, shown, config), text.strip()
+        ratings = require_dict(ratings, "ratings")
+        aspects = Vocabulary([a["name"] for a in config["aspects"]], "config.aspects")
+        rated: dict[str, dict] = {}
+        for letter, scores in ratings.items():
+            field = f"ratings.{letter}"
+            rid = id_of_letter(letter, letters, field)
+            if rid in rated:
+                raise KindError(field, "rates a response a second time")
+            rated[rid] = {
+                "aspects": _judge_scores(require_dict(scores, field), field, aspects, config),
+                "rationale": rationale,
+            }
+        return {"responses": rated}
+
+    def _bracketed_score(self, text: str, shown: list[dict], config: dict) -> dict:
+        scores = {b for b in bracketed(text) if b.isdecimal()}
+        if len(shown) == 1 and len(config["aspects"]) == 1 and len(scores) == 1:
+            return {response_letter(0): {config["aspects"][0]["name"]: int(scores.pop())}}
+        if len(scores) > 1:
+            raise KindError("ratings", f"the reply gives several scores ({sorted(scores)})")
+        raise KindError("ratings", 'no JSON object with "ratings" ({letter: {aspect: score}})')
+
+    def label_from_aggregate(self, answer, responses: list[dict], config: dict) -> dict | None:
+        """The mean score of each response and aspect rounded to a point of the scale (half
+        up: 3.5 is 4); None when one has no score."""
+        names = [a["name"] for a in config["aspects"]]
+        rated = {}
+        for rid in response_ids(responses):
+            means = (answer or {}).get(rid, {})
+            if any(name not in means for name in names):
+                return None
+            scores = {name: math.floor(means[name] + 0.5) for name in names}
+            rated[rid] = {"aspects": scores, "rationale": ""}
+        return {"responses": rated}
+
     # Aggregation and training.
 
     def aggregate(self, labels: list[dict], responses: list[dict], config: dict) -> tuple:
@@ -174,6 +273,30 @@ class Ratings(Kind):
                     raise KindError(where, f"aspect {aspect!r} is not one of {aspects}")
                 if value is not None and not isinstance(value, int | float):
                     raise KindError(where, f"rating {aspect!r} must be a number, got {value!r}")
+
+
+def _is_letter(key: str, letters: dict[str, str]) -> bool:
+    try:
+        id_of_letter(key, letters, "ratings")
+    except KindError:
+        return False
+    return True
+
+
+def _judge_scores(scores: dict, field: str, aspects: Vocabulary, config: dict) -> dict:
+    """A reply's {aspect: score} for one response, aspects in the config's spelling; KindError
+    for an aspect the project lacks or a score off the scale."""
+    low, high = config["scale"]["min"], config["scale"]["max"]
+    cleaned: dict[str, int] = {}
+    for key, score in scores.items():
+        name = aspects.canonical(key, f"{field}.{key}", "an aspect of this project")
+        if name in cleaned:
+            raise KindError(f"{field}.{key}", f"rates {name!r} a second time")
+        # 4.0 is 4; 4.5 is no point of the scale, and require_int says so.
+        if isinstance(score, float) and score.is_integer():
+            score = int(score)
+        cleaned[name] = require_int(score, f"{field}.{key}", low, high)
+    return cleaned
 
 
 def _clean_rating(rating, field: str, config: dict) -> dict:
