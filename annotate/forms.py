@@ -9,6 +9,7 @@ from django.conf import settings
 
 from .importing import human_bytes
 from .kinds import LabelInputError, get_kind
+from .kinds.base import response_letter
 from .models import Kind, Role
 
 
@@ -158,7 +159,7 @@ def kind_context(
         html = render_markdown(r["text"], images=images)
         # Text shown as plain text needs no raw copy (half the page for a 1 MB response).
         raw = None if is_plain_text(html) else render_raw(r["text"])
-        shown.append({"letter": _letter(i), "response": r, "html": html, "raw": raw})
+        shown.append({"letter": response_letter(i), "response": r, "html": html, "raw": raw})
     context = kind.form_context(shown, config, responses, values, errors)
     return {
         **context,
@@ -169,11 +170,7 @@ def kind_context(
 
 def letter_of(responses: list[dict]) -> dict[str, str]:
     """Response id → the letter the page calls it by (A, B, ... in display order)."""
-    return {r["id"]: _letter(i) for i, r in enumerate(responses)}
-
-
-def _letter(index: int) -> str:
-    return chr(ord("A") + index) if index < 26 else str(index + 1)
+    return {r["id"]: response_letter(i) for i, r in enumerate(responses)}
 
 
 def label_summary(kind: str, label: dict, letters: dict[str, str]) -> str:

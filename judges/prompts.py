@@ -8,13 +8,12 @@ admin's template can name variables and loop, but not run code.
 from __future__ import annotations
 
 import hashlib
-import string
 from typing import Any
 
 from django.template import Context, Engine, TemplateSyntaxError
 
 from annotate.kinds import get_kind
-from annotate.kinds.base import Kind
+from annotate.kinds.base import Kind, response_letter
 
 from .clients.base import Pass
 
@@ -81,7 +80,12 @@ def build(judge, item, pass_index: int) -> Pass:
     context = {
         "prompt": prompt_text(item.prompt),
         "responses": [
-            {"letter": letter(i), "id": r["id"], "text": r["text"], "model": r.get("model", "")}
+            {
+                "letter": response_letter(i),
+                "id": r["id"],
+                "text": r["text"],
+                "model": r.get("model", ""),
+            }
             for i, r in enumerate(shown)
         ],
         "reference": reference(item) if judge.use_reference else "",
@@ -101,12 +105,6 @@ def build(judge, item, pass_index: int) -> Pass:
         prompt=item.prompt,
         shown=shown,
     )
-
-
-def letter(i: int) -> str:
-    """A, B, ..., Z, then AA, AB, ... (a listwise item may have more than 26 responses)."""
-    letters = string.ascii_uppercase
-    return letters[i] if i < 26 else letters[i // 26 - 1] + letters[i % 26]
 
 
 def prompt_text(prompt: Any) -> str:

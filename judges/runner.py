@@ -99,7 +99,7 @@ class _Worker:
     def __init__(self, run: JudgeRun, judge: Judge, holder: str):
         self.run, self.judge, self.holder = run, judge, holder
         self.kind = get_kind(run.project.kind)
-        # Renewed at every heartbeat; it must outlast a heartbeat interval and a reward model's batch.
+        # Renewed at each heartbeat: it must outlast a heartbeat interval and a reward model batch.
         self.lease_s = max(settings.JUDGES_LEASE_S, settings.JUDGES_HEARTBEAT_S * 3)
         cls = client_class(judge.backend)
         self.client = cls(_settings(judge))

@@ -12,7 +12,7 @@ import pytest
 
 from annotate.models import Annotation, Judge
 from judges import services
-from judges.models import Judgment, JudgeRun, Verdict
+from judges.models import JudgeRun, Judgment, Verdict
 from rewards import services as rewards_services
 from rewards.models import TrainingRun
 

@@ -160,7 +160,9 @@ def test_transient_errors_are_retried_after_the_servers_retry_after(
     project, llm_server, eager_celery
 ):
     items(project, 1)
-    llm_server.script(Answer.rate_limited("0.2"), Answer.server_error(500), Answer.json_verdict("A"))
+    llm_server.script(
+        Answer.rate_limited("0.2"), Answer.server_error(500), Answer.json_verdict("A")
+    )
     run = start(project, [judge_for(project, llm_server, passes=1)])
     assert run.status == JudgeRun.Status.DONE, run.error
     judgment = Judgment.objects.get()
@@ -239,13 +241,11 @@ def test_requests_per_minute_hold_across_calls(project, llm_server, eager_celery
     assert RateWindow.objects.get(judge=judge, minute=window).requests == 2
 
 
-def test_a_run_whose_worker_died_resumes_without_judging_twice(
-    project, llm_server, eager_celery, settings
-):
+def test_a_run_whose_worker_died_resumes_without_judging_twice(project, llm_server, monkeypatch):
     llm_server.respond = knows_the_answer
     items(project, 3)
     judge = judge_for(project, llm_server)
-    settings.CELERY_TASK_ALWAYS_EAGER = False  # plan only
+    monkeypatch.setattr(services, "enqueue", lambda run: None)  # plan only
     run = services.run_start(project=project, judges=[judge], selection="all")
     # A worker judged the first item's two passes, then died holding the rest and all slots.
     dead, past = "dead@host:1", timezone.now() - timedelta(seconds=5)
@@ -266,8 +266,8 @@ def test_a_run_whose_worker_died_resumes_without_judging_twice(
     assert not JudgeSlot.objects.exclude(holder="").exists()
 
 
-def test_selection_plans_only_what_it_names_and_never_twice(project, llm_server, settings):
-    settings.CELERY_TASK_ALWAYS_EAGER = False
+def test_selection_plans_only_what_it_names_and_never_twice(project, llm_server, monkeypatch):
+    monkeypatch.setattr(services, "enqueue", lambda run: None)  # plan only
     made = items(project, 4)
     AnnotationFactory(item=made[0])
     judge = judge_for(project, llm_server)

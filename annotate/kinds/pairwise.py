@@ -19,6 +19,7 @@ from .base import (
     KindError,
     LabelInputError,
     check_text,
+    closed_object,
     count_responses,
     extract_json,
     int_or_none,
@@ -152,16 +153,13 @@ class Pairwise(Kind):
 
     def judge_schema(self, shown: list[dict], config: dict) -> dict:
         choices = ["A", "B", "tie"] if config["allow_tie"] else ["A", "B"]
-        return {
-            "type": "object",
-            "properties": {
+        return closed_object(
+            {
                 "choice": {"type": "string", "enum": choices},
                 "strength": {"type": ["integer", "null"], "minimum": 1, "maximum": 3},
                 "rationale": {"type": "string"},
-            },
-            "required": ["choice", "rationale"],
-            "additionalProperties": False,
-        }
+            }
+        )
 
     def parse_judge_output(self, text: str, shown: list[dict], config: dict) -> dict:
         data = extract_json(text)
