@@ -126,12 +126,6 @@ def acquire_slots(judge: Judge, holder: str, wanted: int, lease_s: float) -> int
     return len(free)
 
 
-def renew_slots(judge_id: int, holder: str, lease_s: float) -> None:
-    JudgeSlot.objects.filter(judge_id=judge_id, holder=holder).update(
-        leased_until=timezone.now() + timedelta(seconds=lease_s)
-    )
-
-
 def release_slots(judge_id: int, holder: str) -> None:
     JudgeSlot.objects.filter(judge_id=judge_id, holder=holder).update(holder="", leased_until=None)
 

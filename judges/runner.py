@@ -126,38 +126,30 @@ class _Worker:
     # Feeding ---------------------------------------------------------------------------------
 
     def _work_threads(self) -> None:
-        slots = 0
-        while not slots:
-            self._beat()
-            slots = limits.acquire_slots(
-                self.judge, self.holder, self.judge.max_concurrency, self.lease_s
-            )
-            if not slots and not self._pending_left():
-                return
-            if not slots:
-                time.sleep(1.0)
+        # A fair share of the judge's slots to start with, then at each heartbeat as many more
+        # as are free (a peer finished or died): concurrency stays bounded across all workers.
+        share = -(-self.judge.max_concurrency // max(settings.JUDGES_TASKS_PER_RUN, 1))
         tasks: queue.Queue[_Task | None] = queue.Queue()
-        threads = [
-            threading.Thread(target=self._thread, args=(tasks,), name=f"judge-{self.judge.pk}-{i}")
-            for i in range(slots)
-        ]
-        for thread in threads:
-            thread.start()
+        threads: list[threading.Thread] = []
+        self._beat()
+        self._grow(threads, tasks, share)
         try:
             while not self.stop:
-                self._beat()
-                if tasks.qsize() >= slots:
+                if self._beat():
+                    self._grow(threads, tasks, self.judge.max_concurrency)
+                if not threads:
+                    if not self._pending_left():
+                        break
+                    time.sleep(0.5)
+                    continue
+                if tasks.qsize() >= len(threads):
                     time.sleep(0.02)
                     continue
-                claimed = self._claim(slots * 2)
+                claimed = self._claim(len(threads) * 2)
                 for task in claimed:
                     tasks.put(task)
                 if not claimed:
-                    if (
-                        tasks.qsize() == 0
-                        and self._idle(threads, tasks)
-                        and not self._pending_left()
-                    ):
+                    if tasks.unfinished_tasks == 0 and not self._pending_left():
                         break
                     time.sleep(0.2)
         finally:
@@ -166,8 +158,13 @@ class _Worker:
             for thread in threads:
                 thread.join()
 
-    def _idle(self, threads, tasks) -> bool:
-        return tasks.unfinished_tasks == 0
+    def _grow(self, threads: list, tasks: queue.Queue, wanted: int) -> None:
+        held = limits.acquire_slots(self.judge, self.holder, wanted, self.lease_s)
+        while len(threads) < held:
+            name = f"judge-{self.judge.pk}-{len(threads)}"
+            thread = threading.Thread(target=self._thread, args=(tasks,), name=name)
+            thread.start()
+            threads.append(thread)
 
     def _thread(self, tasks: queue.Queue) -> None:
         try:
@@ -228,20 +225,21 @@ class _Worker:
             run=self.run, judge=self.judge, status=Judgment.Status.PENDING
         ).exists()
 
-    def _beat(self) -> None:
-        """Every few seconds: extend this worker's leases, and stop if the run did."""
+    def _beat(self) -> bool:
+        """Every few seconds: extend this worker's leases, and stop if the run did. Whether it
+        beat (the caller then leases free slots, which also renews the ones it holds)."""
         if time.monotonic() - self.last_beat < settings.JUDGES_HEARTBEAT_S:
-            return
+            return False
         self.last_beat = time.monotonic()
         now = timezone.now()
         JudgeRun.objects.filter(pk=self.run.pk).update(heartbeat_at=now)
-        limits.renew_slots(self.judge.pk, self.holder, self.lease_s)
         Judgment.objects.filter(
             run=self.run, claimed_by=self.holder, status=Judgment.Status.PENDING
         ).update(claimed_until=now + timedelta(seconds=self.lease_s))
         status = JudgeRun.objects.filter(pk=self.run.pk).values_list("status", flat=True).first()
         if status not in JudgeRun.ACTIVE:
             self.stop = f"the run is {status}"
+        return True
 
     # One pass --------------------------------------------------------------------------------
 
