@@ -139,6 +139,7 @@ def report(judge: Judge, version: str | None = None) -> dict:
         "version": version,
         "current_version": prompts.version(judge, kind),
         "versions": versions,
+        "other_versions": [v for v in versions if v["version"] != version],
         "counts": counts,
         "metrics": metrics,
         "checks": checks,
