@@ -261,10 +261,10 @@ def _kappa(pairs: list[tuple]) -> dict:
     name = "Cohen's κ with the human majority (A / B / tie)"
     if not pairs:
         return _metric(name, None, 0, kind="coefficient")
-    try:
-        from sklearn.metrics import cohen_kappa_score
-    except ImportError:
-        return _metric(name, None, len(pairs), kind="coefficient", note="needs scikit-learn")
+    from sklearn.metrics import (
+        cohen_kappa_score,
+    )  # imported here: the web process starts without it
+
     judge, humans = zip(*pairs, strict=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # one category only: 0/0, read as nan below
@@ -367,10 +367,8 @@ def _versus(name: str, wins: list[tuple[bool, bool]], anchor: Anchor | None) -> 
 
 
 def _listwise(cases: list[_Case], kind: Kind) -> tuple[dict, dict]:
-    try:
-        from scipy.stats import kendalltau
-    except ImportError:
-        kendalltau = None
+    from scipy.stats import kendalltau  # imported here: the web process starts without it
+
     taus, top1, undefined = [], [], 0
     for c in cases:
         if c.label is None:
@@ -378,7 +376,7 @@ def _listwise(cases: list[_Case], kind: Kind) -> tuple[dict, dict]:
         answer, _ = kind.aggregate(c.humans, c.item.responses, c.item.project.config)
         judged, human = _groups(c.label["ranking"]), _groups(answer["ranking"])
         top1.append(set(judged[0]) == set(human[0]))
-        tau = _kendall(kendalltau, c.item.responses, judged, human) if kendalltau else None
+        tau = _kendall(kendalltau, c.item.responses, judged, human)
         if tau is None:
             undefined += 1
         else:
@@ -390,7 +388,7 @@ def _listwise(cases: list[_Case], kind: Kind) -> tuple[dict, dict]:
             sum(taus) / len(taus) if taus else None,
             len(taus),
             kind="coefficient",
-            note=note if kendalltau else "needs scipy",
+            note=note,
         ),
         "top1_agreement": _metric(
             "Top-1 agreement (same best response or tied group)",
