@@ -16,5 +16,6 @@ urlpatterns = [
     path("api/v1/", include("feedback_api.dataset_urls")),
     path("", include("feedback_api.dataset_page_urls")),
     path("", include("rewards.urls")),
+    path("", include("judges.urls")),
     path("admin/", admin.site.urls),
 ]

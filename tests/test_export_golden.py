@@ -154,7 +154,9 @@ def project_with_data(kind: str, users):
         slug=f"golden-{kind}",
         config=get_kind(kind).clean_config(config),
     )
-    judge = Judge.objects.create(project=project, name="judge-ü", backend="openai_compat", model_name="m")
+    judge = Judge.objects.create(
+        project=project, name="judge-ü", backend="openai_compat", model_name="m"
+    )
     fill(project, users, judge)
     return project
 

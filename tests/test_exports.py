@@ -233,7 +233,9 @@ def test_chat_prompts_make_every_row_conversational(project, tmp_path):
 
 @pytest.fixture
 def judge(project):
-    return Judge.objects.create(project=project, name="gpt-judge", backend="openai_compat", model_name="m")
+    return Judge.objects.create(
+        project=project, name="gpt-judge", backend="openai_compat", model_name="m"
+    )
 
 
 def test_source_filter_picks_human_judge_or_both(project, tmp_path, judge):
