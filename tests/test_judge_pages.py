@@ -362,3 +362,22 @@ def test_run_list_shows_the_projects_runs_only(client, alice, run, bob_project):
     response, body = _page(client, alice, f"/projects/{SLUG}/judge-runs/")
     assert list(response.context["runs"]) == [run]
     assert "gpt" in body
+
+
+def test_list_pages_cost_the_same_queries_for_more_rows(
+    client, alice, project, judge, django_assert_max_num_queries
+):
+    def runs_and_judges(n):
+        for _ in range(n):
+            other = JudgeFactory(project=project)
+            JudgeRun.objects.create(project=project, selection="all").judges.set([judge, other])
+
+    client.force_login(alice)
+    runs_and_judges(1)
+    with django_assert_max_num_queries(20) as few:
+        client.get(f"/projects/{SLUG}/judge-runs/")
+        client.get(f"/projects/{SLUG}/judges/")
+    runs_and_judges(5)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        client.get(f"/projects/{SLUG}/judge-runs/")
+        client.get(f"/projects/{SLUG}/judges/")
