@@ -302,6 +302,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a "status" with its own choices: each enum is named after its model.
+    "ENUM_NAME_OVERRIDES": {
+        # Imports' and dataset versions' statuses, named as before the judges came.
+        "StatusEnum": "annotate.models.ImportJob.Status",
+        "JudgeRunStatusEnum": "judges.models.JudgeRun.Status",
+        "JudgmentStatusEnum": "judges.models.Judgment.Status",
+        "VerdictStatusEnum": "judges.models.Verdict.Status",
+    },
 }
 
 if not DEBUG:

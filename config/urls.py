@@ -14,7 +14,9 @@ urlpatterns = [
     path("health/", health.health, name="health"),
     path("api/v1/", include("feedback_api.urls")),
     path("api/v1/", include("feedback_api.dataset_urls")),
+    path("api/v1/", include("judges.api_urls")),
     path("", include("feedback_api.dataset_page_urls")),
     path("", include("rewards.urls")),
+    path("", include("judges.urls")),
     path("admin/", admin.site.urls),
 ]

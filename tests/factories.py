@@ -113,3 +113,20 @@ def api(user=None) -> APIClient:
     if user is not None:
         client.force_authenticate(user)
     return client
+
+
+class JudgeFactory(factory.django.DjangoModelFactory):
+    """An OpenAI-compatible judge of a project, with a budget and its key's variable name."""
+
+    class Meta:
+        model = "annotate.Judge"
+
+    project = factory.SubFactory(ProjectFactory)
+    name = factory.Sequence(lambda n: f"judge-{n}")
+    backend = "openai_compat"
+    model_name = "gpt-test"
+    base_url = "https://llm.example.com/v1"
+    api_key_env = "PREFHUB_TEST_JUDGE_KEY"
+    price_in_per_mtok = 1
+    price_out_per_mtok = 2
+    budget_usd = 5
