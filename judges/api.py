@@ -9,7 +9,8 @@ read; admins configure, run and cancel; only admins ever get a judge's api_key_e
 from __future__ import annotations
 
 from django.http import Http404
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import api_view, parser_classes
 from rest_framework.exceptions import ValidationError
@@ -22,7 +23,7 @@ from annotate.models import Judge, Project, Role
 from feedback_api.pagination import IdCursorPagination
 from feedback_api.views import ID, errors
 
-from . import selectors, services
+from . import calibration, selectors, services
 from .models import JudgeRun
 from .prompts import PromptError
 from .serializers import (
@@ -172,6 +173,25 @@ def judge_preview(request, slug, pk):
     except PromptError as exc:
         raise _invalid(exc) from None
     return Response(PreviewSerializer({"item": item.external_id, "passes": passes}).data)
+
+
+@extend_schema(
+    operation_id="judges_calibration",
+    parameters=[
+        ID,
+        OpenApiParameter("version", str, description="A prompt version (default: the latest)."),
+    ],
+    responses={200: OpenApiTypes.OBJECT, **errors(401, 403, 404)},
+    description="The judge's calibration report against the human labels (judges.calibration): "
+    "agreement with and without ties, Cohen's kappa, position consistency, flip rate, "
+    "first-position wins, length bias, self-preference, each with n and its published anchor, "
+    "and whether it is fit to label alone, with the reasons (researchers and admins).",
+)
+@api_view(["GET"])
+def judge_calibration(request, slug, pk):
+    project = project_for_user(request.user, slug, Role.RESEARCHER)
+    judge = _get_judge(project, pk)
+    return Response(calibration.report(judge, request.query_params.get("version") or None))
 
 
 # Runs ---------------------------------------------------------------------------------------

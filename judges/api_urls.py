@@ -21,6 +21,11 @@ urlpatterns = [
         api.judge_preview,
         name="judge-preview",
     ),
+    path(
+        "projects/<slug:slug>/judges/<db_id:pk>/calibration/",
+        api.judge_calibration,
+        name="judge-calibration",
+    ),
     path("projects/<slug:slug>/judge-runs/", api.RunListView.as_view(), name="run-list"),
     path("projects/<slug:slug>/judge-runs/<db_id:pk>/", api.run_detail, name="run-detail"),
     path("projects/<slug:slug>/judge-runs/<db_id:pk>/cancel/", api.run_cancel, name="run-cancel"),

@@ -13,6 +13,11 @@ urlpatterns = [
     path("projects/<slug:slug>/judges/", views.judge_list, name="list"),
     path("projects/<slug:slug>/judges/new/", views.judge_create, name="new"),
     path("projects/<slug:slug>/judges/<db_id:pk>/", views.judge_edit, name="edit"),
+    path(
+        "projects/<slug:slug>/judges/<db_id:pk>/calibration/",
+        views.judge_calibration,
+        name="calibration",
+    ),
     path("projects/<slug:slug>/judge-runs/", views.run_list, name="runs"),
     path("projects/<slug:slug>/judge-runs/new/", views.run_create, name="run-new"),
     path("projects/<slug:slug>/judge-runs/<db_id:pk>/", views.run_detail, name="run-detail"),

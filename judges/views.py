@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -18,7 +18,7 @@ from django.views.decorators.vary import vary_on_headers
 from annotate.access import can, project_for_user
 from annotate.models import Judge, Project, Role
 
-from . import selectors, services
+from . import calibration, selectors, services
 from .forms import JudgeForm, RunStartForm
 from .models import JudgeRun
 from .prompts import PromptError
@@ -133,6 +133,22 @@ def _add_error(form, exc) -> None:
 
 
 # Runs ---------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def judge_calibration(request, slug, pk):
+    """How the judge agrees with the humans on the items both labelled: the numbers an admin
+    reads before letting it label alone; ?version= picks a prompt version, ?format=csv downloads."""
+    project = project_for_user(request.user, slug, Role.RESEARCHER)
+    judge = _get_judge(project, pk)
+    report = calibration.report(judge, request.GET.get("version") or None)
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(calibration.report_csv(report), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="calibration-{judge.pk}.csv"'
+        return response
+    context = {"project": project, "judge": judge, "report": report}
+    return render(request, "judges/calibration.html", context)
 
 
 @login_required

@@ -11,7 +11,6 @@ from annotate.models import Judge, Role
 from judges.models import JudgeRun, Judgment, Verdict
 
 from .factories import ItemFactory, JudgeFactory, MembershipFactory, api
-from .judge_stubs import stub_backends  # noqa: F401
 from .test_api_schema import _nullable_as_json_schema
 
 BASE = "/api/v1/projects/alices-pairs"
@@ -231,7 +230,6 @@ def test_preview_renders_each_pass_of_the_named_item(alice, project, judge, conf
 # Runs ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("stub_backends")
 def test_starting_a_run_plans_items_times_passes(alice, project, judge, conforms):
     items = [ItemFactory(project=project, external_id=f"s{i}") for i in range(3)]
     body = {"judges": [judge.pk], "selection": "ids", "external_ids": ["s0", "s2"]}
@@ -245,7 +243,6 @@ def test_starting_a_run_plans_items_times_passes(alice, project, judge, conforms
     assert (progress["passes_total"], progress["passes_pending"]) == (4, 4)
 
 
-@pytest.mark.usefixtures("stub_backends")
 @pytest.mark.parametrize(
     ("body", "field"),
     [

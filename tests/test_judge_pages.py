@@ -11,7 +11,6 @@ from annotate.models import Judge, Role
 from judges.models import JudgeRun, Judgment, Verdict
 
 from .factories import ItemFactory, JudgeFactory, MembershipFactory
-from .judge_stubs import stub_backends  # noqa: F401
 
 SLUG = "alices-pairs"
 KEY_NAME = "PREFHUB_TEST_JUDGE_KEY"
@@ -98,8 +97,9 @@ PAGES = [
     ("get", f"/projects/{SLUG}/judge-runs/new/"),
     ("get", f"/projects/{SLUG}/judge-runs/{{run}}/"),
     ("post", f"/projects/{SLUG}/judge-runs/{{run}}/cancel/"),
+    ("get", f"/projects/{SLUG}/judges/{{judge}}/calibration/"),
 ]
-READ_ONLY = {0, 3, 5}
+READ_ONLY = {0, 3, 5, 7}
 
 
 @pytest.mark.parametrize(("index", "page"), list(enumerate(PAGES)))
@@ -269,7 +269,6 @@ def test_preview_of_an_unknown_item_says_so(client, alice, project):
 # Runs ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("stub_backends")
 def test_starting_a_run_plans_one_judgment_per_item_and_pass(client, alice, project, judge):
     items = [ItemFactory(project=project) for _ in range(3)]
     data = {"judges": [judge.pk], "selection": "all", "limit": "2"}
@@ -282,7 +281,6 @@ def test_starting_a_run_plans_one_judgment_per_item_and_pass(client, alice, proj
     assert (run.items, run.passes_total, run.created_by) == (2, 4, alice)
 
 
-@pytest.mark.usefixtures("stub_backends")
 def test_run_by_external_ids_needs_ids(client, alice, project, judge):
     ItemFactory(project=project, external_id="x1")
     data = {"judges": [judge.pk], "selection": "ids", "external_ids": ""}
@@ -295,7 +293,6 @@ def test_run_by_external_ids_needs_ids(client, alice, project, judge):
     assert JudgeRun.objects.get().passes_total == 2
 
 
-@pytest.mark.usefixtures("stub_backends")
 def test_run_of_a_judge_past_its_budget_is_refused(client, alice, project, judge):
     ItemFactory(project=project)
     judge.spent_usd = judge.budget_usd

@@ -280,3 +280,38 @@ def test_selection_plans_only_what_it_names_and_never_twice(project, llm_server,
     with pytest.raises(services.ServiceError) as error:
         start(project, [judge], "ids")
     assert error.value.field == "external_ids"
+
+
+def test_calibration_of_a_real_run_on_human_labelled_items(
+    project, llm_server, eager_celery, client, alice
+):
+    """Humans labelled 4 items (3 for the Paris answer, 1 for the other); the judge picks Paris
+    in both orders: agreement 3/4, no flips, first position wins half the passes."""
+    from annotate.models import Role
+
+    from .factories import MembershipFactory
+
+    MembershipFactory(project=project, user=alice, role=Role.RESEARCHER)
+    llm_server.respond = knows_the_answer
+    made = items(project, 4)
+    for n, item in enumerate(made):
+        good = "A" if item.responses[0]["id"] == "g" else "B"
+        other = "B" if good == "A" else "A"
+        AnnotationFactory(item=item, label={"choice": other if n == 3 else good, "strength": 1})
+    judge = judge_for(project, llm_server)
+    run = start(project, [judge], "human_labeled")
+    assert run.status == JudgeRun.Status.DONE and run.items == 4
+
+    client.force_login(alice)
+    url = f"/projects/{project.slug}/judges/{judge.pk}/calibration/"
+    page = client.get(url).content.decode()
+    assert "Not fit to label alone" in page  # 4 items are too few
+    api = client.get(f"/api/v1/projects/{project.slug}/judges/{judge.pk}/calibration/").json()
+    metrics = api["metrics"]
+    assert metrics["agreement_without_ties"]["value"] == 0.75
+    assert metrics["agreement_without_ties"]["n"] == 4
+    assert metrics["position_consistency"]["value"] == 1.0
+    assert metrics["flip_rate"]["value"] == 0.0
+    assert metrics["first_position_wins"]["value"] == 0.5
+    csv_text = client.get(url + "?format=csv").content.decode()
+    assert csv_text.startswith("judge,gpt,prompt version,")
