@@ -11,7 +11,7 @@ $BIN/python manage.py migrate --noinput -v0
 $BIN/python manage.py seed_demo
 
 trap 'trap - EXIT INT TERM; kill 0 2>/dev/null' EXIT INT TERM
-$BIN/celery -A config worker --loglevel=INFO --concurrency=2 -Q default,training &
+$BIN/celery -A config worker --loglevel=INFO --concurrency=2 -Q default,training,judges &
 $BIN/python manage.py runserver "$ADDR" &
 echo "Prefhub: open http://$ADDR/ and log in with a demo login above (Ctrl-C stops everything)."
 wait -n
