@@ -315,3 +315,81 @@ def test_calibration_of_a_real_run_on_human_labelled_items(
     assert metrics["first_position_wins"]["value"] == 0.5
     csv_text = client.get(url + "?format=csv").content.decode()
     assert csv_text.startswith("judge,gpt,prompt version,")
+
+
+def ranks_by_quality(request) -> Answer:
+    """A listwise judge free of position bias: ranks the shown responses by the digit in their
+    text (higher first), whatever order they are shown in; "2" and "2" tie."""
+    user = next(m["content"] for m in request.body["messages"] if m["role"] == "user")
+    shown = re.findall(r"\[Response ([A-Z])\]\nanswer of quality (\d)", user)
+    groups: dict[int, list[str]] = {}
+    for letter, quality in shown:
+        groups.setdefault(int(quality), []).append(letter)
+    ranking = [g if len(g) > 1 else g[0] for _, g in sorted(groups.items(), reverse=True)]
+    return Answer(text=json.dumps({"ranking": ranking, "rationale": "by quality"}))
+
+
+def test_a_listwise_item_is_judged_in_a_second_shuffled_order(llm_server, eager_celery):
+    project = ProjectFactory(slug="lists", kind="listwise")
+    llm_server.respond = ranks_by_quality
+    item = ItemFactory(
+        project=project,
+        responses=[
+            {"id": "w", "text": "answer of quality 1"},
+            {"id": "x", "text": "answer of quality 3"},
+            {"id": "y", "text": "answer of quality 2"},
+            {"id": "z", "text": "answer of quality 2"},
+        ],
+    )
+    run = start(project, [judge_for(project, llm_server)])
+    assert run.status == JudgeRun.Status.DONE, run.error
+    first, second = Judgment.objects.filter(item=item).order_by("pass_index")
+    assert first.order == ["w", "x", "y", "z"] and sorted(second.order) == first.order
+    assert second.order != first.order
+    verdict = Verdict.objects.get(item=item)
+    assert verdict.status == "agreed"
+    # The tie is kept as a group, whatever order each pass showed it in.
+    ranking = verdict.label["ranking"]
+    assert ranking[0] == "x" and sorted(ranking[1]) == ["y", "z"] and ranking[2] == "w"
+
+
+def test_spans_from_an_anthropic_judge_land_on_exact_offsets(llm_server, eager_celery):
+    project = ProjectFactory(slug="spans", kind="spans")
+    text = "Paris is the capital of France 🇫🇷. It has 90 million people, cafe\u0301s and more."
+    item = ItemFactory(project=project, responses=[{"id": "r", "text": text}])
+    reply = {
+        "spans": [
+            {
+                "response": "A",
+                "quote": "It has 90 million people",
+                "occurrence": None,
+                "label": "unverifiable",
+                "correction": "It has about 2 million people",
+            },
+            # Written in NFC by the judge; the response has NFD: found, offsets in the original.
+            {"response": "A", "quote": "caf\u00e9s", "occurrence": None, "label": "irrelevant"},
+        ],
+        "missing": "",
+    }
+    llm_server.script(Answer(text="Here is my analysis:\n```json\n" + json.dumps(reply) + "\n```"))
+    judge = services.judge_save(
+        project=project,
+        data={
+            "name": "claude",
+            "backend": "anthropic",
+            "model_name": "claude-x",
+            "base_url": llm_server.anthropic_url,
+            "structured_output": "none",
+        },
+    )
+    run = start(project, [judge])
+    assert run.status == JudgeRun.Status.DONE, run.error
+    request = llm_server.requests[-1]
+    assert request.path == "/v1/messages" and request.body["system"].startswith("You are")
+    spans = Verdict.objects.get(item=item).label["spans"]
+    assert [text[s["start"] : s["end"]] for s in spans] == [
+        "It has 90 million people",
+        "cafe\u0301s",
+    ]
+    assert spans[0]["correction"] == "It has about 2 million people"
+    assert Annotation.objects.get(source="judge").judge_model == "claude-x"
