@@ -17,7 +17,8 @@ from datetime import timedelta
 from decimal import ROUND_CEILING, Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from annotate.models import Judge
@@ -64,8 +65,18 @@ def settle(judge_id: int, reserved: Decimal, spent: Decimal) -> None:
     if reserved <= 0 and spent <= 0:
         return
     Judge.objects.filter(pk=judge_id).update(
-        reserved_usd=F("reserved_usd") - reserved, spent_usd=F("spent_usd") + spent
+        reserved_usd=Greatest(F("reserved_usd") - reserved, Value(Decimal(0))),
+        spent_usd=F("spent_usd") + spent,
     )
+
+
+def drop_dead_reservations(judge_id: int) -> None:
+    """Reservations of calls whose worker died are never settled: when no worker holds a live
+    call slot of the judge, no call is in flight, so nothing can be reserved."""
+    live = JudgeSlot.objects.filter(judge_id=judge_id, leased_until__gte=timezone.now())
+    Judge.objects.filter(pk=judge_id, reserved_usd__gt=0).exclude(
+        Exists(live.filter(judge_id=OuterRef("pk")))
+    ).update(reserved_usd=0)
 
 
 # Rate ------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from annotate.kinds import KindError, get_kind
@@ -77,10 +77,30 @@ def finish_if_done(run_id: int) -> str:
     run = JudgeRun.objects.get(pk=run_id)
     if run.finished or run.judgments.filter(status=Judgment.Status.PENDING).exists():
         return run.status
-    for item_id, judge_id, version in run.judgments.values_list(
-        "item_id", "judge_id", "prompt_version"
-    ).distinct():
-        write_verdict(run, item_id, Judge.objects.get(pk=judge_id), version)
+    # Verdicts a worker did not write (it died between a pass and its verdict): only for the
+    # (item, judge, version) that have none, then the juries' likewise.
+    judged = Verdict.objects.filter(
+        item_id=OuterRef("item_id"),
+        judge_id=OuterRef("judge_id"),
+        prompt_version=OuterRef("prompt_version"),
+    )
+    missing = (
+        run.judgments.exclude(Exists(judged))
+        .values_list("item_id", "judge_id", "prompt_version")
+        .distinct()
+    )
+    judges = {j.pk: j for j in run.judges.all()}
+    for item_id, judge_id, version in missing:
+        write_verdict(run, item_id, judges[judge_id], version)
+    kind = get_kind(run.project.kind)
+    for jury in (j for j in judges.values() if j.backend == "jury"):
+        have = Verdict.objects.filter(judge=jury, prompt_version=prompts.version(jury, kind))
+        for item_id in (
+            run.judgments.exclude(item_id__in=have.values("item_id"))
+            .values_list("item_id", flat=True)
+            .distinct()
+        ):
+            write_jury_verdict(run, item_id, jury)
     JudgeRun.objects.filter(pk=run_id, status=JudgeRun.Status.RUNNING).update(
         status=JudgeRun.Status.DONE, finished_at=timezone.now()
     )
@@ -109,6 +129,7 @@ class _Worker:
         self.last_beat = 0.0
 
     def work(self) -> None:
+        limits.drop_dead_reservations(self.judge.pk)
         try:
             if self.batch_size > 1:
                 self._work_batches()
@@ -273,12 +294,12 @@ class _Worker:
                 if self._parses(reply, p, task):
                     break
         except JudgeError as error:
-            limits.settle(self.judge.pk, reserved, spent)
             self._error(task.judgment, error)
             return
-        limits.settle(self.judge.pk, reserved, spent)
-        latency = time.monotonic() - started
-        self._store(task, p, replies, latency, spent, reserved)
+        finally:
+            # Whatever happened, the reservation goes and what was spent is counted.
+            limits.settle(self.judge.pk, reserved, spent)
+        self._store(task, p, replies, time.monotonic() - started, spent, reserved)
 
     def _parses(self, reply: Reply, p, task: _Task) -> bool:
         try:

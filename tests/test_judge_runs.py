@@ -257,12 +257,16 @@ def test_a_run_whose_worker_died_resumes_without_judging_twice(project, llm_serv
     Judgment.objects.filter(status="pending").update(claimed_by=dead, claimed_until=past)
     limits.acquire_slots(judge, dead, judge.max_concurrency, lease_s=0)
     JudgeRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=past)
+    # Its calls in flight had reserved money that nobody will settle.
+    Judge.objects.filter(pk=judge.pk).update(reserved_usd=Decimal("0.5"))
 
     status = runner.run_work(run.pk, "judges", worker="new@host")
     assert status == JudgeRun.Status.DONE
     assert Judgment.objects.filter(status="done").count() == 6
     assert llm_server.usage()["requests"] == 4  # only the passes that were not done
     assert Verdict.objects.count() == 3 and Annotation.objects.filter(source="judge").count() == 3
+    judge.refresh_from_db()
+    assert judge.reserved_usd == 0 and judge.spent_usd > 0
     # The new worker gave back its slots; the dead one's ran out with their lease.
     assert not JudgeSlot.objects.filter(holder__startswith="new@host").exists()
     assert not JudgeSlot.objects.filter(leased_until__gt=timezone.now()).exists()
