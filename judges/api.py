@@ -8,7 +8,6 @@ read; admins configure, run and cancel; only admins ever get a judge's api_key_e
 
 from __future__ import annotations
 
-from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
@@ -52,20 +51,6 @@ def _valid(serializer_class, data) -> dict:
 def _judge_body(request, project: Project, judge: Judge) -> dict:
     show_key = can(request.user, project, Role.ADMIN)
     return JudgeSerializer(judge, context={"show_key": show_key}).data
-
-
-def _get_judge(project: Project, pk: int | None) -> Judge:
-    judge = selectors.judge_get(project, pk)
-    if judge is None:
-        raise Http404("No such judge.")
-    return judge
-
-
-def _get_run(project: Project, pk: int | None) -> JudgeRun:
-    run = selectors.judge_run_get(project, pk)
-    if run is None:
-        raise Http404("No such judge run.")
-    return run
 
 
 def _judges_by_id(project: Project, ids: list[int], field: str) -> list[Judge]:
@@ -128,7 +113,7 @@ class JudgeDetailView(APIView):
     )
     def get(self, request, slug, pk):
         project = project_for_user(request.user, slug, Role.RESEARCHER)
-        return Response(_judge_body(request, project, _get_judge(project, pk)))
+        return Response(_judge_body(request, project, selectors.judge_or_404(project, pk)))
 
     @extend_schema(
         operation_id="judges_update",
@@ -139,7 +124,7 @@ class JudgeDetailView(APIView):
     )
     def patch(self, request, slug, pk):
         project = project_for_user(request.user, slug, Role.ADMIN)
-        judge = _save(request, project, _get_judge(project, pk))
+        judge = _save(request, project, selectors.judge_or_404(project, pk))
         return Response(_judge_body(request, project, judge))
 
 
@@ -155,7 +140,7 @@ class JudgeDetailView(APIView):
 @parser_classes([JSONParser])
 def judge_preview(request, slug, pk):
     project = project_for_user(request.user, slug, Role.RESEARCHER)
-    judge = _get_judge(project, pk)
+    judge = selectors.judge_or_404(project, pk)
     external_id = _valid(PreviewRequestSerializer, request.data).get("item", "")
     item = selectors.preview_item(project, external_id)
     if item is None:
@@ -190,7 +175,7 @@ def judge_preview(request, slug, pk):
 @api_view(["GET"])
 def judge_calibration(request, slug, pk):
     project = project_for_user(request.user, slug, Role.RESEARCHER)
-    judge = _get_judge(project, pk)
+    judge = selectors.judge_or_404(project, pk)
     return Response(calibration.report(judge, request.query_params.get("version") or None))
 
 
@@ -234,7 +219,7 @@ class RunListView(APIView):
             )
         except services.ServiceError as exc:
             raise _invalid(exc) from None
-        run = selectors.judge_run_get(project, run.pk)
+        run = selectors.judge_run_or_404(project, run.pk)
         return Response(RunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
@@ -247,7 +232,7 @@ class RunListView(APIView):
 @api_view(["GET"])
 def run_detail(request, slug, pk):
     project = project_for_user(request.user, slug, Role.RESEARCHER)
-    return Response(RunDetailSerializer(_get_run(project, pk)).data)
+    return Response(RunDetailSerializer(selectors.judge_run_or_404(project, pk)).data)
 
 
 @extend_schema(
@@ -261,7 +246,7 @@ def run_detail(request, slug, pk):
 @api_view(["POST"])
 def run_cancel(request, slug, pk):
     project = project_for_user(request.user, slug, Role.ADMIN)
-    run = services.run_cancel(run=_get_run(project, pk))
+    run = services.run_cancel(run=selectors.judge_run_or_404(project, pk))
     return Response(RunDetailSerializer(run).data)
 
 
@@ -276,7 +261,11 @@ class _RunRowsView(APIView):
 
     def get(self, request, slug, pk):
         project = project_for_user(request.user, slug, Role.RESEARCHER)
-        rows = self.rows(_get_run(project, pk)).select_related("item").defer("item__responses")
+        rows = (
+            self.rows(selectors.judge_run_or_404(project, pk))
+            .select_related("item")
+            .defer("item__responses")
+        )
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(self.serializer_class(page, many=True).data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db.models import Count, F, Q, QuerySet, Sum
+from django.http import Http404
 from django.utils import timezone
 
 from annotate.models import Item, Judge, Project
@@ -22,10 +23,12 @@ def judges_for(project: Project) -> QuerySet[Judge]:
     return Judge.objects.filter(project=project).prefetch_related("members").order_by("name")
 
 
-def judge_get(project: Project, pk: int | None) -> Judge | None:
-    if pk is None:
-        return None
-    return Judge.objects.filter(project=project, pk=pk).prefetch_related("members").first()
+def judge_or_404(project: Project, pk: int | None) -> Judge:
+    """The project's judge `pk`; Http404 (pages and API alike) when the project has none."""
+    judge = Judge.objects.filter(project=project, pk=pk).prefetch_related("members").first()
+    if pk is None or judge is None:
+        raise Http404("No such judge.")
+    return judge
 
 
 def judge_runs_for(project: Project) -> QuerySet[JudgeRun]:
@@ -37,15 +40,17 @@ def judge_runs_for(project: Project) -> QuerySet[JudgeRun]:
     )
 
 
-def judge_run_get(project: Project, pk: int | None) -> JudgeRun | None:
-    if pk is None:
-        return None
-    return (
+def judge_run_or_404(project: Project, pk: int | None) -> JudgeRun:
+    """The project's judge run `pk`; Http404 when the project has none."""
+    run = (
         JudgeRun.objects.filter(project=project, pk=pk)
         .select_related("project", "created_by")
         .prefetch_related("judges")
         .first()
     )
+    if pk is None or run is None:
+        raise Http404("No such judge run.")
+    return run
 
 
 def preview_item(project: Project, external_id: str = "") -> Item | None:

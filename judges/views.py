@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -25,20 +25,6 @@ from .prompts import PromptError
 
 # What judge_save and judge_preview refuse with: both name the field at fault.
 REFUSALS = (services.ServiceError, PromptError)
-
-
-def _get_judge(project: Project, pk: int | None) -> Judge:
-    judge = selectors.judge_get(project, pk)
-    if judge is None:
-        raise Http404("No such judge.")
-    return judge
-
-
-def _get_run(project: Project, pk: int | None) -> JudgeRun:
-    run = selectors.judge_run_get(project, pk)
-    if run is None:
-        raise Http404("No such judge run.")
-    return run
 
 
 # Judges -------------------------------------------------------------------------------------
@@ -68,7 +54,7 @@ def judge_create(request, slug):
 @require_http_methods(["GET", "POST"])
 def judge_edit(request, slug, pk):
     project = project_for_user(request.user, slug, Role.ADMIN)
-    return _judge_form(request, project, _get_judge(project, pk))
+    return _judge_form(request, project, selectors.judge_or_404(project, pk))
 
 
 def _judge_form(request, project: Project, judge: Judge | None):
@@ -141,7 +127,7 @@ def judge_calibration(request, slug, pk):
     """How the judge agrees with the humans on the items both labelled: the numbers an admin
     reads before letting it label alone; ?version= picks a prompt version, ?format=csv downloads."""
     project = project_for_user(request.user, slug, Role.RESEARCHER)
-    judge = _get_judge(project, pk)
+    judge = selectors.judge_or_404(project, pk)
     report = calibration.report(judge, request.GET.get("version") or None)
     if request.GET.get("format") == "csv":
         response = HttpResponse(calibration.report_csv(report), content_type="text/csv")
@@ -197,7 +183,7 @@ def run_create(request, slug):
 @vary_on_headers("HX-Request")
 def run_detail(request, slug, pk):
     project = project_for_user(request.user, slug, Role.RESEARCHER)
-    run = _get_run(project, pk)
+    run = selectors.judge_run_or_404(project, pk)
     context = {
         "project": project,
         "run": run,
@@ -214,7 +200,7 @@ def run_detail(request, slug, pk):
 @require_POST
 def run_cancel(request, slug, pk):
     project = project_for_user(request.user, slug, Role.ADMIN)
-    run = services.run_cancel(run=_get_run(project, pk))
+    run = services.run_cancel(run=selectors.judge_run_or_404(project, pk))
     if run.status == JudgeRun.Status.CANCELLED:
         messages.success(request, f"Judge run {run.pk} is cancelled; what was judged stays.")
     else:
