@@ -85,7 +85,7 @@ class JudgeForm(forms.Form):
         from rewards.selectors import scoring_models_for
 
         super().__init__(data, initial=_initial(judge) if judge is not None else None)
-        kind = get_kind(project.kind)
+        kind = self.kind = get_kind(project.kind)
         # The kind's default prompts, to edit from: the same text keeps the prompt version.
         self.fields["system_prompt"].initial = kind.judge_system
         self.fields["prompt_template"].initial = kind.judge_template
@@ -97,6 +97,18 @@ class JudgeForm(forms.Form):
         if judge is not None:
             others = others.exclude(pk=judge.pk)
         self.fields["members"].queryset = others.order_by("name")
+
+    def clean_system_prompt(self) -> str:
+        return self._prompt("system_prompt", self.kind.judge_system)
+
+    def clean_prompt_template(self) -> str:
+        return self._prompt("prompt_template", self.kind.judge_template)
+
+    def _prompt(self, name: str, default: str) -> str:
+        # Browsers send a textarea's lines as CRLF: the untouched default must stay the default
+        # (same prompt version, and empty so that it follows the kind) and prompts use LF.
+        text = self.cleaned_data[name].replace("\r\n", "\n")
+        return "" if text.strip() == default.strip() else text
 
     def data_for_service(self) -> dict:
         """The cleaned values as judges.services.judge_save takes them."""

@@ -176,6 +176,26 @@ def test_admin_creates_a_judge(client, alice, project):
     assert judge.passes is None and judge.requests_per_minute is None
 
 
+def test_the_untouched_default_prompt_a_browser_sends_back_stays_the_default(
+    client, alice, project
+):
+    """Browsers send a textarea's lines as CRLF: the prefilled default comes back as such."""
+    from annotate.kinds import get_kind
+
+    kind = get_kind(project.kind)
+    crlf = {
+        "system_prompt": kind.judge_system.replace("\n", "\r\n"),
+        "prompt_template": kind.judge_template.replace("\n", "\r\n"),
+    }
+    url = f"/projects/{SLUG}/judges/new/"
+    assert _page(client, alice, url, "post", _form(**crlf))[0].status_code == 302
+    judge = Judge.objects.get(name="claude")
+    assert (judge.system_prompt, judge.prompt_template) == ("", "")
+    mine = _form(name="mine", prompt_template="Q:\r\n{{ prompt }}\r\n")
+    assert _page(client, alice, url, "post", mine)[0].status_code == 302
+    assert Judge.objects.get(name="mine").prompt_template == "Q:\n{{ prompt }}"
+
+
 def test_admin_edits_a_judge(client, alice, judge):
     data = _form(name="gpt", backend="openai_compat", model_name="gpt-5", api_key_env=KEY_NAME)
     response, _ = _page(client, alice, f"/projects/{SLUG}/judges/{judge.pk}/", "post", data)
