@@ -171,7 +171,7 @@ def run_create(request, slug):
         except services.ServiceError as exc:
             _add_error(form, exc)
         else:
-            messages.success(request, f"Judge run {run.pk} is queued: {run.passes_total} passes.")
+            messages.success(request, f"Judge run {run.pk} started: {run.passes_total} passes.")
             return redirect("judges:run-detail", slug=project.slug, pk=run.pk)
     context = {"project": project, "form": form}
     return render(request, "judges/run_new.html", context, status=400 if form.errors else 200)
