@@ -218,8 +218,9 @@ IMPORT_MAX_BYTES = envint("IMPORT_MAX_BYTES", str(1024 * 1024 * 1024))
 IMPORT_ASYNC_BYTES = envint("IMPORT_ASYNC_BYTES", str(2 * 1024 * 1024))
 IMPORT_BATCH_SIZE = envint("IMPORT_BATCH_SIZE", "2000")
 
-# Celery. The default broker needs no server: kombu's filesystem transport under var/broker (the
-# host is ignored; naming one keeps kombu from warning on every connection).
+# Celery. The default broker needs no server: kombu's filesystem transport under var/broker, made
+# safe for several processes by config/broker.py (registered in config/celery.py). The host is
+# ignored; naming one keeps kombu from warning on every connection.
 CELERY_BROKER_URL = os.getenv("CELERY_BROKER_URL", "filesystem://localhost/")
 CELERY_RESULT_BACKEND = os.getenv("CELERY_RESULT_BACKEND", f"file://{VAR_DIR / 'celery-results'}")
 
