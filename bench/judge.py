@@ -200,6 +200,65 @@ class Worker:
         self.process.wait(timeout=10)
 
 
+class CPU:
+    """CPU seconds used during a run: the workers' process trees, this database's PostgreSQL
+    backends (read from /proc while they live, sampled), this process (the LLM server and the
+    polling), and the whole machine's busy share (/proc/stat)."""
+
+    def __init__(self, workers: list[Worker]):
+        from django.db import connection
+
+        self.workers = workers
+        self.seen: dict[int, float] = {}  # pid -> last CPU seconds read
+        self.database = connection.settings_dict["NAME"]
+        self.own = time.process_time()
+        self.machine = _machine_times()
+        self.started = time.monotonic()
+        self.sample()
+        self.base = dict(self.seen)
+
+    def sample(self) -> None:
+        import psutil
+        from django.db import connection
+
+        pids = []
+        for worker in self.workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                main = psutil.Process(worker.process.pid)
+                pids += [("w", p.pid) for p in [main, *main.children(recursive=True)]]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [self.database],
+            )
+            pids += [("pg", pid) for (pid,) in cursor.fetchall()]
+        for kind, pid in pids:
+            with contextlib.suppress(OSError, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                self.seen[(kind, pid)] = (int(fields[11]) + int(fields[12])) / os.sysconf(
+                    "SC_CLK_TCK"
+                )
+
+    def totals(self) -> dict:
+        used = {"w": 0.0, "pg": 0.0}
+        for key, seconds in self.seen.items():
+            used[key[0]] += seconds - self.base.get(key, 0.0)
+        busy, total = (b - a for a, b in zip(self.machine, _machine_times(), strict=True))
+        return {
+            "cpu_worker": used["w"],
+            "cpu_pg": used["pg"],
+            "cpu_bench": time.process_time() - self.own,
+            "machine_busy": busy / total if total else 0.0,
+        }
+
+
+def _machine_times() -> tuple[int, int]:
+    """(busy, total) jiffies of every CPU since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
 def respond(request):
     """The judge's answer: the response that starts with GOOD, or a tie when both or none do."""
     from tests.llm_server import Answer
@@ -258,11 +317,14 @@ def judge_run(args, scenario: str, env: dict, tmp: Path) -> dict:
     from tests.llm_server import LLMServer
 
     server = LLMServer(latency=args.latency, jitter=args.jitter, respond=respond).start()
+    # A killed worker's connections reset under the server's handlers: not worth a traceback.
+    server._httpd.handle_error = lambda request, address: None
     workers = [Worker(f"{scenario}-1", env, tmp, args.worker_concurrency)]
     try:
         project, judge = make_project(scenario, args.items, args.concurrency, server.openai_url)
         workers[0].wait_ready()
         load = os.getloadavg()[0]
+        cpu = CPU(workers)
         planned = time.time()
         run = services.run_start(project=project, judges=[judge], selection="all")
         t0 = time.time()  # committed: the work tasks are on the broker
@@ -271,6 +333,7 @@ def judge_run(args, scenario: str, env: dict, tmp: Path) -> dict:
         while True:
             pending = Judgment.objects.filter(run=run, status="pending").count()
             state = JudgeRun.objects.filter(pk=run.pk).values("status", "heartbeat_at").get()
+            cpu.sample()
             if state["status"] not in JudgeRun.ACTIVE:
                 break
             done = run.passes_total - pending
@@ -286,6 +349,7 @@ def judge_run(args, scenario: str, env: dict, tmp: Path) -> dict:
             ):
                 kill["restart"] = time.time()
                 workers.append(Worker(f"{scenario}-2", env, tmp, args.worker_concurrency))
+                cpu.workers = workers
                 workers[1].wait_ready()
                 kill["ready"] = time.time()
             if time.monotonic() > deadline:
@@ -294,8 +358,15 @@ def judge_run(args, scenario: str, env: dict, tmp: Path) -> dict:
                 )
             time.sleep(0.1)
         time.sleep(0.5)  # a second work task may still be writing its last verdicts
+        cpu.sample()
         result = measure(run, judge, server, t0, kill, workers[-1].name)
-        return {**result, "scenario": scenario, "plan_s": t0 - planned, "load": load}
+        return {
+            **result,
+            "scenario": scenario,
+            "plan_s": t0 - planned,
+            "load": load,
+            **cpu.totals(),
+        }
     finally:
         for worker in workers:
             worker.stop()
@@ -336,14 +407,16 @@ def measure(run, judge, server, t0: float, kill: dict, last_worker: str) -> dict
     usage = server.usage()
     accounted = sum(r["extra"].get("parse_attempts", 1) for r in done)
     # Requests sent more than once: the same messages (an item in one order) seen again.
-    seen: dict[str, int] = {}
+    seen: set[str] = set()
+    resent = []
     for request in list(server.requests):
         key = json.dumps(request.body["messages"])
-        seen[key] = seen.get(key, 0) + 1
-    resent = [key for key, n in seen.items() for _ in range(n - 1)]
-    answer_tokens = _count_tokens(respond_text())
-    resent_in = sum(_count_tokens([None, json.loads(key)]) for key in resent)
-    resent_out = answer_tokens * len(resent)
+        if key in seen:
+            resent.append(request)
+        seen.add(key)
+    # What the server counted for them (tests/llm_server.py's rule: system + messages, answer).
+    resent_in = sum(_count_tokens([None, r.body["messages"]]) for r in resent)
+    resent_out = sum(_count_tokens(respond(r).text) for r in resent)
     tokens_in = sum(r["tokens_in"] for r in done)
     tokens_out = sum(r["tokens_out"] for r in done)
     cost_rows = sum((r["cost_usd"] for r in done), Decimal(0))
@@ -393,12 +466,6 @@ def measure(run, judge, server, t0: float, kill: dict, last_worker: str) -> dict
     }
 
 
-def respond_text() -> str:
-    from tests.llm_server import Answer
-
-    return Answer.json_verdict("A").text
-
-
 def print_runs(args, results: list[dict]) -> None:
     bound = args.concurrency / args.latency
     print(
@@ -412,12 +479,15 @@ def print_runs(args, results: list[dict]) -> None:
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for r in results:
+        per = lambda seconds: f"{seconds * 1000 / r['passes']:.1f}"  # noqa: B023, E731
         live = r["seconds"] - r["dead_s"]
         rate, rate_live = r["done"] / r["seconds"], r["done"] / live
         print(
             f"| {r['scenario']} | {r['passes']:,} | {r['seconds']:.2f} | {rate:.1f} | "
             f"{rate_live:.1f} | {r['dead_s']:.2f} | {rate_live / bound:.2f} | {rate / bound:.2f} | "
-            f"{r['last_pass_s']:.2f} | {r['p50_ms']} / {r['p95_ms']} | {r['load']:.2f} |"
+            f"{r['last_pass_s']:.2f} | {r['p50_ms']} / {r['p95_ms']} | "
+            f"{per(r['cpu_worker'])} / {per(r['cpu_pg'])} / {per(r['cpu_bench'])} | "
+            f"{r['machine_busy']:.0%} | {r['load']:.2f} |"
         )
     print(
         "\n| run | lost (pending / missing) | failed | dup verdicts / annotations | verdicts | "
