@@ -33,7 +33,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from annotate.kinds import KindError, get_kind
@@ -77,10 +77,28 @@ def finish_if_done(run_id: int) -> str:
     run = JudgeRun.objects.get(pk=run_id)
     if run.finished or run.judgments.filter(status=Judgment.Status.PENDING).exists():
         return run.status
-    for item_id, judge_id, version in run.judgments.values_list(
-        "item_id", "judge_id", "prompt_version"
-    ).distinct():
-        write_verdict(run, item_id, Judge.objects.get(pk=judge_id), version)
+    # Only the verdicts a killed worker left unwritten: trying every item again took longer
+    # than judging them (a query per item, and an INSERT that fails on the unique key).
+    judges = Judge.objects.in_bulk(run.judges.values_list("pk", flat=True))
+    written = Verdict.objects.filter(
+        item=OuterRef("item"), judge=OuterRef("judge"), prompt_version=OuterRef("prompt_version")
+    )
+    for item_id, judge_id, version in (
+        run.judgments.exclude(Exists(written))
+        .values_list("item_id", "judge_id", "prompt_version")
+        .distinct()
+    ):
+        write_verdict(run, item_id, judges[judge_id], version)
+    kind = get_kind(run.project.kind)
+    for jury in (j for j in judges.values() if j.backend == "jury"):
+        have = Verdict.objects.filter(judge=jury, prompt_version=prompts.version(jury, kind))
+        for item_id in (
+            run.judgments.filter(judge__in=jury.members.all())
+            .exclude(item__in=have.values("item"))
+            .values_list("item_id", flat=True)
+            .distinct()
+        ):
+            write_jury_verdict(run, item_id, jury)
     JudgeRun.objects.filter(pk=run_id, status=JudgeRun.Status.RUNNING).update(
         status=JudgeRun.Status.DONE, finished_at=timezone.now()
     )
@@ -99,7 +117,8 @@ class _Worker:
     def __init__(self, run: JudgeRun, judge: Judge, holder: str):
         self.run, self.judge, self.holder = run, judge, holder
         self.kind = get_kind(run.project.kind)
-        # Renewed at every heartbeat; it must outlast a heartbeat interval and a reward model's batch.
+        # Renewed at every heartbeat: it must outlast a heartbeat interval and a reward model's
+        # batch.
         self.lease_s = max(settings.JUDGES_LEASE_S, settings.JUDGES_HEARTBEAT_S * 3)
         cls = client_class(judge.backend)
         self.client = cls(_settings(judge))
