@@ -96,7 +96,8 @@ def finish_if_done(run_id: int) -> str:
     for jury in (j for j in judges.values() if j.backend == "jury"):
         have = Verdict.objects.filter(judge=jury, prompt_version=prompts.version(jury, kind))
         for item_id in (
-            run.judgments.exclude(item_id__in=have.values("item_id"))
+            run.judgments.filter(judge__in=jury.members.all())
+            .exclude(item_id__in=have.values("item_id"))
             .values_list("item_id", flat=True)
             .distinct()
         ):
