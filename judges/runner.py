@@ -27,7 +27,7 @@ import random
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
@@ -40,7 +40,7 @@ from annotate.kinds import KindError, get_kind
 from annotate.models import Annotation, Item, Judge
 
 from . import limits, prompts
-from .clients import JudgeError, Reply, Settings, client_class
+from .clients import JudgeError, Pass, Reply, Settings, client_class
 from .models import JudgeRun, Judgment, Verdict
 
 logger = logging.getLogger(__name__)
@@ -90,8 +90,11 @@ def finish_if_done(run_id: int) -> str:
         .distinct()
     )
     judges = {j.pk: j for j in run.judges.all()}
+    by_judge: dict[int, set] = {}
     for item_id, judge_id, version in missing:
-        write_verdict(run, item_id, judges[judge_id], version)
+        by_judge.setdefault(judge_id, set()).add((item_id, version))
+    for judge_id, keys in by_judge.items():
+        write_verdicts(run, judges[judge_id], keys)
     kind = get_kind(run.project.kind)
     for jury in (j for j in judges.values() if j.backend == "jury"):
         have = Verdict.objects.filter(judge=jury, prompt_version=prompts.version(jury, kind))
@@ -112,10 +115,37 @@ def finish_if_done(run_id: int) -> str:
 class _Task:
     judgment: Judgment
     item: Item
+    call: Pass | None = None
+    reserved: Decimal = Decimal(0)  # set aside for the first call, before it is handed out
+
+
+@dataclass
+class _Result:
+    """What a thread hands back: the replies, or the error, or nothing (skipped: the run
+    stopped before it was sent). The main thread writes it."""
+
+    task: _Task
+    replies: list[Reply] = field(default_factory=list)
+    label: dict | None = None
+    error: JudgeError | None = None
+    latency: float = 0.0
+    spent: Decimal = Decimal(0)
+    reserved: Decimal = Decimal(0)
+    skipped: bool = False
+
+
+# Judgment fields a finished pass writes.
+FINISHED_FIELDS = [
+    "status", "label", "error", "raw_output", "order", "response_model", "tokens_in",
+    "tokens_out", "cost_usd", "latency_ms", "attempts", "extra", "finished_at", "claimed_until",
+]  # fmt: skip
 
 
 class _Worker:
-    """One judge's passes of one run, in this process."""
+    """One judge's passes of one run, in this process. The threads only call the backend and
+    parse; this thread claims, builds and reserves a batch at a time, and writes the results
+    a batch at a time (one UPDATE per batch, verdicts in bulk): the database work per pass is a
+    fraction of a query, whatever the concurrency."""
 
     def __init__(self, run: JudgeRun, judge: Judge, holder: str):
         self.run, self.judge, self.holder = run, judge, holder
@@ -127,7 +157,11 @@ class _Worker:
         self.priced = cls.priced
         self.batch_size = cls.batch_size
         self.stop: str | None = None
+        # Set when a call's worst case no longer fits the budget: nothing more is claimed, the
+        # calls already paid for are finished, then the run fails with this message.
+        self.budget_reached: str | None = None
         self.last_beat = 0.0
+        self.results: queue.Queue[_Result] = queue.Queue()
 
     def work(self) -> None:
         limits.drop_dead_reservations(self.judge.pk)
@@ -137,6 +171,7 @@ class _Worker:
             else:
                 self._work_threads()
         finally:
+            self._flush()
             self.client.close()
             limits.release_slots(self.judge.pk, self.holder)
             Judgment.objects.filter(
@@ -159,21 +194,28 @@ class _Worker:
             while not self.stop:
                 if self._beat():
                     self._grow(threads, tasks, self.judge.max_concurrency)
+                self._flush()
                 if not threads:
                     if not self._pending_left():
                         break
                     time.sleep(0.5)
                     continue
                 if tasks.qsize() >= len(threads):
-                    time.sleep(0.02)
+                    time.sleep(0.01)
                     continue
-                claimed = self._claim(len(threads) * 2)
+                if self.budget_reached:
+                    if tasks.unfinished_tasks == 0 and self.results.empty():
+                        self._fail_run(self.budget_reached)
+                    time.sleep(0.05)
+                    continue
+                claimed = self._plan(self._claim(len(threads) * 2))
                 for task in claimed:
                     tasks.put(task)
                 if not claimed:
-                    if tasks.unfinished_tasks == 0 and not self._pending_left():
+                    idle = tasks.unfinished_tasks == 0 and self.results.empty()
+                    if idle and not self._pending_left():
                         break
-                    time.sleep(0.2)
+                    time.sleep(0.05)
         finally:
             for _ in threads:
                 tasks.put(None)
@@ -192,11 +234,11 @@ class _Worker:
         try:
             while (task := tasks.get()) is not None:
                 try:
-                    if not self.stop:
-                        self._one(task)
-                except Exception:
+                    self.results.put(self._call(task))
+                except Exception as error:  # a bug must not lose the pass or its reservation
                     logger.exception("judge %s: pass %s", self.judge.pk, task.judgment.pk)
-                    self._retry(task.judgment, "internal error (see the worker log)", None)
+                    failure = JudgeError(f"internal error: {error!r}", permanent=False)
+                    self.results.put(_Result(task, error=failure, reserved=task.reserved))
                 finally:
                     tasks.task_done()
             tasks.task_done()
@@ -206,22 +248,25 @@ class _Worker:
     def _work_batches(self) -> None:
         while not self.stop:
             self._beat()
-            claimed = self._claim(self.batch_size)
+            if self.budget_reached:
+                self._fail_run(self.budget_reached)
+                return
+            claimed = self._plan(self._claim(self.batch_size))
             if not claimed:
                 if not self._pending_left():
                     return
                 time.sleep(0.5)
                 continue
-            built = [self._build(task) for task in claimed]
-            ready = [(t, p) for t, p in zip(claimed, built, strict=True) if p is not None]
             started = time.monotonic()
-            replies = self.client.judge_many([p for _, p in ready])
-            latency = (time.monotonic() - started) / max(len(ready), 1)
-            for (task, p), reply in zip(ready, replies, strict=True):
+            replies = self.client.judge_many([t.call for t in claimed])
+            latency = (time.monotonic() - started) / len(claimed)
+            for task, reply in zip(claimed, replies, strict=True):
                 if isinstance(reply, JudgeError):
-                    self._error(task.judgment, reply)
+                    self.results.put(_Result(task, error=reply, latency=latency))
                 else:
-                    self._store(task, p, [reply], latency, Decimal(0), Decimal(0))
+                    label = self._label_or_none(reply, task)
+                    self.results.put(_Result(task, [reply], label, latency=latency))
+            self._flush()
 
     def _claim(self, n: int) -> list[_Task]:
         now = timezone.now()
@@ -241,6 +286,38 @@ class _Worker:
         rows = list(Judgment.objects.filter(pk__in=ids).order_by("id"))
         items = Item.objects.select_related("project").in_bulk([r.item_id for r in rows])
         return [_Task(r, items[r.item_id]) for r in rows]
+
+    def _plan(self, claimed: list[_Task]) -> list[_Task]:
+        """Build each pass's call and set aside its worst-case cost, for the batch at once;
+        near the end of the budget one by one, and what does not fit is given back."""
+        for task in claimed:
+            try:
+                task.call = prompts.build(self.judge, task.item, task.judgment.pass_index)
+            except prompts.PromptError as error:
+                self._fail_run(f"{self.judge.name}: {error}")
+                self._give_back(claimed)
+                return []
+        if not self.priced or not claimed:
+            return claimed
+        worst = [
+            limits.worst_case_cost(self.judge, t.call.messages, t.call.schema) for t in claimed
+        ]
+        if limits.reserve(self.judge.pk, sum(worst, Decimal(0))):
+            for task, amount in zip(claimed, worst, strict=True):
+                task.reserved = amount
+            return claimed
+        for at, (task, amount) in enumerate(zip(claimed, worst, strict=True)):
+            if not limits.reserve(self.judge.pk, amount):
+                self._give_back(claimed[at:])
+                self._out_of_budget()
+                return claimed[:at]
+            task.reserved = amount
+        return claimed
+
+    def _give_back(self, tasks: list[_Task]) -> None:
+        Judgment.objects.filter(
+            pk__in=[t.judgment.pk for t in tasks], claimed_by=self.holder
+        ).update(claimed_by="", claimed_until=None)
 
     def _pending_left(self) -> bool:
         return Judgment.objects.filter(
@@ -263,56 +340,49 @@ class _Worker:
             self.stop = f"the run is {status}"
         return True
 
-    # One pass --------------------------------------------------------------------------------
+    # One pass, in a thread: no database but the rate window and a retry's reservation ---------
 
-    def _build(self, task: _Task):
-        try:
-            return prompts.build(self.judge, task.item, task.judgment.pass_index)
-        except prompts.PromptError as error:
-            self._fail_run(f"{self.judge.name}: {error}")
-            return None
-
-    def _one(self, task: _Task) -> None:
-        p = self._build(task)
-        if p is None:
-            return
-        replies: list[Reply] = []
-        reserved = spent = Decimal(0)
+    def _call(self, task: _Task) -> _Result:
+        result = _Result(task, reserved=task.reserved)
+        if self.stop:
+            result.skipped = True
+            return result
+        p = task.call
         started = time.monotonic()
         try:
-            for _ in range(2):  # a reply that does not parse is asked once more
-                worst = limits.worst_case_cost(self.judge, p.messages, p.schema)
+            for attempt in range(2):  # a reply that does not parse is asked once more
+                if attempt:
+                    worst = limits.worst_case_cost(self.judge, p.messages, p.schema)
+                    if self.priced and not limits.reserve(self.judge.pk, worst):
+                        break  # no budget to ask again: kept as unparseable
+                    result.reserved += worst if self.priced else 0
                 self._wait_rate(limits.input_tokens_bound(p.messages) // 4 + self.judge.max_tokens)
-                if self.priced and not limits.reserve(self.judge.pk, worst):
-                    self._out_of_budget(task.judgment)
-                    return
-                reserved += worst if self.priced else 0
                 reply = self.client.judge(p)
-                replies.append(reply)
-                spent += (
-                    limits.cost(self.judge, reply.tokens_in, reply.tokens_out) if self.priced else 0
-                )
-                if self._parses(reply, p, task):
+                result.replies.append(reply)
+                if self.priced:
+                    result.spent += limits.cost(self.judge, reply.tokens_in, reply.tokens_out)
+                result.label = self._label_or_none(reply, task)
+                if result.label is not None:
                     break
         except JudgeError as error:
-            self._error(task.judgment, error)
-            return
-        finally:
-            # Whatever happened, the reservation goes and what was spent is counted.
-            limits.settle(self.judge.pk, reserved, spent)
-        self._store(task, p, replies, time.monotonic() - started, spent, reserved)
+            result.error = error
+            if error.permanent:
+                # The other threads send nothing more; the flush fails the run with the message.
+                self.stop = self.stop or f"{self.judge.name}: {error.message}"
+        result.latency = time.monotonic() - started
+        return result
 
-    def _parses(self, reply: Reply, p, task: _Task) -> bool:
+    def _label_or_none(self, reply: Reply, task: _Task) -> dict | None:
         try:
-            self._label(reply, p, task)
-            return True
+            return self._label(reply, task)
         except KindError:
-            return False
+            return None
 
-    def _label(self, reply: Reply, p, task: _Task) -> dict:
+    def _label(self, reply: Reply, task: _Task) -> dict:
+        p, responses = task.call, task.item.responses
         label = self.kind.parse_judge_output(reply.text, p.shown, p.config)
-        label = self.kind.judge_label_to_item(label, p.shown, task.item.responses)
-        return self.kind.clean_label(label, task.item.responses, p.config)
+        label = self.kind.judge_label_to_item(label, p.shown, responses)
+        return self.kind.clean_label(label, responses, p.config)
 
     def _wait_rate(self, tokens: int) -> None:
         while (wait := limits.take_rate(self.judge, tokens)) > 0:
@@ -320,36 +390,61 @@ class _Worker:
                 raise JudgeError("the run stopped", permanent=False)
             time.sleep(min(wait, 5.0))
 
-    def _store(self, task: _Task, p, replies: list[Reply], latency: float, spent, reserved) -> None:
-        j = task.judgment
-        last = replies[-1]
-        try:
-            label, error, status = self._label(last, p, task), "", Judgment.Status.DONE
-        except KindError as e:
-            label, error, status = None, f"unparseable reply: {e}", Judgment.Status.FAILED
-        raw = (
+    # Writing, a batch at a time, in this thread -----------------------------------------------
+
+    def _flush(self) -> None:
+        batch: list[_Result] = []
+        while True:
+            try:
+                batch.append(self.results.get_nowait())
+            except queue.Empty:
+                break
+        if not batch:
+            return
+        limits.settle(
+            self.judge.pk,
+            sum((r.reserved for r in batch), Decimal(0)),
+            sum((r.spent for r in batch), Decimal(0)),
+        )
+        finished = [self._finished(r) for r in batch if not r.skipped and r.error is None]
+        if finished:
+            Judgment.objects.filter(claimed_by=self.holder, status="pending").bulk_update(
+                finished, FINISHED_FIELDS, batch_size=500
+            )
+        self._give_back([r.task for r in batch if r.skipped])
+        for r in batch:
+            if r.error is not None:
+                self._error(r.task.judgment, r.error)
+        write_verdicts(self.run, self.judge, {(j.item_id, j.prompt_version) for j in finished})
+
+    def _finished(self, r: _Result) -> Judgment:
+        j, last = r.task.judgment, r.replies[-1]
+        j.status = Judgment.Status.DONE if r.label is not None else Judgment.Status.FAILED
+        j.label = r.label
+        j.error = "" if r.label is not None else f"unparseable reply: {self._why(last, r.task)}"
+        j.raw_output = (
             last.text
-            if len(replies) == 1
-            else "\n\n---- retry ----\n\n".join(r.text for r in replies)
+            if len(r.replies) == 1
+            else "\n\n---- retry ----\n\n".join(x.text for x in r.replies)
         )
-        written = Judgment.objects.filter(pk=j.pk, claimed_by=self.holder, status="pending").update(
-            status=status,
-            label=label,
-            error=error,
-            raw_output=raw,
-            order=[r["id"] for r in p.shown],
-            response_model=last.model,
-            tokens_in=sum(r.tokens_in for r in replies),
-            tokens_out=sum(r.tokens_out for r in replies),
-            cost_usd=spent,
-            latency_ms=round(latency * 1000),
-            attempts=j.attempts + len(replies),
-            extra={**last.extra, "parse_attempts": len(replies)},
-            finished_at=timezone.now(),
-            claimed_until=None,
-        )
-        if written:
-            write_verdict(self.run, j.item_id, self.judge, j.prompt_version)
+        j.order = [x["id"] for x in r.task.call.shown]
+        j.response_model = last.model
+        j.tokens_in = sum(x.tokens_in for x in r.replies)
+        j.tokens_out = sum(x.tokens_out for x in r.replies)
+        j.cost_usd = r.spent
+        j.latency_ms = round(r.latency * 1000)
+        j.attempts += len(r.replies)
+        j.extra = {**last.extra, "parse_attempts": len(r.replies)}
+        j.finished_at = timezone.now()
+        j.claimed_until = None
+        return j
+
+    def _why(self, reply: Reply, task: _Task) -> str:
+        try:
+            self._label(reply, task)
+        except KindError as error:
+            return str(error)
+        return "no label"
 
     def _error(self, j: Judgment, error: JudgeError) -> None:
         if error.permanent:
@@ -372,7 +467,7 @@ class _Worker:
                 finished_at=timezone.now(),
                 error=f"gave up after {attempts} attempts: {message}",
             )
-            write_verdict(self.run, j.item_id, self.judge, j.prompt_version)
+            write_verdicts(self.run, self.judge, {(j.item_id, j.prompt_version)})
             return
         backoff = retry_after if retry_after is not None else min(60.0, 2.0**attempts)
         backoff *= random.uniform(1.0, 1.25)
@@ -384,12 +479,9 @@ class _Worker:
             not_before=timezone.now() + timedelta(seconds=backoff),
         )
 
-    def _out_of_budget(self, j: Judgment) -> None:
-        Judgment.objects.filter(pk=j.pk, claimed_by=self.holder).update(
-            claimed_by="", claimed_until=None
-        )
+    def _out_of_budget(self) -> None:
         judge = Judge.objects.get(pk=self.judge.pk)
-        self._fail_run(
+        self.budget_reached = (
             f"{judge.name}: budget reached (spent ${judge.spent_usd:.4f} of ${judge.budget_usd:.2f}"
             f", ${judge.reserved_usd:.4f} reserved by calls in flight)"
         )
@@ -430,44 +522,67 @@ def _model_dir(judge: Judge) -> str:
 # Verdicts --------------------------------------------------------------------------------------
 
 
-def write_verdict(run: JudgeRun, item_id: int, judge: Judge, version: str) -> Verdict | None:
-    """The judge's verdict on the item once every pass is finished (None before, or when one
-    exists): agreed passes also write the Annotation. Then the verdicts of juries it sits on."""
+def write_verdicts(run: JudgeRun, judge: Judge, keys: set[tuple[int, str]]) -> int:
+    """The judge's verdicts on the (item, prompt version) pairs whose passes are all finished
+    and that have none yet, in bulk: agreed passes also write the Annotation. Then the verdicts
+    of the juries it sits on in this run. How many were written."""
+    if not keys:
+        return 0
     kind = get_kind(run.project.kind)
-    rows = list(
-        Judgment.objects.filter(item_id=item_id, judge=judge, prompt_version=version).order_by(
-            "pass_index"
+    item_ids = {item_id for item_id, _ in keys}
+    rows: dict[tuple[int, str], list[Judgment]] = {}
+    for row in Judgment.objects.filter(judge=judge, item_id__in=item_ids).order_by("pass_index"):
+        if (row.item_id, row.prompt_version) in keys:
+            rows.setdefault((row.item_id, row.prompt_version), []).append(row)
+    have = set(
+        Verdict.objects.filter(judge=judge, item_id__in=item_ids).values_list(
+            "item_id", "prompt_version"
         )
     )
-    if len(rows) < prompts.passes(judge, kind) or any(r.status == "pending" for r in rows):
-        return None
-    labels = [r.label for r in rows]
-    if any(r.status == Judgment.Status.FAILED for r in rows):
+    made = []
+    for key, passes in rows.items():
+        finished = len(passes) >= prompts.passes(judge, kind) and all(
+            r.status != Judgment.Status.PENDING for r in passes
+        )
+        if finished and key not in have:
+            made.append(_verdict_of(run, judge, kind, key, passes))
+    written = _save_verdicts(run, made)
+    if written and judge.juries.filter(runs=run).exists():
+        for jury in judge.juries.filter(runs=run):
+            for verdict, _ in made:
+                write_jury_verdict(run, verdict.item_id, jury)
+    return written
+
+
+def _verdict_of(run, judge, kind, key, passes: list[Judgment]) -> tuple[Verdict, Annotation | None]:
+    """The verdict the passes make (MT-bench's rule: they count only if they agree), and the
+    Annotation an agreed one is exported as."""
+    labels = [r.label for r in passes]
+    if any(r.status == Judgment.Status.FAILED for r in passes):
         status, label = Verdict.Status.FAILED, None
     elif kind.judge_passes_agree(labels):
         status, label = Verdict.Status.AGREED, kind.judge_verdict(labels)
     else:
         status, label = Verdict.Status.INCONSISTENT, None
-    raw = {str(r.pass_index): r.raw_output for r in rows}
-    verdict = _save_verdict(
+    item_id, version = key
+    verdict = Verdict(
+        run=run, item_id=item_id, judge=judge, prompt_version=version, status=status, label=label
+    )
+    if status != Verdict.Status.AGREED:
+        return verdict, None
+    raw = {str(r.pass_index): r.raw_output for r in passes}
+    return verdict, _annotation(
         run,
         item_id,
         judge,
         version,
-        status,
         label,
-        None,
-        provenance={
-            "judge_model": rows[0].response_model or judge.model_name,
-            "raw_output": json.dumps(raw, ensure_ascii=False),
-            "tokens_in": sum(r.tokens_in for r in rows),
-            "tokens_out": sum(r.tokens_out for r in rows),
-            "cost_usd": sum((r.cost_usd for r in rows), Decimal(0)),
-        },
+        judge_model=passes[0].response_model or judge.model_name,
+        raw_output=json.dumps(raw, ensure_ascii=False),
+        tokens_in=sum(r.tokens_in for r in passes),
+        tokens_out=sum(r.tokens_out for r in passes),
+        cost_usd=sum((r.cost_usd for r in passes), Decimal(0)),
     )
-    for jury in judge.juries.filter(runs=run):
-        write_jury_verdict(run, item_id, jury)
-    return verdict
 
 
 def write_jury_verdict(run: JudgeRun, item_id: int, jury: Judge) -> Verdict | None:
@@ -492,44 +607,51 @@ def write_jury_verdict(run: JudgeRun, item_id: int, jury: Judge) -> Verdict | No
     status = Verdict.Status.AGREED if label is not None else Verdict.Status.INCONSISTENT
     if not labels:
         status = Verdict.Status.FAILED if all(v.status == "failed" for v in verdicts) else status
-    return _save_verdict(
-        run,
-        item_id,
-        jury,
-        prompts.version(jury, kind),
-        status,
-        label,
-        agreement,
-        provenance={"judge_model": ", ".join(sorted(m.model_name for m in members))},
+    version = prompts.version(jury, kind)
+    verdict = Verdict(
+        run=run,
+        item_id=item_id,
+        judge=jury,
+        prompt_version=version,
+        status=status,
+        label=label,
+        agreement=agreement,
+    )
+    annotation = None
+    if status == Verdict.Status.AGREED:
+        models = ", ".join(sorted(m.model_name for m in members))
+        annotation = _annotation(run, item_id, jury, version, label, judge_model=models)
+    _save_verdicts(run, [(verdict, annotation)])
+
+
+def _annotation(run, item_id, judge, version, label, **provenance) -> Annotation:
+    return Annotation(
+        item_id=item_id,
+        source=Annotation.Source.JUDGE,
+        judge=judge,
+        kind=run.project.kind,
+        label=label,
+        prompt_version=version,
+        origin=f"judge run {run.pk}",
+        **provenance,
     )
 
 
-def _save_verdict(
-    run, item_id, judge, version, status, label, agreement, provenance
-) -> Verdict | None:
+def _save_verdicts(run, made: list[tuple[Verdict, Annotation | None]]) -> int:
+    """Insert verdicts with their annotations in one transaction. Another worker may have
+    written one of them meanwhile (the unique key says so): then each is tried on its own, and
+    the ones already there are left alone."""
+    if not made:
+        return 0
     try:
         with transaction.atomic():
-            verdict = Verdict.objects.create(
-                run=run,
-                item_id=item_id,
-                judge=judge,
-                prompt_version=version,
-                status=status,
-                label=label,
-                agreement=agreement,
-            )
-            if status == Verdict.Status.AGREED:
-                verdict.annotation = Annotation.objects.create(
-                    item_id=item_id,
-                    source=Annotation.Source.JUDGE,
-                    judge=judge,
-                    kind=run.project.kind,
-                    label=label,
-                    prompt_version=version,
-                    origin=f"judge run {run.pk}",
-                    **provenance,
-                )
-                verdict.save(update_fields=["annotation"])
+            annotations = [a for _, a in made if a is not None]
+            Annotation.objects.bulk_create(annotations)
+            for verdict, annotation in made:
+                verdict.annotation = annotation
+            Verdict.objects.bulk_create([v for v, _ in made])
+        return len(made)
     except IntegrityError:
-        return None  # written already, by this or another worker
-    return verdict
+        if len(made) == 1:
+            return 0  # written already, by another worker
+        return sum(_save_verdicts(run, [one]) for one in made)
