@@ -141,6 +141,25 @@ FINISHED_FIELDS = [
 ]  # fmt: skip
 
 
+def _write_finished(rows: list[Judgment], holder: str) -> None:
+    """Write finished passes, each only while `holder` still has it: one statement run for
+    many rows. Django's bulk_update builds a CASE per field and row in Python, which took 40%
+    of a judge worker's CPU; executemany of one prepared UPDATE does the same in the driver."""
+    if not rows:
+        return
+    fields = [Judgment._meta.get_field(name) for name in FINISHED_FIELDS]
+    table = connection.ops.quote_name(Judgment._meta.db_table)
+    columns = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
+    sql = f"UPDATE {table} SET {columns} WHERE id = %s AND claimed_by = %s AND status = %s"
+    params = [
+        [f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields]
+        + [row.pk, holder, Judgment.Status.PENDING]
+        for row in rows
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
 class _Worker:
     """One judge's passes of one run, in this process. The threads only call the backend and
     parse; this thread claims, builds and reserves a batch at a time, and writes the results
@@ -407,10 +426,7 @@ class _Worker:
             sum((r.spent for r in batch), Decimal(0)),
         )
         finished = [self._finished(r) for r in batch if not r.skipped and r.error is None]
-        if finished:
-            Judgment.objects.filter(claimed_by=self.holder, status="pending").bulk_update(
-                finished, FINISHED_FIELDS, batch_size=500
-            )
+        _write_finished(finished, self.holder)
         self._give_back([r.task for r in batch if r.skipped])
         for r in batch:
             if r.error is not None:
