@@ -8,7 +8,7 @@ the next one that starts (judges/signals.py).
 
 from celery import shared_task
 
-from . import runner
+from . import runner, services
 
 
 @shared_task(
@@ -17,3 +17,9 @@ from . import runner
 def run_work(self, run_id: int, queue: str) -> dict:
     status = runner.run_work(run_id, queue, worker=self.request.hostname or "")
     return {"run": run_id, "status": status}
+
+
+@shared_task(name="judges.resume_orphaned")
+def resume_orphaned() -> list[int]:
+    """Enqueue again the active runs whose workers stopped beating (judges/signals.py)."""
+    return services.runs_resume_orphaned()

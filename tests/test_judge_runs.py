@@ -397,3 +397,25 @@ def test_spans_from_an_anthropic_judge_land_on_exact_offsets(llm_server, eager_c
     ]
     assert spans[0]["correction"] == "It has about 2 million people"
     assert Annotation.objects.get(source="judge").judge_model == "claude-x"
+
+
+def test_a_run_silent_past_the_timeout_is_enqueued_again_and_finished(
+    project, llm_server, eager_celery, monkeypatch, settings
+):
+    from judges import tasks
+
+    llm_server.respond = knows_the_answer
+    items(project, 2)
+    judge = judge_for(project, llm_server)
+    with monkeypatch.context() as plan_only:
+        plan_only.setattr(services, "enqueue", lambda run: None)
+        run = services.run_start(project=project, judges=[judge], selection="all")
+    old = timezone.now() - timedelta(seconds=settings.JUDGES_HEARTBEAT_TIMEOUT + 1)
+    JudgeRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=old)
+    fresh = services.run_start(project=project, judges=[judge], selection="all")
+    assert fresh.passes_total == 0  # everything is planned in the first run already
+
+    assert tasks.resume_orphaned.delay().get() == [run.pk]
+    run.refresh_from_db()
+    assert run.status == JudgeRun.Status.DONE and Verdict.objects.count() == 2
+    assert tasks.resume_orphaned.delay().get() == []  # nothing left to resume
