@@ -147,12 +147,14 @@ class PreviewSerializer(serializers.Serializer):
 
 
 class RunCreateSerializer(serializers.Serializer):
-    judges = serializers.ListField(child=serializers.IntegerField(), min_length=1)
+    judges = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=ID_MAX), min_length=1
+    )
     selection = serializers.ChoiceField(choices=JudgeRun.Selection.choices)
     external_ids = serializers.ListField(
         child=serializers.CharField(max_length=255), required=False, default=list
     )
-    limit = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    limit = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=ID_MAX)
 
 
 class VerdictCountsSerializer(serializers.Serializer):
