@@ -13,6 +13,8 @@ from .models import JudgeRun, Judgment, Verdict
 from .selectors import budget_left, run_progress
 
 MONEY = {"max_digits": 12, "decimal_places": 6}
+# A primary key (BigAutoField): larger ids are refused with a 400, not sent to the database.
+ID_MAX = 2**63 - 1
 
 
 class JudgeSerializer(serializers.ModelSerializer):
@@ -101,10 +103,14 @@ class JudgeWriteSerializer(serializers.Serializer):
     system_prompt = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     prompt_template = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     use_reference = serializers.BooleanField(required=False)
-    reward_model_id = serializers.IntegerField(required=False, allow_null=True)
+    reward_model_id = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=ID_MAX
+    )
     tie_margin = serializers.FloatField(required=False)
     members = serializers.ListField(
-        child=serializers.IntegerField(), required=False, help_text="Jury: member judges' ids."
+        child=serializers.IntegerField(min_value=1, max_value=ID_MAX),
+        required=False,
+        help_text="Jury: member judges' ids.",
     )
     active = serializers.BooleanField(required=False)
 
@@ -141,12 +147,14 @@ class PreviewSerializer(serializers.Serializer):
 
 
 class RunCreateSerializer(serializers.Serializer):
-    judges = serializers.ListField(child=serializers.IntegerField(), min_length=1)
+    judges = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=ID_MAX), min_length=1
+    )
     selection = serializers.ChoiceField(choices=JudgeRun.Selection.choices)
     external_ids = serializers.ListField(
         child=serializers.CharField(max_length=255), required=False, default=list
     )
-    limit = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    limit = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=ID_MAX)
 
 
 class VerdictCountsSerializer(serializers.Serializer):

@@ -13,6 +13,7 @@ import pytest
 from django.db.models import Count
 
 from annotate.models import Annotation
+from config.celery import app
 from judges import services
 from judges.models import JudgeRun, Judgment, Verdict
 
@@ -77,6 +78,19 @@ def judge_for(project, server, **data):
     )
 
 
+def idle(pool: list[Worker]):
+    """True once every worker of `pool` answers that it runs no task: a run is finished when one
+    of its tasks says so, while the run's other tasks may still be ending their calls (stopping
+    the workers then would kill those calls before they settle what they reserved)."""
+    names = [worker.name for worker in pool]
+
+    def check() -> bool:
+        active = app.control.inspect(destination=names, timeout=1.0).active() or {}
+        return set(active) == set(names) and not any(active.values())
+
+    return check
+
+
 def finished(run):
     def check() -> bool:
         run.refresh_from_db()
@@ -94,6 +108,7 @@ def test_four_workers_never_spend_past_the_budget(broker, tmp_path, settings, ll
     try:
         run = services.run_start(project=project, judges=[judge], selection="all")
         wait_until(finished(run), 120, "the run", pool)
+        wait_until(idle(pool), 60, "the run's other tasks to end", pool)
     finally:
         for worker in pool:
             worker.stop()

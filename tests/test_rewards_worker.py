@@ -71,8 +71,9 @@ def test_a_killed_training_worker_run_resumes_from_its_checkpoint_on_the_next_wo
     transactional_db, project, training_env, tmp_path
 ):
     version = build_version(project, items=48)
-    # ~36 training pairs, batch 4: 9 steps an epoch, 6 epochs, a checkpoint every 3 steps.
-    config = {"max_length": 48, "batch_size": 4, "epochs": 6, "checkpoint_steps": 3}
+    # ~36 training pairs, batch 4: 9 steps an epoch, 2 epochs, a checkpoint every 3 steps: the
+    # worker is killed at the first checkpoint, 15 steps before the end.
+    config = {"max_length": 48, "batch_size": 4, "epochs": 2, "checkpoint_steps": 3}
     config |= {"logging_steps": 1, "learning_rate": 1e-4}
     first = TrainingWorker(_node_name("train1"), training_env, tmp_path / "worker1.log")
     second = None
