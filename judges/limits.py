@@ -17,7 +17,7 @@ from datetime import timedelta
 from decimal import ROUND_CEILING, Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q, Value
+from django.db.models import Exists, F, Q, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -70,13 +70,15 @@ def settle(judge_id: int, reserved: Decimal, spent: Decimal) -> None:
     )
 
 
-def drop_dead_reservations(judge_id: int) -> None:
-    """Reservations of calls whose worker died are never settled: when no worker holds a live
-    call slot of the judge, no call is in flight, so nothing can be reserved."""
+def charge_dead_reservations(judge_id: int) -> None:
+    """Calls of a worker that died are never settled, yet the provider may have billed them:
+    when no worker holds a live call slot of the judge, no call is in flight, so what is still
+    reserved is counted as spent (at its worst case). The budget stays a hard limit; the
+    accounting errs high by at most what those calls could have cost."""
     live = JudgeSlot.objects.filter(judge_id=judge_id, leased_until__gte=timezone.now())
-    Judge.objects.filter(pk=judge_id, reserved_usd__gt=0).exclude(
-        Exists(live.filter(judge_id=OuterRef("pk")))
-    ).update(reserved_usd=0)
+    Judge.objects.filter(pk=judge_id, reserved_usd__gt=0).exclude(Exists(live)).update(
+        spent_usd=F("spent_usd") + F("reserved_usd"), reserved_usd=0
+    )
 
 
 # Rate ------------------------------------------------------------------------------------------

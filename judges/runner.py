@@ -183,7 +183,7 @@ class _Worker:
         self.results: queue.Queue[_Result] = queue.Queue()
 
     def work(self) -> None:
-        limits.drop_dead_reservations(self.judge.pk)
+        limits.charge_dead_reservations(self.judge.pk)
         try:
             if self.batch_size > 1:
                 self._work_batches()
