@@ -141,9 +141,10 @@ def test_markers_never_land_inside_an_attribute():
 @pytest.mark.parametrize("name", PATHOLOGICAL)
 def test_pathological_text_renders_under_a_second(name):
     text = PATHOLOGICAL[name]
-    started = time.perf_counter()
+    # CPU time of this thread: the suite runs in parallel, and waiting for a core is not work.
+    started = time.thread_time()
     html = render_markdown(text)
-    assert time.perf_counter() - started < 1.0
+    assert time.thread_time() - started < 1.0
     assert html
 
 
