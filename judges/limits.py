@@ -109,13 +109,11 @@ def take_rate(judge: Judge, tokens: int) -> float:
         try:
             with transaction.atomic():
                 RateWindow.objects.create(judge_id=judge.pk, minute=minute)
+            # Once a minute per judge: the windows before the last one count for nothing.
+            RateWindow.objects.filter(judge_id=judge.pk, minute__lt=minute - 1).delete()
         except IntegrityError:
             pass  # another worker opened the window first: count in it
     return (minute + 1) * 60 - now + 0.01
-
-
-def forget_old_windows(judge_id: int) -> None:
-    RateWindow.objects.filter(judge_id=judge_id, minute__lt=int(time.time() // 60) - 1).delete()
 
 
 # Slots -----------------------------------------------------------------------------------------

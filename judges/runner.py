@@ -127,6 +127,7 @@ class _Result:
     task: _Task
     replies: list[Reply] = field(default_factory=list)
     label: dict | None = None
+    unparsed: str = ""  # why the last reply held no label
     error: JudgeError | None = None
     latency: float = 0.0
     spent: Decimal = Decimal(0)
@@ -283,8 +284,9 @@ class _Worker:
                 if isinstance(reply, JudgeError):
                     self.results.put(_Result(task, error=reply, latency=latency))
                 else:
-                    label = self._label_or_none(reply, task)
-                    self.results.put(_Result(task, [reply], label, latency=latency))
+                    result = _Result(task, [reply], latency=latency)
+                    self._parse(result, reply)
+                    self.results.put(result)
             self._flush()
 
     def _claim(self, n: int) -> list[_Task]:
@@ -380,8 +382,7 @@ class _Worker:
                 result.replies.append(reply)
                 if self.priced:
                     result.spent += limits.cost(self.judge, reply.tokens_in, reply.tokens_out)
-                result.label = self._label_or_none(reply, task)
-                if result.label is not None:
+                if self._parse(result, reply):
                     break
         except JudgeError as error:
             result.error = error
@@ -391,11 +392,13 @@ class _Worker:
         result.latency = time.monotonic() - started
         return result
 
-    def _label_or_none(self, reply: Reply, task: _Task) -> dict | None:
+    def _parse(self, result: _Result, reply: Reply) -> bool:
+        """The reply's label into `result` (or why it has none); whether it had one."""
         try:
-            return self._label(reply, task)
-        except KindError:
-            return None
+            result.label, result.unparsed = self._label(reply, result.task), ""
+        except KindError as error:
+            result.label, result.unparsed = None, str(error)
+        return result.label is not None
 
     def _label(self, reply: Reply, task: _Task) -> dict:
         p, responses = task.call, task.item.responses
@@ -437,7 +440,7 @@ class _Worker:
         j, last = r.task.judgment, r.replies[-1]
         j.status = Judgment.Status.DONE if r.label is not None else Judgment.Status.FAILED
         j.label = r.label
-        j.error = "" if r.label is not None else f"unparseable reply: {self._why(last, r.task)}"
+        j.error = "" if r.label is not None else f"unparseable reply: {r.unparsed}"
         j.raw_output = (
             last.text
             if len(r.replies) == 1
@@ -454,13 +457,6 @@ class _Worker:
         j.finished_at = timezone.now()
         j.claimed_until = None
         return j
-
-    def _why(self, reply: Reply, task: _Task) -> str:
-        try:
-            self._label(reply, task)
-        except KindError as error:
-            return str(error)
-        return "no label"
 
     def _error(self, j: Judgment, error: JudgeError) -> None:
         if error.permanent:
@@ -563,10 +559,9 @@ def write_verdicts(run: JudgeRun, judge: Judge, keys: set[tuple[int, str]]) -> i
         if finished and key not in have:
             made.append(_verdict_of(run, judge, kind, key, passes))
     written = _save_verdicts(run, made)
-    if written and judge.juries.filter(runs=run).exists():
-        for jury in judge.juries.filter(runs=run):
-            for verdict, _ in made:
-                write_jury_verdict(run, verdict.item_id, jury)
+    for jury in judge.juries.filter(runs=run) if written else []:
+        for verdict, _ in made:
+            write_jury_verdict(run, verdict.item_id, jury)
     return written
 
 

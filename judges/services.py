@@ -23,7 +23,7 @@ from annotate.models import Annotation, Item, Judge, Project
 
 from . import prompts
 from .clients import client_class
-from .models import JudgeRun, Judgment, Verdict
+from .models import JudgeRun, Judgment
 
 logger = logging.getLogger(__name__)
 
@@ -313,10 +313,3 @@ def runs_resume_orphaned() -> list[int]:
         enqueue(run)
         resumed.append(run.pk)
     return resumed
-
-
-# Verdicts --------------------------------------------------------------------------------------
-
-
-def verdicts_for(run: JudgeRun):
-    return Verdict.objects.filter(run=run)

@@ -239,6 +239,10 @@ def test_requests_per_minute_hold_across_calls(project, llm_server, eager_celery
     RateWindow.objects.filter(judge=judge).update(requests=1)
     assert limits.take_rate(judge, 10) == 0.0
     assert RateWindow.objects.get(judge=judge, minute=window).requests == 2
+    # Opening a minute's window forgets the ones before the last.
+    RateWindow.objects.filter(judge=judge).update(minute=window - 5)
+    assert limits.take_rate(judge, 10) == 0.0
+    assert list(RateWindow.objects.values_list("minute", "requests")) == [(window, 1)]
 
 
 def test_a_run_whose_worker_died_resumes_without_judging_twice(project, llm_server, monkeypatch):

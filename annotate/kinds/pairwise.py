@@ -10,7 +10,6 @@ which response is better, not by how much) unless the project sets `require_stre
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 from .aggregate import majority_vote
@@ -18,6 +17,7 @@ from .base import (
     Kind,
     KindError,
     LabelInputError,
+    bracketed,
     check_text,
     closed_object,
     count_responses,
@@ -38,7 +38,6 @@ STRENGTH_CHOICES = [
 STRENGTHS = {n: text for n, text, _ in STRENGTH_CHOICES}
 FORM_FIELDS = ("choice", "strength", "rationale")
 # MT-bench's verdict format, which judges fall back to: [[A]], [[B]], [[C]] (a tie) or [[tie]].
-_BRACKETED = re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\]", re.IGNORECASE)
 _CHOICES = {"a": "A", "b": "B", "tie": "tie", "c": "tie"}
 
 
@@ -174,7 +173,7 @@ class Pairwise(Kind):
                 "strength": strength,
                 "rationale": rationale if isinstance(rationale, str) else "",
             }
-        verdicts = {_CHOICES[m.lower()] for m in _BRACKETED.findall(text)}
+        verdicts = {_CHOICES[b.lower()] for b in bracketed(text) if b.lower() in _CHOICES}
         if len(verdicts) == 1:
             return {"choice": verdicts.pop(), "strength": None, "rationale": text.strip()}
         if verdicts:
