@@ -166,7 +166,7 @@ def judge_preview(request, slug, pk):
         ID,
         OpenApiParameter("version", str, description="A prompt version (default: the latest)."),
     ],
-    responses={200: OpenApiTypes.OBJECT, **errors(401, 403, 404)},
+    responses={200: OpenApiTypes.OBJECT, **errors(400, 401, 403, 404)},
     description="The judge's calibration report against the human labels (judges.calibration): "
     "agreement with and without ties, Cohen's kappa, position consistency, flip rate, "
     "first-position wins, length bias, self-preference, each with n and its published anchor, "
@@ -176,7 +176,11 @@ def judge_preview(request, slug, pk):
 def judge_calibration(request, slug, pk):
     project = project_for_user(request.user, slug, Role.RESEARCHER)
     judge = selectors.judge_or_404(project, pk)
-    return Response(calibration.report(judge, request.query_params.get("version") or None))
+    try:
+        report = calibration.report(judge, request.query_params.get("version") or None)
+    except ValueError as exc:
+        raise ValidationError({"version": [str(exc)]}) from None
+    return Response(report)
 
 
 # Runs ---------------------------------------------------------------------------------------

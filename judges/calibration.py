@@ -119,6 +119,9 @@ def report(judge: Judge, version: str | None = None) -> dict:
     versions = _versions(judge)
     if version is None:
         version = versions[0]["version"] if versions else ""
+    elif version not in {v["version"] for v in versions}:
+        known = ", ".join(v["version"] for v in versions) or "none yet"
+        raise ValueError(f"{judge.name} has no verdicts under prompt version {version!r} ({known})")
     cases = _cases(judge, version)
     if kind.name == "pairwise":
         metrics, counts = _pairwise(cases, kind, judge)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -128,7 +128,10 @@ def judge_calibration(request, slug, pk):
     reads before letting it label alone; ?version= picks a prompt version, ?format=csv downloads."""
     project = project_for_user(request.user, slug, Role.RESEARCHER)
     judge = selectors.judge_or_404(project, pk)
-    report = calibration.report(judge, request.GET.get("version") or None)
+    try:
+        report = calibration.report(judge, request.GET.get("version") or None)
+    except ValueError as exc:
+        raise Http404(str(exc)) from None
     if request.GET.get("format") == "csv":
         response = HttpResponse(calibration.report_csv(report), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="calibration-{judge.pk}.csv"'

@@ -325,6 +325,11 @@ def test_calibration_of_a_real_run_on_human_labelled_items(
     assert metrics["first_position_wins"]["value"] == 0.5
     csv_text = client.get(url + "?format=csv").content.decode()
     assert csv_text.startswith("judge,gpt,prompt version,")
+    # A prompt version the judge never ran under is refused, naming the ones it has.
+    bad = client.get(f"/api/v1/projects/{project.slug}/judges/{judge.pk}/calibration/?version=nope")
+    assert bad.status_code == 400 and "'nope'" in bad.json()["version"][0]
+    assert api["version"] in bad.json()["version"][0]
+    assert client.get(url + "?version=nope").status_code == 404
 
 
 def ranks_by_quality(request) -> Answer:
