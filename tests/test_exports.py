@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
+import hashlib
+import warnings
 import io
 import json
 import zipfile
@@ -17,6 +20,7 @@ from annotate.kinds.aggregate import aggregate_rankings, majority_spans, majorit
 from annotate.models import Annotation, Judge, Role
 from annotate.services import ServiceError
 from feedback_api import datasets
+from feedback_api.datasets.exporters import get_exporter
 from feedback_api.datasets.selection import prompt_key
 from feedback_api.models import DatasetVersion
 
@@ -525,12 +529,46 @@ def test_archive_holds_the_data_files_and_the_card(project, tmp_path):
         assert names == ["train.jsonl", "test.jsonl", "train.parquet", "test.parquet", "README.md"]
         assert archive.read("README.md").decode() == result.card
         assert {i.date_time for i in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert archive.testzip() is None
+        for name in names:  # train.jsonl is deflated while written: the same bytes as its file
+            data = archive.read(name)
+            assert data == (folder / name).read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            assert result.files[name] == {"name": name, "bytes": len(data), "sha256": digest}
     card = result.card
     for words in ("## Counts", "## Agreement", "## Provenance", "## Filters", "human labels: 1"):
         assert words in card
     table = pq.read_table(folder / "train.parquet")
     assert table.num_rows == 1
     assert table.column_names[:3] == ["prompt", "chosen", "rejected"]
+
+
+def test_a_failed_build_leaves_no_archive_and_no_open_file(project, tmp_path, monkeypatch):
+    for i in range(30):
+        pair_label(ItemFactory(project=project, prompt=f"Q{i}"), "A")
+    exporter = get_exporter("pairwise")
+    calls = []
+
+    def convert(self, batch):  # the second page fails, with train.jsonl's member open
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real(self, batch)
+
+    real = exporter.convert
+    monkeypatch.setattr(exporter, "convert", convert)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(RuntimeError, match="disk full"):
+            export(project, tmp_path, chunk_size=10)
+        gc.collect()  # a file left open is closed here, with a ResourceWarning
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not (tmp_path / "out").exists()
+    monkeypatch.undo()
+    result, folder = export(project, tmp_path)  # the next build of the same folder works
+    assert result.train_rows + result.test_rows == 30
+    with zipfile.ZipFile(folder / "dataset.zip") as archive:
+        assert archive.testzip() is None
 
 
 # The task -----------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from .selection import (
     project_items,
 )
 from .services import Progress
-from .write import SplitWriter, file_info, write_archive
+from .write import Archive, SplitWriter, file_info
 
 
 @dataclass
@@ -92,10 +92,15 @@ def build_export(
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    writers = {name: SplitWriter(partial, name, exporter.schema()) for name in ("train", "test")}
+    archive = Archive(partial / archive_name, partial, [*DATA_FILES, "README.md"])
+    writers = {
+        "train": SplitWriter(partial, "train", exporter.schema(), archive),  # the first member
+        "test": SplitWriter(partial, "test", exporter.schema()),
+    }
     rows = _Rows(exporter, writers, filters, split)
     if progress:
         progress(0, total)
+    done = False
     try:
         query, columns = exporter.query(project, filters)
         pages = item_pages(project_items(project, filters), chunk_size or exporter.page_items)
@@ -106,13 +111,16 @@ def build_export(
                     progress(exporter.stats["items"], total)
             rows.write(exporter.finish())
         rows.flush()
+        done = True
     finally:
         rows.flush(wait_only=True)
         for writer in writers.values():
             writer.close()
+        if not done:
+            archive.abandon()
     if progress:
         progress(exporter.stats["items"], total)
-    return _finish(project, exporter, filters, split, rows, partial, out_dir, archive_name)
+    return _finish(project, exporter, filters, split, rows, partial, out_dir, archive)
 
 
 class _Rows:
@@ -196,20 +204,26 @@ class _Rows:
         return summary
 
 
-def _finish(project, exporter, filters, split, rows: _Rows, partial, out_dir, archive_name):
-    result = BuildResult(train_rows=rows.writers["train"].rows, test_rows=rows.writers["test"].rows)
+def _finish(project, exporter, filters, split, rows: _Rows, partial, out_dir, archive: Archive):
+    writers = rows.writers
+    result = BuildResult(train_rows=writers["train"].rows, test_rows=writers["test"].rows)
     stats = Counter({key: value for key, value in exporter.stats.items() if value})
     summary = {key: stats[key] for key in sorted(stats)}
     summary.update(rows_train=result.train_rows, rows_test=result.test_rows)
     summary.setdefault("items", 0)
     summary.update(rows.summary())
     result.stats = summary
-    result.files = {name: file_info(partial / name) for name in DATA_FILES}
-    result.card = dataset_card(project, exporter, filters, split, result)
-    (partial / "README.md").write_text(result.card, encoding="utf-8")
-    result.files["README.md"] = file_info(partial / "README.md")
-    write_archive(partial / archive_name, partial, [*DATA_FILES, "README.md"])
-    result.files["archive"] = file_info(partial / archive_name)
+    jsonl = {f"{name}.jsonl": writer.jsonl.info() for name, writer in writers.items()}
+    result.files = {name: jsonl.get(name) or file_info(partial / name) for name in DATA_FILES}
+    try:
+        result.card = dataset_card(project, exporter, filters, split, result)
+        (partial / "README.md").write_text(result.card, encoding="utf-8")
+        result.files["README.md"] = file_info(partial / "README.md")
+        archive.close()
+    except BaseException:
+        archive.abandon()
+        raise
+    result.files["archive"] = file_info(Path(archive.file.name))
     result.checksum = result.files["archive"]["sha256"]
     shutil.rmtree(out_dir, ignore_errors=True)
     partial.rename(out_dir)

@@ -3,7 +3,12 @@ archive (stdlib zipfile, fixed names, order, dates and permissions), and file di
 
 A batch's rows are written once per file, from the same Arrow table: JSONL by polars' writer
 (keys sorted: the columns and struct fields reordered first), Parquet by pyarrow in row groups
-of exactly ROW_GROUP_SIZE rows, so that the bytes do not depend on how the rows were batched."""
+of exactly ROW_GROUP_SIZE rows, so that the bytes do not depend on how the rows were batched.
+
+The archive's first member, train.jsonl (most of an export's bytes), is deflated as its rows
+are written, on the writer thread while the next batch is made, and the JSONL files are hashed
+on the way: deflating it after the export was as long as reading the rows (numbers in
+bench/README.md, "Export")."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import hashlib
 import shutil
 import zipfile
 from pathlib import Path
+from typing import IO
 
 import polars as pl
 import pyarrow as pa
@@ -41,15 +47,50 @@ def _has_struct(kind: pa.DataType) -> bool:
     return pa.types.is_list(kind) and _has_struct(kind.value_type)
 
 
-class SplitWriter:
-    """One split's JSONL and Parquet files, written as tables of rows arrive."""
+class HashedFile:
+    """A file written front to back, hashed on the way; its bytes also go to `copy` (a zip
+    member) when given."""
 
-    def __init__(self, folder: Path, name: str, schema: pa.Schema):
+    def __init__(self, path: Path, copy: IO[bytes] | None = None):
+        self.file = open(path, "wb")  # noqa: SIM115 (closed by close())
+        self.copy = copy
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.file.write(data)
+        self.digest.update(data)
+        if self.copy is not None:
+            self.copy.write(data)
+        self.size += len(data)
+        return len(data)
+
+    def info(self) -> dict:
+        """file_info() of the file, as written."""
+        return {"name": Path(self.file.name).name, "bytes": self.size,
+                "sha256": self.digest.hexdigest()}  # fmt: skip
+
+    def close(self) -> None:
+        try:
+            if self.copy is not None:
+                self.copy.close()
+        finally:
+            self.file.close()
+
+
+class SplitWriter:
+    """One split's JSONL and Parquet files, written as tables of rows arrive; the JSONL's
+    bytes also go to `archive` when given (its member of that name)."""
+
+    def __init__(
+        self, folder: Path, name: str, schema: pa.Schema, archive: Archive | None = None
+    ):
         self.schema = schema
         self.rows = 0
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
-        self.jsonl = open(folder / f"{name}.jsonl", "wb")  # noqa: SIM115 (closed by close())
+        jsonl = f"{name}.jsonl"
+        self.jsonl = HashedFile(folder / jsonl, archive.stream(jsonl) if archive else None)
         self.parquet = pq.ParquetWriter(folder / f"{name}.parquet", schema, **PARQUET_OPTIONS)
         self.json_names = sorted(schema.names)
 
@@ -98,17 +139,45 @@ def file_info(path: Path) -> dict:
     return {"name": path.name, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def write_archive(target: Path, folder: Path, names: list[str]) -> None:
-    """A zip whose bytes depend only on the files: Parquet stored as it is (zstd already),
-    the rest deflated."""
-    with zipfile.ZipFile(target, "w", allowZip64=True) as archive:
-        for name in names:
-            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
-            info.create_system = 3  # unix, whatever the platform
-            info.external_attr = 0o644 << 16
-            stored = name.endswith(".parquet")
-            info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
-            info._compresslevel = None if stored else 1  # Python 3.11's name for it
-            info.file_size = (folder / name).stat().st_size  # Zip64 decided up front
-            with open(folder / name, "rb") as source, archive.open(info, "w") as member:
-                shutil.copyfileobj(source, member, 1 << 20)
+class Archive:
+    """A zip whose bytes depend only on the files, in the order of `names`: Parquet stored as
+    it is (zstd already), the rest deflated. Its first member may be streamed (stream()) while
+    that file is written; close() adds the others from `folder`."""
+
+    def __init__(self, target: Path, folder: Path, names: list[str]):
+        self.folder, self.names = folder, list(names)
+        self.file = open(target, "w+b")  # noqa: SIM115 (closed by close() or abandon())
+        self.zip = zipfile.ZipFile(self.file, "w", allowZip64=True)
+        self.added = 0
+
+    def stream(self, name: str) -> IO[bytes]:
+        """The member `name` (the next in order) to write into; its size is not known yet, so
+        it always carries the Zip64 fields."""
+        if name != self.names[self.added]:
+            raise ValueError(f"{name} is not the archive's next member")
+        self.added += 1
+        return self.zip.open(_member(name), "w", force_zip64=True)
+
+    def close(self) -> None:
+        """Adds the members not streamed, from their files (complete by now)."""
+        with self.file, self.zip:
+            for name in self.names[self.added :]:
+                info = _member(name)
+                info.file_size = (self.folder / name).stat().st_size  # Zip64 decided up front
+                with open(self.folder / name, "rb") as source, self.zip.open(info, "w") as out:
+                    shutil.copyfileobj(source, out, 1 << 20)
+            self.added = len(self.names)
+
+    def abandon(self) -> None:
+        """Closes the file after a failed export, as it is (a member may still be open)."""
+        self.file.close()
+
+
+def _member(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+    info.create_system = 3  # unix, whatever the platform
+    info.external_attr = 0o644 << 16
+    stored = name.endswith(".parquet")
+    info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+    info._compresslevel = None if stored else 1  # Python 3.11's name for it
+    return info
