@@ -220,6 +220,7 @@ class RunListView(APIView):
                 user=request.user,
                 external_ids=data["external_ids"],
                 limit=data.get("limit"),
+                metadata_filter=data["metadata_filter"],
             )
         except services.ServiceError as exc:
             raise _invalid(exc) from None

@@ -3,6 +3,8 @@ values, and its ServiceError comes back on the field it names."""
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 
 from annotate.kinds import get_kind
@@ -142,6 +144,13 @@ class RunStartForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4}),
         help_text='For "Items by external id": one per line (or separated by commas).',
     )
+    metadata_filter = forms.CharField(
+        required=False,
+        label="Metadata filter",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Only items whose metadata has these values, one per line: domain = math "
+        '(a.b = x for field b inside a; 3, true and "3" are a number, a boolean and text).',
+    )
     limit = forms.IntegerField(
         required=False, min_value=1, help_text="At most this many items (the first by id)."
     )
@@ -149,6 +158,26 @@ class RunStartForm(forms.Form):
     def __init__(self, *args, project: Project, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["judges"].queryset = Judge.objects.filter(project=project, active=True)
+
+    def clean_metadata_filter(self) -> dict:
+        """Lines of `field = value`: a value that reads as a JSON number, true, false or a
+        quoted text is that, anything else the text as written."""
+        conditions = {}
+        for number, line in enumerate(self.cleaned_data["metadata_filter"].splitlines(), 1):
+            if not line.strip():
+                continue
+            field, equals, value = line.partition("=")
+            if not equals or not field.strip():
+                raise forms.ValidationError(f"line {number}: expected field = value")
+            value = value.strip()
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = value
+            conditions[field.strip()] = (
+                parsed if isinstance(parsed, str | int | float | bool) else value
+            )
+        return conditions
 
     def clean_external_ids(self) -> list[str]:
         text = self.cleaned_data["external_ids"]

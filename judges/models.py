@@ -43,6 +43,8 @@ class JudgeRun(models.Model):
     )
     selection = models.CharField(max_length=16, choices=Selection.choices)
     external_ids = models.JSONField(default=list, blank=True)
+    # Only items whose metadata holds these values: {"domain": "math", "source.name": "x"}.
+    metadata_filter = models.JSONField(default=dict, blank=True)
     limit = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     error = models.TextField(blank=True)

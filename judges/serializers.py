@@ -155,6 +155,12 @@ class RunCreateSerializer(serializers.Serializer):
         child=serializers.CharField(max_length=255), required=False, default=list
     )
     limit = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=ID_MAX)
+    metadata_filter = serializers.JSONField(
+        required=False,
+        default=dict,
+        help_text='Only items whose metadata has these values: {"domain": "math", "source.name": '
+        '"arena"} (text, numbers, true or false; "a.b" is field b inside a).',
+    )
 
 
 class VerdictCountsSerializer(serializers.Serializer):
@@ -219,6 +225,7 @@ class RunSerializer(serializers.ModelSerializer):
             "status",
             "selection",
             "external_ids",
+            "metadata_filter",
             "limit",
             "judges",
             "items",

@@ -15,7 +15,8 @@ from urllib.parse import urlparse
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from annotate.kinds import get_kind
@@ -194,6 +195,7 @@ def run_start(
     user=None,
     external_ids: list[str] | None = None,
     limit: int | None = None,
+    metadata_filter: dict | None = None,
 ) -> JudgeRun:
     """Plan a run: one Judgment per (item, judge, pass) not judged before under the judge's
     current prompt version, then enqueue the work. A jury brings its members."""
@@ -206,12 +208,14 @@ def run_start(
             raise ServiceError(f"{judge.name!r} is not a judge of this project", "judges")
         if not judge.active:
             raise ServiceError(f"{judge.name!r} is switched off", "judges")
-    items = _select(project, selection, external_ids or [], limit)
+    metadata_filter = clean_metadata_filter(metadata_filter)
+    items = _select(project, selection, external_ids or [], limit, metadata_filter)
     run = JudgeRun.objects.create(
         project=project,
         created_by=user if user and user.is_authenticated else None,
         selection=selection,
         external_ids=external_ids or [],
+        metadata_filter=metadata_filter,
         limit=limit,
     )
     callers = _callers(judges)
@@ -259,8 +263,49 @@ def _check_can_call(judge: Judge) -> None:
         raise ServiceError(f"{judge.name!r} has spent its budget", "judges")
 
 
-def _select(project: Project, selection: str, external_ids: list[str], limit: int | None):
-    items = Item.objects.filter(project=project)
+METADATA_FILTER_MAX = 10  # conditions in one run's metadata filter
+
+
+def clean_metadata_filter(conditions: dict | None) -> dict:
+    """A run's metadata filter: {path: value}, a path naming a metadata field ("domain", or
+    "source.name" inside an object), a value text, a number or true/false that the item's
+    field must equal. ServiceError (field "metadata_filter") naming what is wrong."""
+    if conditions is None:
+        return {}
+    if not isinstance(conditions, dict):
+        raise ServiceError("expected an object of field: value", "metadata_filter")
+    if len(conditions) > METADATA_FILTER_MAX:
+        raise ServiceError(f"at most {METADATA_FILTER_MAX} conditions", "metadata_filter")
+    cleaned = {}
+    for path, value in conditions.items():
+        keys = path.split(".") if isinstance(path, str) else [""]
+        if not all(key.strip() for key in keys):
+            raise ServiceError(f"{path!r} is not a field name (a, or a.b)", "metadata_filter")
+        if not isinstance(value, str | int | float | bool) or value != value:  # NaN
+            raise ServiceError(
+                f"{path}: a value must be text, a number, true or false", "metadata_filter"
+            )
+        cleaned[".".join(key.strip() for key in keys)] = value
+    return cleaned
+
+
+def _metadata_matches(items, conditions: dict):
+    for k, (path, value) in enumerate(conditions.items()):
+        field = F("metadata")
+        for key in path.split("."):  # expressions: a key may be named like a lookup
+            field = KeyTransform(key, field)
+        items = items.alias(**{f"meta_{k}": field}).filter(**{f"meta_{k}": value})
+    return items
+
+
+def _select(
+    project: Project,
+    selection: str,
+    external_ids: list[str],
+    limit: int | None,
+    metadata_filter: dict,
+):
+    items = _metadata_matches(Item.objects.filter(project=project), metadata_filter)
     if selection == JudgeRun.Selection.UNLABELED:
         items = items.exclude(Exists(Annotation.objects.filter(item=OuterRef("pk"))))
     elif selection == JudgeRun.Selection.HUMAN_LABELED:

@@ -170,6 +170,7 @@ def run_create(request, slug):
                 user=request.user,
                 external_ids=data["external_ids"],
                 limit=data["limit"],
+                metadata_filter=data["metadata_filter"],
             )
         except services.ServiceError as exc:
             _add_error(form, exc)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import hashlib
-import warnings
 import io
 import json
+import warnings
 import zipfile
 
 import pyarrow.parquet as pq

@@ -251,6 +251,15 @@ def test_starting_a_run_plans_items_times_passes(alice, project, judge, conforms
         ({"judges": ["{judge}"], "selection": "some"}, "selection"),
         ({"judges": ["{judge}"], "selection": "ids"}, "external_ids"),
         ({"judges": ["{judge}"], "selection": "all", "limit": 0}, "limit"),
+        (
+            {"judges": ["{judge}"], "selection": "all", "metadata_filter": {"a": None}},
+            "metadata_filter",
+        ),
+        ({"judges": ["{judge}"], "selection": "all", "metadata_filter": [1]}, "metadata_filter"),
+        (
+            {"judges": ["{judge}"], "selection": "all", "metadata_filter": {"a.": 1}},
+            "metadata_filter",
+        ),
     ],
 )
 def test_bad_run_requests_are_a_400_on_the_field(alice, project, judge, body, field):
@@ -260,6 +269,18 @@ def test_bad_run_requests_are_a_400_on_the_field(alice, project, judge, body, fi
     assert response.status_code == 400
     assert field in response.json()
     assert not JudgeRun.objects.exists()
+
+
+def test_a_run_by_metadata_filter_plans_the_matching_items(alice, project, judge, conforms):
+    ItemFactory(project=project, external_id="m1", metadata={"topic": {"name": "math"}})
+    ItemFactory(project=project, external_id="c1", metadata={"topic": {"name": "code"}})
+    body = {"judges": [judge.pk], "selection": "all", "metadata_filter": {"topic.name": "math"}}
+    response = _call(alice, "post", f"{BASE}/judge-runs/", body)
+    assert response.status_code == 201, response.json()
+    conforms(response, "/api/v1/projects/{slug}/judge-runs/", "post")
+    assert response.json()["metadata_filter"] == {"topic.name": "math"}
+    run = JudgeRun.objects.get(pk=response.json()["id"])
+    assert set(run.judgments.values_list("item__external_id", flat=True)) == {"m1"}
 
 
 def test_another_projects_judge_cannot_run_here(alice, project, bob_project):

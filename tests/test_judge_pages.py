@@ -313,6 +313,28 @@ def test_run_by_external_ids_needs_ids(client, alice, project, judge):
     assert JudgeRun.objects.get().passes_total == 2
 
 
+def test_a_run_page_reads_a_metadata_filter_line_by_line(client, alice, project, judge):
+    ItemFactory(project=project, external_id="a", metadata={"domain": "math", "level": 3})
+    ItemFactory(project=project, external_id="b", metadata={"domain": "math", "level": "3"})
+    ItemFactory(project=project, external_id="c", metadata={"domain": "code", "level": 3})
+    data = {"judges": [judge.pk], "selection": "all", "metadata_filter": "level = 3"}
+    data["metadata_filter"] = "domain = math\n\n level=3 "
+    response, _ = _page(client, alice, f"/projects/{SLUG}/judge-runs/new/", "post", data)
+    run = JudgeRun.objects.get()
+    assert response.status_code == 302
+    assert run.metadata_filter == {"domain": "math", "level": 3}
+    assert set(run.judgments.values_list("item__external_id", flat=True)) == {"a"}
+    _, body = _page(client, alice, response.url, "get")
+    assert "domain = math" in body and "level = 3" in body
+
+    for bad, message in (("domain math", "line 1"), ("a.. = 1", "not a field name")):
+        data["metadata_filter"] = bad
+        response, _ = _page(client, alice, f"/projects/{SLUG}/judge-runs/new/", "post", data)
+        assert response.status_code == 400
+        assert message in response.context["form"].errors["metadata_filter"][0]
+    assert JudgeRun.objects.count() == 1
+
+
 def test_run_of_a_judge_past_its_budget_is_refused(client, alice, project, judge):
     ItemFactory(project=project)
     judge.spent_usd = judge.budget_usd

@@ -292,6 +292,48 @@ def test_selection_plans_only_what_it_names_and_never_twice(project, llm_server,
     assert error.value.field == "external_ids"
 
 
+def test_a_metadata_filter_selects_items_by_their_fields(project, llm_server, monkeypatch):
+    """Text, numbers, booleans and a field inside an object, the same on both databases; with
+    another selection, both must hold."""
+    monkeypatch.setattr(services, "enqueue", lambda run: None)  # plan only
+    made = items(project, 6)
+    shapes = [
+        {"domain": "math", "level": 3, "hard": True, "source": {"name": "arena"}},
+        {"domain": "math", "level": 1, "hard": False, "source": {"name": "arena"}},
+        {"domain": "code", "level": 3, "hard": True},
+        {"domain": "Math", "level": "3"},
+        {},
+        {"domain": "math", "level": 3.0, "source": {"name": "other"}},
+    ]
+    for item, metadata in zip(made, shapes, strict=True):
+        item.metadata = metadata
+        item.save()
+    AnnotationFactory(item=made[0])
+    judge = judge_for(project, llm_server)
+
+    assert _selected(project, judge, {"domain": "math"}) == {"q0", "q1", "q5"}
+    assert _selected(project, judge, {"level": 3}) == {"q0", "q2", "q5"}  # not the text "3"
+    assert _selected(project, judge, {"level": "3"}) == {"q3"}
+    assert _selected(project, judge, {"hard": True}) == {"q0", "q2"}
+    assert _selected(project, judge, {"source.name": "arena", "domain": "math"}) == {"q0", "q1"}
+    assert _selected(project, judge, {"domain": "math"}, "unlabeled") == {"q1", "q5"}
+    assert _selected(project, judge, {"domain": "biology"}) == set()
+    for bad in ({"": 1}, {"a..b": 1}, {"domain": None}, {"domain": ["math"]}, ["domain"]):
+        with pytest.raises(services.ServiceError) as error:
+            start(project, [judge], "all", metadata_filter=bad)
+        assert error.value.field == "metadata_filter"
+
+
+def _selected(project, judge, conditions, selection="all") -> set[str]:
+    """The external ids a run with this metadata filter plans (a new prompt version each time,
+    so that earlier runs' passes do not count)."""
+    judge.system_prompt = f"Judge well. ({Judgment.objects.count()})"
+    judge.save()
+    run = start(project, [judge], selection, metadata_filter=conditions)
+    assert run.metadata_filter == conditions
+    return set(run.judgments.values_list("item__external_id", flat=True))
+
+
 def test_calibration_of_a_real_run_on_human_labelled_items(
     project, llm_server, eager_celery, client, alice
 ):

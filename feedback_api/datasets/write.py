@@ -82,9 +82,7 @@ class SplitWriter:
     """One split's JSONL and Parquet files, written as tables of rows arrive; the JSONL's
     bytes also go to `archive` when given (its member of that name)."""
 
-    def __init__(
-        self, folder: Path, name: str, schema: pa.Schema, archive: Archive | None = None
-    ):
+    def __init__(self, folder: Path, name: str, schema: pa.Schema, archive: Archive | None = None):
         self.schema = schema
         self.rows = 0
         self.pending: list[pa.Table] = []
