@@ -37,6 +37,7 @@ class Answer:
     delay: float = 0.0  # seconds before answering, on top of the server's latency
     usage: bool = True  # False: a reply without usage (some local servers send none)
     model: str | None = None  # the model the reply names; the requested one by default
+    raw: bytes | None = None  # a 200 with this body instead of a reply (a broken gateway)
 
     @classmethod
     def json_verdict(cls, choice: str = "A", strength: int | None = 2, **kw) -> Answer:
@@ -223,6 +224,9 @@ class _Handler(BaseHTTPRequestHandler):
         if answer.status >= 400:
             error = protocol.error(answer.status, answer.message)
             return self._send(answer.status, error, answer.headers)
+        if answer.raw is not None:
+            return self._send(200, None, {"Content-Type": "application/json", **answer.headers},
+                              data=answer.raw)  # fmt: skip
         tokens_in = _count_tokens([body.get("system"), body.get("messages")])
         tokens_out = _count_tokens(answer.text)
         if answer.usage:
@@ -233,13 +237,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._send(404, {"error": {"message": f"no route {self.path}"}})
 
-    def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
-        data = json.dumps(payload).encode()
+    def _send(
+        self, status: int, payload: dict | None, headers: dict | None = None, data: bytes = b""
+    ) -> None:
+        data = data if payload is None else json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json", **(headers or {})}
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
+            for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)

@@ -112,6 +112,27 @@ def test_openai_reply_without_usage_costs_zero_tokens(llm_server):
     assert reply.text
 
 
+@pytest.mark.parametrize(
+    ("raw", "content_type"),
+    [
+        (b"<html>502 Bad Gateway</html>", "text/html"),
+        (b"<html>502 Bad Gateway</html>", "application/json"),
+        (b'{"object": "list", "data": []}', "application/json"),
+        (b'["not", "a", "reply"]', "application/json"),
+    ],
+)
+def test_a_200_that_is_not_a_reply_is_transient_and_says_so(client, llm_server, raw, content_type):
+    """A broken gateway's page, or JSON that is not a reply: never a crash of the worker."""
+    llm_server.script(Answer(raw=raw, headers={"Content-Type": content_type}))
+    try:
+        reply = client.judge(PASS)
+    except JudgeError as error:
+        assert not error.permanent and client.name in error.message
+    else:  # a JSON object without the reply's fields: an empty reply, which the kind refuses
+        assert raw.startswith(b"{") and reply.text == ""
+        assert (reply.tokens_in, reply.tokens_out) == (0, 0)
+
+
 def test_reply_names_the_model_the_server_used(client, llm_server):
     llm_server.script(Answer.json_verdict(model="judge-1-2026-01-01"))
 

@@ -46,6 +46,11 @@ class JudgeError(Exception):
 TRANSIENT_STATUSES = frozenset({408, 409, 429})
 
 
+def token_count(value) -> int:
+    """A reply's token count as the server gave it: a whole number, else 0 (not counted)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def status_is_transient(status: int) -> bool:
     """A timeout, a conflict, a rate limit or any 5xx (including Anthropic's 529 overloaded)."""
     return status in TRANSIENT_STATUSES or status >= 500
