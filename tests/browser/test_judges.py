@@ -133,7 +133,10 @@ def test_admin_configures_previews_runs_and_calibrates_a_judge(
     row = page.locator(f"#judge-{judge.pk}")
     expect(row.locator("td").nth(3)).to_have_text(cost.removesuffix(" USD"))  # spent
     expect(row.locator("td").nth(4)).to_have_text("0.0000")  # reserved
-    row.get_by_role("link", name="Against the humans").click()
+    # The first report of a server process imports scikit-learn and SciPy (~3 s of CPU, kept
+    # out of the web process until then): with the suite's two processes on two cores that
+    # navigation took over 10 s once.
+    row.get_by_role("link", name="Against the humans").click(timeout=30_000)
     expect(page.get_by_role("heading", name="gpt against the humans", exact=True)).to_be_visible()
     expect(page.get_by_test_id("calibration-fit")).to_have_text("Not fit to label alone.")
     table = page.locator("table.calibration-table")
