@@ -2,8 +2,9 @@
 
 The hh-rlhf harmless-base test pairs (../shared/data/, see the README there): the prompt is the
 conversation before the last `\\n\\nAssistant:` turn, chosen and rejected its two last turns.
-Split by prompt with the training run's own held-out rule (`rewards.data.split_rows`: no prompt
-in both train and test), then subsampled (`--train`, `--test`) to keep a run to minutes on CPU.
+Split by prompt with the training run's own held-out rule (`annotate.splits`, as
+`rewards.data.split_rows`: no prompt in both train and test; this checkout's rule also with
+`--code`), then subsampled (`--train`, `--test`) to keep a run to minutes on CPU.
 
 hh-rlhf has no rankings, so the listwise set is built from the pairs, one list per pair: its
 chosen and rejected answers plus the last answers of two other conversations of the same side
@@ -20,14 +21,15 @@ from DIR (`--ties broken` ranks tied answers by position, as older exports did).
 
 Printed: per run the training loss (mean of its first and of its last 5 steps), held-out
 pairwise accuracy (chosen scored above rejected; ties count half), and for lists Kendall's
-tau-b (pairs tied in the ranking count for neither side), each beside the length baseline
-(longer response preferred) on the same rows.
+tau-b (pairs tied in the ranking count for neither side), each beside the length baselines
+(longer response preferred, and shorter: on harmless data a refusal is short) on the same rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.util
 import json
 import random
 import sys
@@ -57,9 +59,15 @@ def read_pairs() -> list[dict]:
 
 
 def split(rows: list[dict], n_train: int, n_test: int, seed: int) -> tuple[list, list]:
-    from rewards.data import split_rows
-
-    train, test = split_rows(rows, 0.2, seed)
+    # This checkout's split rule even with --code: an older rewards.data.split_rows hashed
+    # prompts differently, and a comparison needs the same rows.
+    spec = importlib.util.spec_from_file_location("_splits", ROOT / "annotate" / "splits.py")
+    splits = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(splits)
+    keys = [splits.prompt_key(r["prompt"]) for r in rows]
+    held = splits.in_test_splits(keys, seed=seed, fraction=0.2, both_sides=True)
+    train = [r for r, h in zip(rows, held, strict=True) if not h]
+    test = [r for r, h in zip(rows, held, strict=True) if h]
     assert not {r["prompt"] for r in train} & {r["prompt"] for r in test}
     rng = random.Random(seed)
     return rng.sample(train, min(n_train, len(train))), rng.sample(test, min(n_test, len(test)))
@@ -116,6 +124,7 @@ def train(objective: str, rows: list[dict], folder: Path, args) -> tuple[str, li
         if point.get("truncation"):
             print(f"  {objective} truncation: {json.dumps(point['truncation']['train'])}")
     losses = [p["loss"] for p in points if p.get("loss") is not None]
+    print(f"  {objective} loss per step: {' '.join(f'{x:.3f}' for x in losses)}")
     return result["model_dir"], losses, time.perf_counter() - started
 
 
@@ -162,6 +171,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", type=int, default=512, help="Train pairs (and lists).")
     parser.add_argument("--test", type=int, default=300, help="Held-out pairs (and lists).")
+    parser.add_argument(
+        "--listwise-train",
+        type=int,
+        help="Train lists: the first N of the --train lists (default all; the held-out rows and "
+        "the lists stay those of --train, so a run with --only listwise compares).",
+    )
     parser.add_argument("--only", choices=["pairwise", "listwise"])
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--learning-rate", type=float, help="Default: TrainConfig's.")
@@ -174,10 +189,13 @@ def main() -> None:
     args = parser.parse_args()
 
     train_pairs, test_pairs = split(read_pairs(), args.train, args.test, args.seed)
-    train_lists = lists_of(train_pairs, args.ties, args.seed)
+    train_lists = lists_of(train_pairs, args.ties, args.seed)[: args.listwise_train]
     test_lists = lists_of(test_pairs, "groups", args.seed + 1)
-    print(f"{len(train_pairs)} train / {len(test_pairs)} held-out pairs, split by prompt")
-    rows = [("length baseline", None, [], 0.0)]
+    print(
+        f"{len(train_pairs)} train / {len(test_pairs)} held-out pairs, split by prompt; "
+        f"{len(train_lists)} train lists"
+    )
+    rows = [("length baseline, longer", None, [], 0.0)]
     with tempfile.TemporaryDirectory(prefix="realdata-") as tmp:
         for objective, data in (("pairwise", train_pairs), ("listwise", train_lists)):
             if args.only and args.only != objective:
@@ -197,6 +215,8 @@ def main() -> None:
                 f"| {name} | {len(losses) or '-'} | {loss} | {accuracy:.3f} | {tau:.3f} "
                 f"| {seconds:.0f} |"
             )
+            if model_dir is None:  # the shorter answer preferred: the mirror of longer
+                print(f"| length baseline, shorter | - | - | {1 - accuracy:.3f} | {-tau:.3f} | 0 |")
 
 
 if __name__ == "__main__":
