@@ -88,7 +88,7 @@ def test_start_form_is_prefilled_with_the_defaults_and_help(client, alice, proje
     assert form["dataset_version"].value() == 1
     assert form["objective"].value() == "pairwise"
     assert form["epochs"].value() == 1.0
-    assert form["learning_rate"].value() == 5e-5
+    assert form["learning_rate"].value() == 1e-4
     assert (form["batch_size"].value(), form["max_length"].value()) == (16, 256)
     assert (form["precision"].value(), form["checkpoint_steps"].value()) == ("auto", 50)
     assert form["base_model"].value() == ""

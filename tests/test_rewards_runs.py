@@ -165,7 +165,7 @@ def test_create_stores_the_full_config_and_the_version_objective(version, alice)
     run = create(version, alice)
     assert run.status == Status.PENDING
     assert run.objective == "pairwise"
-    assert run.config["max_length"] == 48 and run.config["learning_rate"] == 5e-5
+    assert run.config["max_length"] == 48 and run.config["learning_rate"] == 1e-4
     assert run.base_model == "all-MiniLM-L6-v2"
     assert run.output_dir == f"rewards/{version.project_id}/run-{run.pk}"
     assert "Created by alice" in run.logs
