@@ -599,6 +599,7 @@ def rm_child(args) -> dict:
                     plain_scores = scores
     return {
         "pairs": len(passes),
+        "batch": RewardModelJudge.batch_size,
         "sequences": len(pairs),
         "threads": torch.get_num_threads(),
         "max_length": max_length,
@@ -664,7 +665,7 @@ def print_rm(args, r: dict) -> None:
     print("| path | pairs | seconds | pairs/s | x pipeline | rounds s |")
     print("|---|---:|---:|---:|---:|---|")
     for name, label in (
-        ("judge", "RewardModelJudge.judge_many (batches of 64)"),
+        ("judge", f"RewardModelJudge.judge_many (batches of {r['batch']})"),
         ("pipeline", "pipeline, one (prompt, response) a call"),
     ):
         s = r[f"{name}_s"]

@@ -278,7 +278,7 @@ class _Worker:
                 time.sleep(0.5)
                 continue
             started = time.monotonic()
-            replies = self.client.judge_many([t.call for t in claimed])
+            replies = self.client.judge_many([t.call for t in claimed], between=self._beat)
             latency = (time.monotonic() - started) / len(claimed)
             for task, reply in zip(claimed, replies, strict=True):
                 if isinstance(reply, JudgeError):

@@ -4,6 +4,7 @@ batched function judges use."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -24,11 +25,17 @@ def _loaded(model_dir: str):
 
 @torch.no_grad()
 def score(
-    model_dir: str, prompts: list, responses: list[str], *, batch_size: int = 32
+    model_dir: str,
+    prompts: list,
+    responses: list[str],
+    *,
+    batch_size: int = 32,
+    between: Callable[[], object] | None = None,
 ) -> list[float]:
     """One reward per (prompt, response); prompts are strings or chat message lists, responses
     strings (or [{"role": "assistant", ...}]). Batched by length; the model is loaded once per
-    model_dir (the last 4 stay cached)."""
+    model_dir (the last 4 stay cached). `between` is called after each batch (a judge run's
+    heartbeat: a long call still says it is alive)."""
     if len(prompts) != len(responses):
         raise ValueError("prompts and responses must have the same length")
     if not prompts:
@@ -57,4 +64,6 @@ def score(
         logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits
         for i, value in zip(chunk, logits.float().squeeze(-1).tolist(), strict=True):
             rewards[i] = value
+        if between is not None:
+            between()
     return rewards

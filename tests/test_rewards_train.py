@@ -85,6 +85,12 @@ def test_pairwise_learns_the_preference_and_scores_held_out_pairs(tmp_path):
 
     good, bad = score(result["model_dir"], ["tell me about owls?"] * 2, [GOOD[0], BAD[0]])
     assert good > bad
+    beats = []  # a judge run's heartbeat, after each of the model's batches
+    again_scored = score(
+        result["model_dir"], ["tell me about owls?"] * 2, [GOOD[0], BAD[0]],
+        batch_size=1, between=lambda: beats.append(1),
+    )  # fmt: skip
+    assert again_scored == pytest.approx([good, bad], rel=1e-5) and len(beats) == 2
     again = evaluate(result["model_dir"], "pairwise", tmp_path / "test.jsonl")
     assert again["accuracy"] == result["metrics"]["accuracy"]
     bench = [{**r, "subset": "a" if i % 2 else "b"} for i, r in enumerate(rows[64:])]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -155,10 +155,15 @@ class JudgeClient:
     def judge(self, p: Pass) -> Reply:
         raise NotImplementedError
 
-    def judge_many(self, passes: list[Pass]) -> list[Reply | JudgeError]:
-        """One reply or error per pass, in order."""
+    def judge_many(
+        self, passes: list[Pass], between: Callable[[], object] | None = None
+    ) -> list[Reply | JudgeError]:
+        """One reply or error per pass, in order. `between`, when given, is called now and then
+        while it works (the runner's heartbeat)."""
         out: list[Reply | JudgeError] = []
         for p in passes:
+            if between is not None and out:
+                between()
             try:
                 out.append(self.judge(p))
             except JudgeError as error:
