@@ -543,6 +543,7 @@ def test_archive_holds_the_data_files_and_the_card(project, tmp_path):
     assert table.column_names[:3] == ["prompt", "chosen", "rejected"]
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_a_failed_build_leaves_no_archive_and_no_open_file(project, tmp_path, monkeypatch):
     for i in range(30):
         pair_label(ItemFactory(project=project, prompt=f"Q{i}"), "A")

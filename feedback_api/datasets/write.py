@@ -167,8 +167,13 @@ class Archive:
             self.added = len(self.names)
 
     def abandon(self) -> None:
-        """Closes the file after a failed export, as it is (a member may still be open)."""
-        self.file.close()
+        """Closes the archive after a failed export, with what it holds so far."""
+        try:
+            self.zip.close()
+        except ValueError:  # a member still open for writing: nothing more to write
+            self.zip.fp = None  # (else ZipFile.__del__ tries again, on the closed file)
+        finally:
+            self.file.close()
 
 
 def _member(name: str) -> zipfile.ZipInfo:
