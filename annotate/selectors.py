@@ -3,7 +3,8 @@ queries whatever the size of the project."""
 
 from __future__ import annotations
 
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 
@@ -76,3 +77,12 @@ def annotation_of_user(*, project: Project, user, pk: int) -> Annotation:
         annotator=user,
         source=Annotation.Source.HUMAN,
     )
+
+
+def metadata_field(keys: list[str]) -> KeyTransform | F:
+    """An item's metadata field as an expression: ["a", "b"] is metadata.a.b. Built from key
+    transforms, not a "metadata__a__b" lookup string, so a key may be named like a lookup."""
+    field: KeyTransform | F = F("metadata")
+    for key in keys:
+        field = KeyTransform(key, field)
+    return field

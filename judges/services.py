@@ -15,12 +15,12 @@ from urllib.parse import urlparse
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q
-from django.db.models.fields.json import KeyTransform
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from annotate.kinds import get_kind
 from annotate.models import Annotation, Item, Judge, Project
+from annotate.selectors import metadata_field
 
 from . import prompts
 from .clients import client_class
@@ -291,9 +291,7 @@ def clean_metadata_filter(conditions: dict | None) -> dict:
 
 def _metadata_matches(items, conditions: dict):
     for k, (path, value) in enumerate(conditions.items()):
-        field = F("metadata")
-        for key in path.split("."):  # expressions: a key may be named like a lookup
-            field = KeyTransform(key, field)
+        field = metadata_field(path.split("."))
         items = items.alias(**{f"meta_{k}": field}).filter(**{f"meta_{k}": value})
     return items
 

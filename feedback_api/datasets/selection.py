@@ -7,11 +7,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
-from django.db.models.fields.json import KeyTransform
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from annotate.models import Annotation, Item, Project
+from annotate.selectors import metadata_field
 from annotate.services import ServiceError
 from annotate.splits import (  # noqa: F401 (the rule, re-exported for the export's modules)
     in_test_split,
@@ -200,10 +200,7 @@ def items_without_split_key(items: QuerySet[Item], split: dict) -> tuple[int, li
     external ids (nothing for a split by prompt: every item has one)."""
     if split["by"] == "prompt":
         return 0, []
-    value = F("metadata")
-    for key in metadata_path(split["by"]):  # expressions: a key may be named like a lookup
-        value = KeyTransform(key, value)
-    lacking = items.alias(split_value=value).filter(
+    lacking = items.alias(split_value=metadata_field(metadata_path(split["by"]))).filter(
         Q(split_value__isnull=True) | Q(split_value=None)
     )
     return lacking.count(), list(lacking.order_by("id").values_list("external_id", flat=True)[:3])
