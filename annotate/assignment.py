@@ -18,6 +18,10 @@ Conventions:
   their own expired lease may be leased to them again: they never labeled it.
 - Gold items (Item.gold_label set) do not count against overlap: every annotator may get each one
   once. They come at Project.gold_rate, spread evenly over each annotator's assignments.
+- Only items routed to people (Item.route "human" or "both") are leased; the router (routing/)
+  sets the route in batches, under the same item row lock. The route is in `item_next_idx`'s
+  condition, so an item routed to judges is not even in the index the next-item query scans.
+  Gold items are always for people.
 - Labels arrive in display terms (a pairwise "A" is the response shown first) and are stored in
   the item's terms ("A" is item.responses[0]): the kind decides the display order and whether
   a lease is swapped, and its `swap_label` turns a swapped assignment's label back.
@@ -204,9 +208,8 @@ def _candidate(project: Project, annotator, *, gold: bool) -> Item | None:
         order = ("human_label_count", "id")
     else:
         # The first test bounds the index range; the second is checked on the rows scanned.
-        items = items.filter(human_label_count__lt=project.overlap).filter(
-            lease_count__lt=project.overlap - F("human_label_count")
-        )
+        items = items.filter(human_label_count__lt=project.overlap, route__in=Item.TO_PEOPLE)
+        items = items.filter(lease_count__lt=project.overlap - F("human_label_count"))
         order = ("human_label_count", "-priority", "id")
     expired = mine.filter(status=Assignment.Status.EXPIRED).values("pk")[:1]
     return (
@@ -585,7 +588,8 @@ def annotator_progress(project: Project, annotator) -> dict:
     """Progress for the annotator's screen.
 
     `done` and `skipped` are the annotator's own (a count over their assignments); `complete`
-    (items with `overlap` human labels) and `total` are the project's regular items, counted on
+    (items with `overlap` human labels) and `total` are the project's regular items routed to
+    people, counted on
     indexes and cached for a few seconds so that many annotators do not recount them.
     """
     mine = dict(
@@ -597,7 +601,9 @@ def annotator_progress(project: Project, annotator) -> dict:
     key = f"assignment:progress:{project.pk}:{project.overlap}"
     counts = cache.get(key)
     if counts is None:
-        regular = Item.objects.filter(project=project, gold_label__isnull=True)
+        regular = Item.objects.filter(
+            project=project, gold_label__isnull=True, route__in=Item.TO_PEOPLE
+        )
         counts = {
             "complete": regular.filter(human_label_count__gte=project.overlap).count(),
             "total": regular.count(),

@@ -81,7 +81,7 @@ JOIN annotate_item i ON i.id = x.item_id
 # The first test of each bounds the range scanned on its partial index (item_next_idx,
 # item_next_gold_idx); the rest are checked on the rows scanned.
 _REGULAR = """
-      AND i.gold_label IS NULL
+      AND i.gold_label IS NULL AND i.route IN ('human', 'both')
       AND i.human_label_count < %(overlap)s
       AND i.lease_count < %(overlap)s - i.human_label_count
     ORDER BY i.human_label_count, i.priority DESC, i.id

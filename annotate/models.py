@@ -79,6 +79,12 @@ class Project(models.Model):
     lease_minutes = models.PositiveIntegerField(
         default=30, help_text="Minutes an annotator holds an item before it returns to the pool."
     )
+    new_item_route = models.CharField(
+        max_length=8,
+        default="human",
+        help_text="The route imported items start with: people, or waiting for the router "
+        "(kept by the routing app from the project's policy).",
+    )
     load_images = models.BooleanField(
         default=False,
         help_text="Load images in responses and guidelines from any http(s) host (off: each "
@@ -147,6 +153,18 @@ class Membership(models.Model):
 class Item(models.Model):
     """One thing to label: a prompt (text or chat messages) and its responses."""
 
+    class Route(models.TextChoices):
+        """Who labels the item: the routing app decides (routing/services.py), the assignment
+        engine obeys: only items routed to people are ever leased to a person."""
+
+        HUMAN = "human", "People"
+        JUDGE = "judge", "Judges only"
+        BOTH = "both", "People and judges"
+        PENDING = "pending", "Waiting for the router"
+
+    # The routes under which people label the item: the next-item index holds only these.
+    TO_PEOPLE = (Route.HUMAN, Route.BOTH)
+
     # Indexed by item_project_idx, whose (project, id) serves the foreign key too.
     project = models.ForeignKey(
         Project, on_delete=models.CASCADE, related_name="items", db_index=False
@@ -175,6 +193,13 @@ class Item(models.Model):
     lease_count = models.PositiveIntegerField(
         default=0, db_default=0, help_text="Live leases: assignments handed out, not yet done."
     )
+    route = models.CharField(
+        max_length=8,
+        choices=Route.choices,
+        default=Route.HUMAN,
+        db_default=Route.HUMAN,
+        help_text="Who labels it; set by the router (the next-item index holds people's only).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -185,11 +210,12 @@ class Item(models.Model):
             )
         ]
         indexes = [
-            # The next-item query: breadth first, then priority, then id, LIMIT 1.
+            # The next-item query: breadth first, then priority, then id, LIMIT 1; only items
+            # routed to people are in it, so one routed to judges is never leased to a person.
             models.Index(
                 fields=["project", "human_label_count", "-priority", "id"],
                 name="item_next_idx",
-                condition=Q(gold_label__isnull=True),
+                condition=Q(gold_label__isnull=True, route__in=["human", "both"]),
             ),
             models.Index(
                 fields=["project", "human_label_count", "id"],

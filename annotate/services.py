@@ -339,6 +339,7 @@ def _item(project: Project, parsed: ParsedItem) -> Item:
         metadata=parsed.metadata,
         priority=parsed.priority,
         gold_label=parsed.gold_label,
+        route=project.new_item_route,
     )
 
 
@@ -349,7 +350,8 @@ def _copy_items(project: Project, parsed: list[ParsedItem]) -> list[int]:
     now = timezone.now()
     table = Item._meta.db_table
     columns = (
-        "id, project_id, external_id, prompt, responses, metadata, priority, gold_label, created_at"
+        "id, project_id, external_id, prompt, responses, metadata, priority, gold_label, route, "
+        "created_at"
     )
     with connection.cursor() as cursor:
         raw = cursor.cursor
@@ -371,6 +373,7 @@ def _copy_items(project: Project, parsed: list[ParsedItem]) -> list[int]:
                         orjson.dumps(p.metadata).decode(),
                         p.priority,
                         gold,
+                        project.new_item_route,
                         now,
                     )
                 )

@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "feedback_api",
     "rewards",
     "judges",
+    "routing",
 ]
 
 MIDDLEWARE = [

@@ -33,6 +33,7 @@ class JudgeRun(models.Model):
         HUMAN_LABELED = "human_labeled", "Items with human labels (calibration)"
         ALL = "all", "All items"
         IDS = "ids", "Items by external id"
+        ROUTING = "routing", "Items the router sent to judges or waits on"
 
     ACTIVE = (Status.PENDING, Status.RUNNING)
 

@@ -42,6 +42,7 @@ from annotate.models import Annotation, Item, Judge
 from . import limits, prompts
 from .clients import JudgeError, Pass, Reply, Settings, client_class
 from .models import JudgeRun, Judgment, Verdict
+from .signals import run_finished
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +106,12 @@ def finish_if_done(run_id: int) -> str:
             .distinct()
         ):
             write_jury_verdict(run, item_id, jury)
-    JudgeRun.objects.filter(pk=run_id, status=JudgeRun.Status.RUNNING).update(
+    finished = JudgeRun.objects.filter(pk=run_id, status=JudgeRun.Status.RUNNING).update(
         status=JudgeRun.Status.DONE, finished_at=timezone.now()
     )
+    if finished:
+        # Once, by the worker that finished it: the router reads the new verdicts.
+        run_finished.send(sender=JudgeRun, run=run)
     return JudgeRun.objects.get(pk=run_id).status
 
 

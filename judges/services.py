@@ -309,6 +309,11 @@ def _select(
     elif selection == JudgeRun.Selection.HUMAN_LABELED:
         human = Annotation.objects.filter(item=OuterRef("pk"), source=Annotation.Source.HUMAN)
         items = items.filter(Exists(human))
+    elif selection == JudgeRun.Selection.ROUTING:
+        items = items.filter(
+            route__in=[Item.Route.JUDGE, Item.Route.BOTH, Item.Route.PENDING],
+            gold_label__isnull=True,
+        )
     elif selection == JudgeRun.Selection.IDS:
         if not external_ids:
             raise ServiceError("list the items' external ids", "external_ids")

@@ -1,12 +1,18 @@
-"""Celery signal handlers of the judges app: a worker imports the judge backends before its pool
-starts, and resumes orphaned runs once it is ready."""
+"""The judges app's signals: `run_finished`, which later apps (routing) listen to, and the Celery
+handlers by which a worker imports the judge backends before its pool starts and resumes orphaned
+runs once it is ready."""
 
 import logging
 
 from celery.signals import worker_init, worker_ready
 from django.conf import settings
+from django.dispatch import Signal
 
 logger = logging.getLogger(__name__)
+
+# Sent once when a judge run is done (every pass finished, every verdict written), with `run`:
+# how an app that comes after judges hears of new verdicts without judges importing it.
+run_finished = Signal()
 
 
 @worker_init.connect(dispatch_uid="judges.import_backends")

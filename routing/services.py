@@ -1,0 +1,346 @@
+"""Routing writes: a project's policy, and routing passes that set items' routes in batches.
+
+The invariants:
+- Only this module changes Item.route (besides import, which writes the project's
+  new_item_route), and always while holding the project's RoutingPolicy row lock: passes and
+  policy changes run one at a time per project, on any number of web and Celery processes, so
+  the human budget is counted and spent atomically.
+- The human budget caps the non-gold items routed to people (route "human" or "both"): counted
+  under the lock, then granted to the items whose policy wants people, riskiest first. The audit
+  slice always goes to both and counts against it.
+- A route is changed by conditional UPDATEs (WHERE route = the route read): an item's route never
+  changes behind a decision. Items a person has started (labels or live leases) keep theirs.
+- Decisions are made in batches (after a judge run, on a policy change, on demand), never on an
+  annotator's request: the next-item query only reads the column.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef
+from django.utils import timezone
+
+from annotate.models import Item, Judge, Project
+from judges.models import JudgeRun, Verdict
+
+from . import features
+from .models import RouteDecision, RoutingPolicy
+from .policies import Decision, PolicyError, get_policy
+from .policies.base import UNSURE, uniform
+
+Route = Item.Route
+CHUNK = 2000
+
+
+class ServiceError(ValueError):
+    def __init__(self, message: str, field: str = "form"):
+        super().__init__(message)
+        self.message, self.field = message, field
+
+
+@dataclass
+class RouteReport:
+    """What one routing pass did: items per new route, how many wait, the budget after it."""
+
+    routed: dict[str, int] = field(default_factory=dict)
+    waiting: int = 0
+    promoted: int = 0
+    over_budget: int = 0
+    budget: dict = field(default_factory=dict)
+
+
+def policy_for(project: Project) -> RoutingPolicy:
+    """The project's routing policy (all to people until an admin picks another)."""
+    policy, _ = RoutingPolicy.objects.get_or_create(project=project)
+    return policy
+
+
+# Policy -----------------------------------------------------------------------------------------
+
+
+def policy_save(*, project: Project, data: dict, user=None) -> RoutingPolicy:
+    """Validate and save the project's routing settings, then route again every item no person
+    has started, under the new policy. ServiceError names the field at fault."""
+    cleaned = _clean(project, data)
+    with transaction.atomic():
+        row = _locked(project)
+        for name, value in cleaned.items():
+            setattr(row, name, value)
+        row.updated_by = user if user is not None and user.is_authenticated else None
+        row.updated_at = timezone.now()
+        row.save()
+        start = Route.HUMAN if row.policy == RoutingPolicy.Name.ALL_HUMAN else Route.PENDING
+        Project.objects.filter(pk=project.pk).update(new_item_route=start)
+        project.new_item_route = start
+        # Unstarted items wait for the new policy's decision, made right below.
+        _unstarted(project).exclude(route=Route.PENDING).update(route=Route.PENDING)
+        _route_locked(project, row, trigger="policy changed")
+    return row
+
+
+def _clean(project: Project, data: dict) -> dict:
+    name = data.get("policy", RoutingPolicy.Name.ALL_HUMAN)
+    try:
+        policy = get_policy(name)
+        params = policy.clean_params(data.get("params"))
+    except PolicyError as exc:
+        raise ServiceError(exc.message, "policy" if exc.field == "policy" else "params") from None
+    judge = data.get("judge")
+    if judge is not None and (not isinstance(judge, Judge) or judge.project_id != project.pk):
+        raise ServiceError("not a judge of this project", "judge")
+    if judge is None and name != RoutingPolicy.Name.ALL_HUMAN:
+        raise ServiceError("this policy needs a judge to label what it routes to judges", "judge")
+    if judge is not None and not judge.active:
+        raise ServiceError(f"{judge.name!r} is switched off", "judge")
+    labels = data.get("budget_labels")
+    if labels is not None and (
+        isinstance(labels, bool) or not isinstance(labels, int) or labels < 0
+    ):
+        raise ServiceError("a whole number of labels, 0 or more (empty: no cap)", "budget_labels")
+    share = _share(data.get("budget_share"), "budget_share", optional=True)
+    audit = _share(data.get("audit_share", 0.1), "audit_share", optional=False)
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**31) <= seed < 2**31:
+        raise ServiceError("a whole number", "seed")
+    return {
+        "policy": name,
+        "params": params,
+        "judge": judge,
+        "budget_labels": labels,
+        "budget_share": share,
+        "audit_share": audit,
+        "seed": seed,
+    }
+
+
+def _share(value, name: str, *, optional: bool) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ServiceError("a share from 0 to 1" + (" (empty: no cap)" if optional else ""), name)
+    return float(value)
+
+
+def _locked(project: Project) -> RoutingPolicy:
+    policy_for(project)
+    row = RoutingPolicy.objects.select_for_update().get(project=project)
+    row.judge  # noqa: B018 (read after the lock: PostgreSQL locks no outer-joined row)
+    return row
+
+
+def _unstarted(project: Project):
+    """Items no person has started: no human label, no live lease, not gold."""
+    return Item.objects.filter(
+        project=project, gold_label__isnull=True, human_label_count=0, lease_count=0
+    )
+
+
+# Routing passes ---------------------------------------------------------------------------------
+
+
+def route_items(*, project: Project, trigger: str = "on demand") -> RouteReport:
+    """Route the project's waiting items, and promote to people the items routed to judges whose
+    verdict came back inconsistent or failed, while the human budget lasts."""
+    with transaction.atomic():
+        row = _locked(project)
+        return _route_locked(project, row, trigger)
+
+
+def _route_locked(project: Project, row: RoutingPolicy, trigger: str) -> RouteReport:
+    policy = get_policy(row.policy)
+    waiting = list(
+        Item.objects.filter(project=project, route=Route.PENDING, gold_label__isnull=True)
+        .only("id", "prompt", "responses", "metadata")
+        .order_by("id")
+    )
+    unsure = _unsure_judged(project, row.judge)
+    capacity = _capacity(project, row)
+    report = RouteReport()
+    made: list[tuple[Item, str, Decision, bool]] = []  # (item, route, decision, audit)
+    wanting: list[tuple[Item, Decision, bool]] = []  # (item, decision, promotion)
+    regular = []
+    for item in waiting:
+        draw = uniform(row.seed, item.pk, "audit")
+        if draw < row.audit_share:
+            reason = f"audit slice (draw {draw:.3f} < {row.audit_share:g})"
+            made.append((item, Route.BOTH, Decision(True, None, reason), True))
+        else:
+            regular.append(item)
+    decisions = policy.decide(
+        features.candidates(regular, row.judge), row.params, project=project, seed=row.seed
+    )
+    for item, decision in zip(regular, decisions, strict=True):
+        if decision.wants_people is None:
+            report.waiting += 1
+        elif decision.wants_people:
+            wanting.append((item, decision, False))
+        else:
+            made.append((item, Route.JUDGE, decision, False))
+    for item in unsure:
+        reason = "promoted: the judge's verdict came back unsure"
+        wanting.append((item, Decision(True, UNSURE, reason, {"verdict": "unsure"}), True))
+    if capacity is not None:
+        capacity -= sum(1 for *_, audit in made if audit)
+    wanting.sort(key=lambda w: (-(w[1].risk if w[1].risk is not None else 0.5), w[0].pk))
+    for n, (item, decision, promotion) in enumerate(wanting):
+        if capacity is None or n < capacity:
+            made.append((item, Route.HUMAN, decision, False))
+            report.promoted += promotion
+        elif not promotion:
+            spent = Decision(False, decision.risk, f"human budget spent; {decision.reason}")
+            spent.features = decision.features
+            made.append((item, Route.JUDGE, spent, False))
+            report.over_budget += 1
+    _write(made, {i.pk for i in unsure}, row, trigger)
+    for _, route, _, _ in made:
+        report.routed[route] = report.routed.get(route, 0) + 1
+    RoutingPolicy.objects.filter(pk=row.pk).update(routed_at=timezone.now())
+    report.budget = budget(project, row)
+    return report
+
+
+def _unsure_judged(project: Project, judge: Judge | None) -> list[Item]:
+    """Items routed to judges only whose router-judge verdict is inconsistent or failed."""
+    if judge is None:
+        return []
+    sure = Verdict.objects.filter(item=OuterRef("pk"), judge=judge, status=Verdict.Status.AGREED)
+    unsure = Verdict.objects.filter(
+        item=OuterRef("pk"),
+        judge=judge,
+        status__in=[Verdict.Status.INCONSISTENT, Verdict.Status.FAILED],
+    )
+    return list(
+        Item.objects.filter(project=project, route=Route.JUDGE, gold_label__isnull=True)
+        .filter(Exists(unsure), ~Exists(sure))
+        .only("id")
+        .order_by("id")
+    )
+
+
+def _write(made, promoted_ids: set[int], row: RoutingPolicy, trigger: str) -> None:
+    by_change: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for item, route, _, _ in made:
+        old = Route.JUDGE if item.pk in promoted_ids else Route.PENDING
+        by_change[(old, route)].append(item.pk)
+    for (old, new), ids in by_change.items():
+        for start in range(0, len(ids), CHUNK):
+            Item.objects.filter(pk__in=ids[start : start + CHUNK], route=old).update(route=new)
+    now = timezone.now()
+    RouteDecision.objects.bulk_create(
+        [
+            RouteDecision(
+                item_id=item.pk,
+                route=route,
+                policy=row.policy,
+                risk=decision.risk,
+                features=decision.features,
+                reason=decision.reason[:300],
+                audit=audit,
+                promoted=item.pk in promoted_ids,
+                trigger=trigger[:100],
+                decided_at=now,
+            )
+            for item, route, decision, audit in made
+        ],
+        batch_size=CHUNK,
+        update_conflicts=True,
+        unique_fields=["item"],
+        update_fields=[
+            "route",
+            "policy",
+            "risk",
+            "features",
+            "reason",
+            "audit",
+            "promoted",
+            "trigger",
+            "decided_at",
+        ],
+    )
+
+
+# Budget -----------------------------------------------------------------------------------------
+
+
+def _allowed(project: Project, row: RoutingPolicy, items: int) -> int | None:
+    """How many non-gold items the budget lets people label; None: no cap."""
+    caps = []
+    if row.budget_labels is not None:
+        caps.append(row.budget_labels // project.overlap)
+    if row.budget_share is not None:
+        caps.append(math.floor(row.budget_share * items + 1e-9))
+    return min(caps) if caps else None
+
+
+def _capacity(project: Project, row: RoutingPolicy) -> int | None:
+    regular = Item.objects.filter(project=project, gold_label__isnull=True)
+    allowed = _allowed(project, row, regular.count())
+    if allowed is None:
+        return None
+    return max(0, allowed - regular.filter(route__in=Item.TO_PEOPLE).count())
+
+
+def budget(project: Project, row: RoutingPolicy | None = None) -> dict:
+    """The human budget (items and labels: an item costs `overlap` labels) and the router
+    judge's spend: what is allowed, used and left."""
+    row = row or policy_for(project)
+    regular = Item.objects.filter(project=project, gold_label__isnull=True)
+    counts = dict(regular.values_list("route").annotate(n=Count("id")).order_by())
+    items = sum(counts.values())
+    allowed = _allowed(project, row, items)
+    used = counts.get(Route.HUMAN, 0) + counts.get(Route.BOTH, 0)
+    out = {
+        "items": items,
+        "by_route": {r: counts.get(r, 0) for r in Route.values},
+        "people_items_allowed": allowed,
+        "people_items_used": used,
+        "people_items_left": None if allowed is None else max(0, allowed - used),
+        "labels_allowed": None if allowed is None else allowed * project.overlap,
+        "labels_used": used * project.overlap,
+    }
+    judge = row.judge
+    if judge is not None:
+        out["judge_spend"] = {
+            "judge": judge.name,
+            "budget_usd": str(judge.budget_usd),
+            "spent_usd": str(judge.spent_usd),
+            "left_usd": str(max(judge.budget_usd - judge.spent_usd - judge.reserved_usd, 0)),
+        }
+    return out
+
+
+# The judge of what is routed to judges ----------------------------------------------------------
+
+
+def judge_routed(*, project: Project) -> JudgeRun | None:
+    """Start the router judge on the items routed to judges, or waiting for its verdict, that it
+    has not judged: None when there are none, or it is already running in the project."""
+    from judges import services as judge_services
+
+    row = policy_for(project)
+    judge = row.judge
+    if judge is None or not judge.active:
+        return None
+    busy = JudgeRun.objects.filter(
+        project=project, judges=judge, status__in=JudgeRun.ACTIVE
+    ).exists()
+    if busy:
+        return None
+    judged = Verdict.objects.filter(item=OuterRef("pk"), judge=judge)
+    unjudged = Item.objects.filter(
+        project=project,
+        gold_label__isnull=True,
+        route__in=[Route.JUDGE, Route.BOTH, Route.PENDING],
+    ).exclude(Exists(judged))
+    if not unjudged.exists():
+        return None
+    try:
+        return judge_services.run_start(
+            project=project, judges=[judge], selection=JudgeRun.Selection.ROUTING
+        )
+    except judge_services.ServiceError:
+        return None
