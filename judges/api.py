@@ -221,6 +221,7 @@ class RunListView(APIView):
                 external_ids=data["external_ids"],
                 limit=data.get("limit"),
                 metadata_filter=data["metadata_filter"],
+                purpose=data["purpose"],
             )
         except services.ServiceError as exc:
             raise _invalid(exc) from None

@@ -133,6 +133,12 @@ class RunStartForm(forms.Form):
     judges = forms.ModelMultipleChoiceField(
         queryset=Judge.objects.none(), widget=forms.CheckboxSelectMultiple
     )
+    purpose = forms.ChoiceField(
+        choices=JudgeRun.Purpose.choices,
+        initial=JudgeRun.Purpose.LABEL,
+        required=False,
+        widget=forms.RadioSelect,
+    )
     selection = forms.ChoiceField(
         choices=JudgeRun.Selection.choices,
         initial=JudgeRun.Selection.UNLABELED,
@@ -178,6 +184,9 @@ class RunStartForm(forms.Form):
                 parsed if isinstance(parsed, str | int | float | bool) else value
             )
         return conditions
+
+    def clean_purpose(self) -> str:
+        return self.cleaned_data["purpose"] or JudgeRun.Purpose.LABEL
 
     def clean_external_ids(self) -> list[str]:
         text = self.cleaned_data["external_ids"]

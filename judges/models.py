@@ -35,6 +35,10 @@ class JudgeRun(models.Model):
         IDS = "ids", "Items by external id"
         ROUTING = "routing", "Items the router sent to judges or waits on"
 
+    class Purpose(models.TextChoices):
+        LABEL = "label", "Label the items"
+        TAGS = "tags", "Tag the prompts (features for the learned router)"
+
     ACTIVE = (Status.PENDING, Status.RUNNING)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judge_runs")
@@ -42,6 +46,7 @@ class JudgeRun(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    purpose = models.CharField(max_length=8, choices=Purpose.choices, default=Purpose.LABEL)
     selection = models.CharField(max_length=16, choices=Selection.choices)
     external_ids = models.JSONField(default=list, blank=True)
     # Only items whose metadata holds these values: {"domain": "math", "source.name": "x"}.
@@ -182,3 +187,26 @@ class RateWindow(models.Model):
 
     def __str__(self) -> str:
         return f"judge {self.judge_id} minute {self.minute}"
+
+
+class PromptTags(models.Model):
+    """What a judge said the item's prompt is (judges/tags.py): subject, expertise, safety
+    concern, intents, open-endedness, format constraints; one row per judge and tag version."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="prompt_tags")
+    judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="prompt_tags")
+    run = models.ForeignKey(JudgeRun, on_delete=models.CASCADE, related_name="prompt_tags")
+    prompt_version = models.CharField(max_length=32)
+    tags = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "judge", "prompt_version"], name="prompt_tags_once_per_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"tags of item {self.item_id} by judge {self.judge_id}"

@@ -10,6 +10,8 @@ A worker (one task of the run) loops until the run has no pending pass left:
    cost settled, the row written only if this worker still holds it;
 4. when every pass of an item is finished, its Verdict (and for an agreed one, the Annotation)
    is written in one transaction, at most once (unique per item, judge and prompt version).
+A run with purpose "tags" asks for the prompt's tags instead (judges/tags.py: its prompt and
+parser in place of the kind's, one pass per item) and writes PromptTags in place of verdicts.
 
 Invariants: a pass is written at most once (the unique Judgment row, updated only while
 claimed by its writer); money is reserved before a call and settled after it, so the budget is
@@ -39,9 +41,9 @@ from django.utils import timezone
 from annotate.kinds import KindError, get_kind
 from annotate.models import Annotation, Item, Judge
 
-from . import limits, prompts
+from . import limits, prompts, tags
 from .clients import JudgeError, Pass, Reply, Settings, client_class
-from .models import JudgeRun, Judgment, Verdict
+from .models import JudgeRun, Judgment, PromptTags, Verdict
 from .signals import run_finished
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,10 @@ def finish_if_done(run_id: int) -> str:
     run = JudgeRun.objects.get(pk=run_id)
     if run.finished or run.judgments.filter(status=Judgment.Status.PENDING).exists():
         return run.status
+    if run.purpose == JudgeRun.Purpose.TAGS:
+        # Tags a worker did not write (it died between a pass and its tags).
+        write_tags(run, run.judgments.filter(status=Judgment.Status.DONE))
+        return _mark_done(run)
     # Verdicts a worker did not write (it died between a pass and its verdict): only for the
     # (item, judge, version) that have none, then the juries' likewise.
     judged = Verdict.objects.filter(
@@ -106,13 +112,17 @@ def finish_if_done(run_id: int) -> str:
             .distinct()
         ):
             write_jury_verdict(run, item_id, jury)
-    finished = JudgeRun.objects.filter(pk=run_id, status=JudgeRun.Status.RUNNING).update(
+    return _mark_done(run)
+
+
+def _mark_done(run: JudgeRun) -> str:
+    finished = JudgeRun.objects.filter(pk=run.pk, status=JudgeRun.Status.RUNNING).update(
         status=JudgeRun.Status.DONE, finished_at=timezone.now()
     )
     if finished:
         # Once, by the worker that finished it: the router reads the new verdicts.
         run_finished.send(sender=JudgeRun, run=run)
-    return JudgeRun.objects.get(pk=run_id).status
+    return JudgeRun.objects.get(pk=run.pk).status
 
 
 @dataclass
@@ -174,6 +184,7 @@ class _Worker:
     def __init__(self, run: JudgeRun, judge: Judge, holder: str):
         self.run, self.judge, self.holder = run, judge, holder
         self.kind = get_kind(run.project.kind)
+        self.tagging = run.purpose == JudgeRun.Purpose.TAGS
         # Renewed at each heartbeat: it must outlast a heartbeat interval and a reward model batch.
         self.lease_s = max(settings.JUDGES_LEASE_S, settings.JUDGES_HEARTBEAT_S * 3)
         cls = client_class(judge.backend)
@@ -317,7 +328,10 @@ class _Worker:
         near the end of the budget one by one, and what does not fit is given back."""
         for task in claimed:
             try:
-                task.call = prompts.build(self.judge, task.item, task.judgment.pass_index)
+                if self.tagging:
+                    task.call = tags.build(task.item)
+                else:
+                    task.call = prompts.build(self.judge, task.item, task.judgment.pass_index)
             except prompts.PromptError as error:
                 self._fail_run(f"{self.judge.name}: {error}")
                 self._give_back(claimed)
@@ -405,6 +419,8 @@ class _Worker:
         return result.label is not None
 
     def _label(self, reply: Reply, task: _Task) -> dict:
+        if self.tagging:
+            return tags.parse(reply.text)
         p, responses = task.call, task.item.responses
         label = self.kind.parse_judge_output(reply.text, p.shown, p.config)
         label = self.kind.judge_label_to_item(label, p.shown, responses)
@@ -438,7 +454,10 @@ class _Worker:
         for r in batch:
             if r.error is not None:
                 self._error(r.task.judgment, r.error)
-        write_verdicts(self.run, self.judge, {(j.item_id, j.prompt_version) for j in finished})
+        if self.tagging:
+            write_tags(self.run, [j for j in finished if j.status == Judgment.Status.DONE])
+        else:
+            write_verdicts(self.run, self.judge, {(j.item_id, j.prompt_version) for j in finished})
 
     def _finished(self, r: _Result) -> Judgment:
         j, last = r.task.judgment, r.replies[-1]
@@ -536,6 +555,23 @@ def _model_dir(judge: Judge) -> str:
 
 
 # Verdicts --------------------------------------------------------------------------------------
+
+
+def write_tags(run: JudgeRun, passes) -> int:
+    """PromptTags for finished tag passes that have none yet (another worker may have written
+    some: the unique key leaves those alone). How many were written."""
+    rows = [
+        PromptTags(
+            item_id=j.item_id,
+            judge_id=j.judge_id,
+            run=run,
+            prompt_version=j.prompt_version,
+            tags=j.label,
+        )
+        for j in passes
+        if j.label
+    ]
+    return len(PromptTags.objects.bulk_create(rows, ignore_conflicts=True))
 
 
 def write_verdicts(run: JudgeRun, judge: Judge, keys: set[tuple[int, str]]) -> int:

@@ -150,6 +150,13 @@ class RunCreateSerializer(serializers.Serializer):
     judges = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=ID_MAX), min_length=1
     )
+    purpose = serializers.ChoiceField(
+        choices=JudgeRun.Purpose.choices,
+        default=JudgeRun.Purpose.LABEL,
+        help_text="label: the judges label the items; tags: an LLM judge tags each item's prompt "
+        "(subject, expertise, safety concern, intents, open-endedness, format constraints), "
+        "features for the learned router.",
+    )
     selection = serializers.ChoiceField(choices=JudgeRun.Selection.choices)
     external_ids = serializers.ListField(
         child=serializers.CharField(max_length=255), required=False, default=list
@@ -223,6 +230,7 @@ class RunSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "status",
+            "purpose",
             "selection",
             "external_ids",
             "metadata_filter",

@@ -22,7 +22,7 @@ from annotate.kinds import get_kind
 from annotate.models import Annotation, Item, Judge, Project
 from annotate.selectors import metadata_field
 
-from . import prompts
+from . import prompts, tags
 from .clients import client_class
 from .models import JudgeRun, Judgment
 
@@ -196,11 +196,15 @@ def run_start(
     external_ids: list[str] | None = None,
     limit: int | None = None,
     metadata_filter: dict | None = None,
+    purpose: str = JudgeRun.Purpose.LABEL,
 ) -> JudgeRun:
     """Plan a run: one Judgment per (item, judge, pass) not judged before under the judge's
-    current prompt version, then enqueue the work. A jury brings its members."""
+    current prompt version, then enqueue the work. A jury brings its members. With purpose
+    "tags" each item's prompt is tagged instead (judges/tags.py), in one pass."""
     if not judges:
         raise ServiceError("choose at least one judge", "judges")
+    if purpose not in JudgeRun.Purpose.values:
+        raise ServiceError(f"expected one of {', '.join(JudgeRun.Purpose.values)}", "purpose")
     if selection not in JudgeRun.Selection.values:
         raise ServiceError(f"expected one of {', '.join(JudgeRun.Selection.values)}", "selection")
     for judge in judges:
@@ -208,11 +212,14 @@ def run_start(
             raise ServiceError(f"{judge.name!r} is not a judge of this project", "judges")
         if not judge.active:
             raise ServiceError(f"{judge.name!r} is switched off", "judges")
+        if purpose == JudgeRun.Purpose.TAGS:
+            _check_can_tag(judge)
     metadata_filter = clean_metadata_filter(metadata_filter)
     items = _select(project, selection, external_ids or [], limit, metadata_filter)
     run = JudgeRun.objects.create(
         project=project,
         created_by=user if user and user.is_authenticated else None,
+        purpose=purpose,
         selection=selection,
         external_ids=external_ids or [],
         metadata_filter=metadata_filter,
@@ -224,7 +231,10 @@ def run_start(
     item_ids = list(items.values_list("pk", flat=True))
     for judge in callers:
         _check_can_call(judge)
-        version, n = prompts.version(judge, kind), prompts.passes(judge, kind)
+        if purpose == JudgeRun.Purpose.TAGS:
+            version, n = tags.version(), 1
+        else:
+            version, n = prompts.version(judge, kind), prompts.passes(judge, kind)
         done = set(
             Judgment.objects.filter(
                 judge=judge, prompt_version=version, item_id__in=item_ids
@@ -245,6 +255,13 @@ def run_start(
     run.save(update_fields=["items", "passes_total"])
     transaction.on_commit(lambda: enqueue(run))
     return run
+
+
+def _check_can_tag(judge: Judge) -> None:
+    if judge.backend == Judge.Backend.JURY:
+        raise ServiceError(f"{judge.name!r} is a jury: tag with one of its members", "judges")
+    if not client_class(judge.backend).remote:
+        raise ServiceError(f"{judge.name!r} cannot tag prompts: it is not an LLM", "judges")
 
 
 def _callers(judges: list[Judge]) -> list[Judge]:

@@ -171,6 +171,7 @@ def run_create(request, slug):
                 external_ids=data["external_ids"],
                 limit=data["limit"],
                 metadata_filter=data["metadata_filter"],
+                purpose=data["purpose"],
             )
         except services.ServiceError as exc:
             _add_error(form, exc)

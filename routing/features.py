@@ -1,4 +1,5 @@
-"""What the router knows of items: their text, and the router judge's verdicts on them.
+"""What the router knows of items: their text, their prompt tags, and the router judge's
+verdicts on them.
 
 Reads only (selectors of the routing app). A verdict is the judge's latest on the item (any prompt
 version); a reward model's margin is the smallest gap between two responses' rewards in its
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from annotate.models import Item, Judge
-from judges.models import Judgment, Verdict
+from judges.models import Judgment, PromptTags, Verdict
 
 from .policies import Candidate
 
@@ -24,12 +25,19 @@ def candidates(items: Iterable[Item], judge: Judge | None) -> list[Candidate]:
         Candidate(item_id=i.pk, prompt=i.prompt, responses=i.responses, metadata=i.metadata)
         for i in items
     ]
-    if judge is None:
-        return out
     by_id = {c.item_id: c for c in out}
     ids = list(by_id)
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
+        # The latest tags of each item, whichever judge wrote them.
+        for item_id, tags in (
+            PromptTags.objects.filter(item_id__in=chunk)
+            .order_by("id")
+            .values_list("item_id", "tags")
+        ):
+            by_id[item_id].tags = tags
+        if judge is None:
+            continue
         verdicts = Verdict.objects.filter(judge=judge, item_id__in=chunk).order_by("id")
         for item_id, status, agreement in verdicts.values_list("item_id", "status", "agreement"):
             by_id[item_id].verdict, by_id[item_id].jury_agreement = status, agreement

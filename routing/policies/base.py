@@ -38,6 +38,8 @@ class Candidate:
     # A reward model's smallest gap between two responses' rewards; a jury's agreement.
     margin: float | None = None
     jury_agreement: float | None = None
+    # What an LLM judge said the prompt is (judges/tags.py): {"subject": ..., ...}; {} untagged.
+    tags: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     @property
