@@ -31,11 +31,13 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.register(Item)
 class ItemAdmin(admin.ModelAdmin):
-    list_display = ["external_id", "project", "priority", "created_at"]
-    list_filter = ["project"]
+    list_display = ["external_id", "project", "route", "priority", "created_at"]
+    list_filter = ["project", "route"]
     search_fields = ["external_id"]
     list_select_related = ["project"]
     raw_id_fields = ["project"]
+    # Set by the router under the budget's lock (routing/services.py), never by hand.
+    readonly_fields = ["route"]
     show_full_result_count = False
 
 

@@ -60,3 +60,23 @@ def test_a_bad_label_is_refused_with_its_field_and_nothing_changes(
         "A",
         2,
     )
+
+
+def test_routing_is_shown_in_admin_but_changed_only_by_the_router(admin_client, project):
+    from routing import services
+
+    item = ItemFactory(project=project)
+    services.policy_for(project)
+    page = admin_client.get(f"/admin/annotate/item/{item.pk}/change/")
+    assert page.status_code == 200
+    assert 'name="route"' not in page.content.decode()  # shown read-only, not a field
+    policies = admin_client.get("/admin/routing/routingpolicy/")
+    assert policies.status_code == 200 and "All to people" in policies.content.decode()
+    assert admin_client.get("/admin/routing/routingpolicy/add/").status_code == 403
+    policy = services.policy_for(project)
+    posted = admin_client.post(
+        f"/admin/routing/routingpolicy/{policy.pk}/change/", {"policy": "all_judge"}
+    )
+    assert posted.status_code == 403
+    policy.refresh_from_db()
+    assert policy.policy == "all_human"

@@ -1,0 +1,30 @@
+"""Routing in Django admin: to look, not to change. A policy change re-routes items and spends
+the human budget under its lock (routing/services.py), which an admin form would bypass: the
+routing page and API make changes."""
+
+from django.contrib import admin
+
+from .models import RouteDecision, RoutingPolicy
+
+
+class ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(RoutingPolicy)
+class RoutingPolicyAdmin(ReadOnly):
+    list_display = ["project", "policy", "judge", "budget_labels", "budget_share", "audit_share"]
+    list_filter = ["policy"]
+
+
+@admin.register(RouteDecision)
+class RouteDecisionAdmin(ReadOnly):
+    list_display = ["item", "route", "policy", "risk", "audit", "promoted", "decided_at"]
+    list_filter = ["route", "policy", "audit", "promoted"]
+    raw_id_fields = ["item"]
+    list_select_related = ["item"]
+    show_full_result_count = False
