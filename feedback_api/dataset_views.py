@@ -36,7 +36,10 @@ from .views import errors, invalid
 
 class DatasetFiltersSerializer(serializers.Serializer):
     source = serializers.ChoiceField(
-        choices=list(datasets.SOURCES), default="both", help_text="both = human, judge, imported."
+        choices=list(datasets.SOURCES),
+        default="both",
+        help_text="both = human, judge, imported; people_first = people's labels (human, imported) "
+        "where an item has any, else the judges'.",
     )
     min_agreement = serializers.FloatField(
         min_value=0, max_value=1, default=0.0, help_text="Leave out items whose labels agree less."

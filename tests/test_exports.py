@@ -255,6 +255,30 @@ def test_source_filter_picks_human_judge_or_both(project, tmp_path, judge):
     assert (both["n_labels"], both["sources"]) == (3, ["human", "judge"])
 
 
+def test_people_first_takes_peoples_labels_where_an_item_has_them_else_the_judges(
+    project, tmp_path, judge
+):
+    """A routed project's final labels: people decide the items they labelled (the judge's
+    disagreeing label does not split the vote), the judges the rest."""
+    both, judged, imported = (ItemFactory(project=project, external_id=e) for e in "xyz")
+    pair_label(both, "A", annotator=UserFactory(username="h1"))
+    pair_label(both, "B", source=Annotation.Source.JUDGE, annotator=None, judge=judge)
+    pair_label(judged, "B", source=Annotation.Source.JUDGE, annotator=None, judge=judge)
+    pair_label(imported, "A", strength=None, source=Annotation.Source.IMPORTED, annotator=None)
+    pair_label(imported, "B", source=Annotation.Source.JUDGE, annotator=None, judge=judge)
+    rows = rows_of(project, tmp_path, filters={"source": "people_first"}, name="p")
+    by_id = {r["external_id"]: r for r in rows}
+    assert (by_id["x"]["chosen_id"], by_id["x"]["sources"], by_id["x"]["n_labels"]) == (
+        "1",
+        ["human"],
+        1,
+    )
+    assert (by_id["y"]["chosen_id"], by_id["y"]["sources"]) == ("2", ["judge"])
+    assert (by_id["z"]["chosen_id"], by_id["z"]["sources"]) == ("1", ["imported"])
+    # Under "both" the judge's label splits the first item's vote: it is left out.
+    assert "x" not in {r["external_id"] for r in rows_of(project, tmp_path, name="b")}
+
+
 def test_annotator_filter_keeps_only_their_labels(project, tmp_path):
     item = ItemFactory(project=project)
     pair_label(item, "A", annotator=UserFactory(username="kept"))

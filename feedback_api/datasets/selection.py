@@ -26,7 +26,11 @@ SOURCES = {
     "human": [Annotation.Source.HUMAN],
     "judge": [Annotation.Source.JUDGE],
     "both": [Annotation.Source.HUMAN, Annotation.Source.JUDGE, Annotation.Source.IMPORTED],
+    # People's labels (human, imported) where an item has any, else the judges': the final
+    # labels of a routed project, where people label what the judges would get wrong.
+    "people_first": [Annotation.Source.HUMAN, Annotation.Source.JUDGE, Annotation.Source.IMPORTED],
 }
+PEOPLE = [Annotation.Source.HUMAN, Annotation.Source.IMPORTED]
 FILTER_DEFAULTS = {
     "source": "both",
     "min_agreement": 0.0,
@@ -148,6 +152,11 @@ def label_q(filters: dict, prefix: str = "") -> Q:
     "annotations__" from Item)."""
     p = prefix
     q = Q(**{f"{p}source__in": SOURCES[filters["source"]]})
+    if filters["source"] == "people_first":
+        # The label's item: the outer Annotation's, or the Item itself (prefix "annotations__").
+        item = OuterRef(p.removesuffix("annotations__") + "pk" if p else "item_id")
+        people = Exists(Annotation.objects.filter(item=item, source__in=PEOPLE))
+        q &= Q(**{f"{p}source__in": PEOPLE}) | ~people
     if filters["since"]:
         q &= Q(**{f"{p}created_at__gte": _day_start(filters["since"])})
     if filters["until"]:
