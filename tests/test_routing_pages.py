@@ -190,7 +190,7 @@ def test_an_admin_sets_confidence_with_a_budget_and_sees_it_spent(client, alice,
     labels = re.search(r'id="budget-labels">(.*?)</tr>', text, re.S).group(1)
     assert re.findall(r'<td class="num">([^<]*)</td>', labels) == ["2", "2", "0"]
     judge_row = re.search(r'id="budget-judge">(.*?)</tr>', text, re.S).group(1)
-    assert "Spend of gpt" in judge_row and "5.000000" in judge_row
+    assert "Spend of gpt" in judge_row and "5.0000" in judge_row
     # The latest decisions, with their reasons.
     assert text.count('<tr id="decision-') == 4
     assert "the judge&#x27;s verdict is inconsistent" in text
@@ -323,7 +323,7 @@ def test_the_settings_page_queries_do_not_grow_with_decisions(
 
 def _page_table(text: str) -> list[list[str]]:
     table = re.search(r'<table class="list" id="report-table">(.*?)</table>', text, re.S).group(1)
-    head = re.findall(r"<th scope=\"col\">([^<]*)</th>", table)
+    head = re.findall(r'<th scope="col" class="num">([^<]*)</th>', table)
     rows = [
         re.findall(r'<td class="num">([^<]*)</td>', row)
         for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table.split("</thead>")[1], re.S)
