@@ -86,7 +86,7 @@ class RoutingView(APIView):
     )
     def get(self, request, slug):
         project = project_for_user(request.user, slug, Role.RESEARCHER)
-        return Response(_body(project, services.policy_for(project)))
+        return Response(_body(project, selectors.policy_of(project)))
 
     @extend_schema(
         operation_id="routing_update",

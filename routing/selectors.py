@@ -20,12 +20,21 @@ from . import features, report
 from .models import RouteDecision, RoutingPolicy
 from .policies import POLICIES
 from .policies.confidence import Confidence
-from .services import budget, policy_for
+from .services import budget
 
 # A ranker turns the double-labelled rows into one risk per row (higher: people first).
 Ranker = Callable[[list[report.DoubleLabelled]], Sequence[float]]
 # Risk given to a row whose policy gave none (the router ranks such items in the middle too).
 NO_RISK = 0.5
+
+
+def policy_of(project: Project) -> RoutingPolicy:
+    """The project's routing policy; the default one, unsaved, when none was ever set: reading
+    creates no row (a project without one is never routed after its judge runs)."""
+    row = (
+        RoutingPolicy.objects.filter(project=project).select_related("judge", "updated_by").first()
+    )
+    return row or RoutingPolicy(project=project)
 
 
 def router_judges(project: Project) -> QuerySet[Judge]:
@@ -81,7 +90,7 @@ def routing_report(project: Project, rankers: dict[str, Ranker] | None = None) -
     the random and confidence policies, any `rankers` (default: extra_rankers) and the oracle,
     on the items with labels from people and a verdict of the router judge; the current human
     budget's share is one of the shares, marked."""
-    row = policy_for(project)
+    row = policy_of(project)
     judge = row.judge
     rows = report.double_labelled(judge) if judge is not None else []
     agrees = [r.agrees for r in rows]

@@ -30,7 +30,7 @@ DECISIONS_PER_PAGE = 50
 def routing_settings(request, slug):
     role = Role.ADMIN if request.method == "POST" else Role.RESEARCHER
     project = project_for_user(request.user, slug, role)
-    row = services.policy_for(project)
+    row = selectors.policy_of(project)
     data = request.POST if request.method == "POST" else None
     form = RoutingForm(data, project=project, row=row)
     if request.method == "POST" and form.is_valid():

@@ -113,6 +113,8 @@ def test_get_shows_the_settings_the_budget_and_the_policies(alice, project, conf
     assert body["budget"]["by_route"] == {"human": 3, "judge": 0, "both": 0, "pending": 0}
     assert "judge_spend" not in body["budget"]
     assert {p["name"]: p["params"] for p in body["policies"]}["random"] == {"fraction": 0.25}
+    # Reading created nothing: a project never configured is never routed after a judge run.
+    assert not RoutingPolicy.objects.filter(project=project).exists()
 
 
 def test_an_admin_puts_confidence_with_a_budget(alice, project, judge, conforms):

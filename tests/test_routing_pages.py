@@ -12,7 +12,7 @@ import pytest
 from annotate.models import Item, Role
 from judges.models import JudgeRun, Verdict
 from routing import selectors, services
-from routing.models import RouteDecision
+from routing.models import RouteDecision, RoutingPolicy
 
 from .factories import (
     AnnotationFactory,
@@ -151,6 +151,13 @@ def test_a_researcher_sees_settings_and_budget_without_the_form(client, project,
     assert 'id="routing-settings"' in text and 'id="routing-form"' not in text
     assert 'data-testid="route-now"' not in text
     assert "Only the project's admins change routing" in text
+
+
+def test_looking_creates_no_policy(client, alice, project):
+    client.force_login(alice)
+    for url in (SETTINGS, REPORT, REPORT + "?format=csv"):
+        assert client.get(url).status_code == 200
+    assert not RoutingPolicy.objects.filter(project=project).exists()
 
 
 def test_the_project_page_links_to_routing_for_researchers_only(client, project, annotator):
@@ -314,7 +321,7 @@ def test_the_settings_page_queries_do_not_grow_with_decisions(
     make_items(project, 60)
     services.policy_save(project=project, data={"policy": "all_judge", "judge": judge})
     client.force_login(alice)
-    with django_assert_max_num_queries(16):
+    with django_assert_max_num_queries(12):
         assert client.get(SETTINGS).status_code == 200
 
 
