@@ -15,8 +15,10 @@ urlpatterns = [
     path("api/v1/", include("feedback_api.urls")),
     path("api/v1/", include("feedback_api.dataset_urls")),
     path("api/v1/", include("judges.api_urls")),
+    path("api/v1/", include("routing.api_urls")),
     path("", include("feedback_api.dataset_page_urls")),
     path("", include("rewards.urls")),
     path("", include("judges.urls")),
+    path("", include("routing.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -239,6 +239,12 @@ class ItemSerializer(serializers.ModelSerializer):
     gold_label = NullableObjectField(help_text="Known answer, for gold checks.")
     human_labels = serializers.IntegerField(read_only=True)
     labels = serializers.IntegerField(read_only=True, help_text="Labels of any source.")
+    route = serializers.ChoiceField(
+        choices=Item.Route.choices,
+        read_only=True,
+        help_text="Who labels it (set by the router); why: the routing API's "
+        "items/{external_id}/route/.",
+    )
 
     class Meta:
         model = Item
@@ -253,6 +259,7 @@ class ItemSerializer(serializers.ModelSerializer):
             "created_at",
             "human_labels",
             "labels",
+            "route",
         ]
 
 

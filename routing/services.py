@@ -17,6 +17,7 @@ The invariants:
 from __future__ import annotations
 
 import math
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -37,9 +38,11 @@ CHUNK = 2000
 
 
 class ServiceError(ValueError):
-    def __init__(self, message: str, field: str = "form"):
+    """`field` names the setting at fault; for "params", `param` names the parameter."""
+
+    def __init__(self, message: str, field: str = "form", param: str | None = None):
         super().__init__(message)
-        self.message, self.field = message, field
+        self.message, self.field, self.param = message, field, param
 
 
 @dataclass
@@ -88,7 +91,10 @@ def _clean(project: Project, data: dict) -> dict:
         policy = get_policy(name)
         params = policy.clean_params(data.get("params"))
     except PolicyError as exc:
-        raise ServiceError(exc.message, "policy" if exc.field == "policy" else "params") from None
+        if exc.field == "policy":
+            raise ServiceError(exc.message, "policy") from None
+        param = exc.field if exc.field != "params" else None
+        raise ServiceError(exc.message, "params", param) from None
     judge = data.get("judge")
     if judge is not None and (not isinstance(judge, Judge) or judge.project_id != project.pk):
         raise ServiceError("not a judge of this project", "judge")
@@ -140,6 +146,16 @@ def _unstarted(project: Project):
 
 
 # Routing passes ---------------------------------------------------------------------------------
+
+
+def route_enqueue(*, project: Project, trigger: str = "on demand") -> str:
+    """Queue a routing pass of the project (routing.route) once the caller's transaction
+    commits, never inside the request; returns the Celery task id it will run under."""
+    from .tasks import route
+
+    task_id = str(uuid.uuid4())
+    transaction.on_commit(lambda: route.apply_async((project.pk, trigger[:100]), task_id=task_id))
+    return task_id
 
 
 def route_items(*, project: Project, trigger: str = "on demand") -> RouteReport:
@@ -301,6 +317,7 @@ def budget(project: Project, row: RoutingPolicy | None = None) -> dict:
         "people_items_left": None if allowed is None else max(0, allowed - used),
         "labels_allowed": None if allowed is None else allowed * project.overlap,
         "labels_used": used * project.overlap,
+        "labels_left": None if allowed is None else max(0, allowed - used) * project.overlap,
     }
     judge = row.judge
     if judge is not None:
