@@ -18,5 +18,6 @@ urlpatterns = [
     path("", include("feedback_api.dataset_page_urls")),
     path("", include("rewards.urls")),
     path("", include("judges.urls")),
+    path("", include("routing.loop_urls")),
     path("admin/", admin.site.urls),
 ]

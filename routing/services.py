@@ -316,6 +316,16 @@ def budget(project: Project, row: RoutingPolicy | None = None) -> dict:
 # The judge of what is routed to judges ----------------------------------------------------------
 
 
+def unjudged_routed(project: Project, judge: Judge):
+    """Items the router sent to judges, or waits on, that `judge` has no verdict on."""
+    judged = Verdict.objects.filter(item=OuterRef("pk"), judge=judge)
+    return Item.objects.filter(
+        project=project,
+        gold_label__isnull=True,
+        route__in=[Route.JUDGE, Route.BOTH, Route.PENDING],
+    ).exclude(Exists(judged))
+
+
 def judge_routed(*, project: Project) -> JudgeRun | None:
     """Start the router judge on the items routed to judges, or waiting for its verdict, that it
     has not judged: None when there are none, or it is already running in the project."""
@@ -330,13 +340,7 @@ def judge_routed(*, project: Project) -> JudgeRun | None:
     ).exists()
     if busy:
         return None
-    judged = Verdict.objects.filter(item=OuterRef("pk"), judge=judge)
-    unjudged = Item.objects.filter(
-        project=project,
-        gold_label__isnull=True,
-        route__in=[Route.JUDGE, Route.BOTH, Route.PENDING],
-    ).exclude(Exists(judged))
-    if not unjudged.exists():
+    if not unjudged_routed(project, judge).exists():
         return None
     try:
         return judge_services.run_start(
