@@ -2,9 +2,11 @@
 
 The invariants:
 - Only this module changes Item.route (besides import, which writes the project's
-  new_item_route), and always while holding the project's RoutingPolicy row lock: passes and
-  policy changes run one at a time per project, on any number of web and Celery processes, so
-  the human budget is counted and spent atomically.
+  new_item_route: "human" only under all_human with no budget cap, else "pending"; import reads
+  it under a share lock of the project row, which policy_save's update of the row waits for),
+  and always while holding the project's RoutingPolicy row lock: passes and policy changes run
+  one at a time per project, on any number of web and Celery processes, so the human budget is
+  counted and spent atomically.
 - The human budget caps the non-gold items routed to people (route "human" or "both"): counted
   under the lock, then granted to the items whose policy wants people, riskiest first. The audit
   slice always goes to both and counts against it.
@@ -73,7 +75,10 @@ def policy_save(*, project: Project, data: dict, user=None) -> RoutingPolicy:
         row.updated_by = user if user is not None and user.is_authenticated else None
         row.updated_at = timezone.now()
         row.save()
-        start = Route.HUMAN if row.policy == RoutingPolicy.Name.ALL_HUMAN else Route.PENDING
+        # New items go straight to people only when nothing caps them; else the router decides.
+        uncapped = row.budget_labels is None and row.budget_share is None
+        everyone = row.policy == RoutingPolicy.Name.ALL_HUMAN and uncapped
+        start = Route.HUMAN if everyone else Route.PENDING
         Project.objects.filter(pk=project.pk).update(new_item_route=start)
         project.new_item_route = start
         # Unstarted items wait for the new policy's decision, made right below.
