@@ -238,6 +238,7 @@ def _insert_batch(
     for attempt in range(3):
         try:
             with transaction.atomic():
+                route = _new_item_route(project)
                 existing = set(
                     Item.objects.filter(project=project, external_id__in=list(unique)).values_list(
                         "external_id", flat=True
@@ -245,9 +246,9 @@ def _insert_batch(
                 )
                 fresh = [p for eid, p in unique.items() if eid not in existing]
                 if connection.vendor == "postgresql":
-                    ids = _copy_items(project, fresh)
+                    ids = _copy_items(project, fresh, route)
                 else:
-                    objs = Item.objects.bulk_create([_item(project, p) for p in fresh])
+                    objs = Item.objects.bulk_create([_item(project, p, route) for p in fresh])
                     ids = [obj.pk for obj in objs]
                 labels = [
                     _imported(project, item_id, p.label)
@@ -330,7 +331,22 @@ def _response_texts(responses: list[dict]) -> list[tuple[str, str]]:
     return [(r["id"], r["text"]) for r in responses]
 
 
-def _item(project: Project, parsed: ParsedItem) -> Item:
+def _new_item_route(project: Project) -> str:
+    """The route a batch's new items start with (routing keeps it from the project's policy),
+    read in the batch's transaction. On PostgreSQL the project row is share-locked until the
+    batch commits: a routing policy change, which updates that row, waits for the batch and then
+    routes its items too; a batch after it reads the new route. Without the lock a batch that
+    read "human" before a change to a capped policy would add items to people past the cap."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT new_item_route FROM annotate_project WHERE id = %s FOR SHARE", [project.pk]
+            )
+            return cursor.fetchone()[0]
+    return Project.objects.values_list("new_item_route", flat=True).get(pk=project.pk)
+
+
+def _item(project: Project, parsed: ParsedItem, route: str) -> Item:
     return Item(
         project=project,
         external_id=parsed.external_id,
@@ -339,11 +355,11 @@ def _item(project: Project, parsed: ParsedItem) -> Item:
         metadata=parsed.metadata,
         priority=parsed.priority,
         gold_label=parsed.gold_label,
-        route=project.new_item_route,
+        route=route,
     )
 
 
-def _copy_items(project: Project, parsed: list[ParsedItem]) -> list[int]:
+def _copy_items(project: Project, parsed: list[ParsedItem], route: str) -> list[int]:
     """PostgreSQL: COPY the batch in (several times faster than INSERT) and return the new ids."""
     if not parsed:
         return []
@@ -373,7 +389,7 @@ def _copy_items(project: Project, parsed: list[ParsedItem]) -> list[int]:
                         orjson.dumps(p.metadata).decode(),
                         p.priority,
                         gold,
-                        project.new_item_route,
+                        route,
                         now,
                     )
                 )

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/assign.py             # 100k and 1M items; 32 and 128 annotators
     .venv/bin/python bench/assign.py --items 100000 --annotators 32 --seconds 20
+    .venv/bin/python bench/assign.py --items 100000 --routing off judge:0.5 both --rounds 5
 
 For each item count: a fresh PostgreSQL database `bench_assign_<pid>_<items>` next to
 DATABASE_URL's (default postgres://postgres@127.0.0.1:5432/test), migrated; pairwise items COPYed
@@ -15,6 +16,13 @@ gunicorn, of the database's backends and of the client (all three share the mach
 Then the database is checked: duplicate leases (an item with more human labels + live leases
 than the overlap) and lost submissions (a 2xx submit without its stored annotation) must be 0.
 The database is dropped at the end. Not part of CI: it prints a table, it asserts nothing.
+
+--routing compares item routes on the same data and server, interleaved (each round runs every
+set-up once, in order; --rounds repeats them; the summary gives each set-up's medians and its
+ratio to the first): `off` (every item to people, as with no routing policy), `judge:F` (a share
+F of the items, drawn by hash, routed to judges only: out of the next-item index, never leased;
+the rest to people), `both` (every item to people and judges). Routes are set by one UPDATE of
+the rows whose route changes, then VACUUM ANALYZE and CHECKPOINT, outside the timings.
 """
 
 from __future__ import annotations
@@ -53,6 +61,14 @@ def main() -> None:
         help="gunicorn set-ups run one after the other on the same data: sync:W or gthread:WxT",
     )
     parser.add_argument("--clients", type=int, default=1, help="client processes")
+    parser.add_argument(
+        "--routing",
+        nargs="+",
+        default=["off"],
+        metavar="SPEC",
+        help="item routes compared, interleaved: off, both or judge:F (a share F to judges)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="times each set-up runs")
     parser.add_argument("--port", type=int, default=0, help="default: a free one")
     parser.add_argument(
         "--cost",
@@ -82,6 +98,8 @@ def main() -> None:
     for items in args.items:
         rows += bench_size(base, items, args)
     print_table(rows, args)
+    if args.rounds > 1 or len(args.routing) > 1:
+        print_medians(rows)
 
 
 def bench_size(base: str, items: int, args) -> list[dict]:
@@ -103,27 +121,64 @@ def bench_server(env: dict, url: str, tokens: list[str], items: int, spec: str, 
     server = start_gunicorn(env, port, spec)
     try:
         rows = []
-        for count in args.annotators:
-            # Other work on the machine shares the CPUs: say how busy it was before the run.
-            load = os.getloadavg()[0]
-            before = server_cpu(server.pid, url)
-            row = run_load(port, tokens[:count], args.seconds, args.clients)
-            after = server_cpu(server.pid, url)
-            requests = len(row["all_ms"])
-            row["cpu_ms"] = {
-                side: (after[side] - before.get(side, 0.0)) * 1000 / max(requests, 1)
-                for side in after
-            } | {"client": row.pop("client_cpu") * 1000 / max(requests, 1)}
-            row.pop("all_ms")
-            row["load"] = load
-            row |= check_db(url, row.pop("submitted_ids"), args.overlap)
-            rows.append({"items": items, "annotators": count, "server": spec, **row})
-            print(format_row(rows[-1]), flush=True)
+        if args.rounds > 1 or len(args.routing) > 1:
+            # The first set-up must not pay for the workers' first requests (imports, prepared
+            # statements, caches): a short untimed load first.
+            run_load(port, tokens[: max(args.annotators)], min(args.seconds, 5.0), args.clients)
             release_leases(url)
+        for _ in range(args.rounds):
+            for count in args.annotators:
+                for routing in args.routing:
+                    set_routes(url, routing)
+                    row = bench_run(server, url, port, tokens[:count], args)
+                    rows.append(
+                        {"items": items, "annotators": count, "server": spec, "routing": routing}
+                        | row
+                    )
+                    print(format_row(rows[-1]), flush=True)
+                    release_leases(url)
         return rows
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def bench_run(server, url: str, port: int, tokens: list[str], args) -> dict:
+    # Other work on the machine shares the CPUs: say how busy it was before the run.
+    load = os.getloadavg()[0]
+    before = server_cpu(server.pid, url)
+    row = run_load(port, tokens, args.seconds, args.clients)
+    after = server_cpu(server.pid, url)
+    requests = len(row["all_ms"])
+    row["cpu_ms"] = {
+        side: (after[side] - before.get(side, 0.0)) * 1000 / max(requests, 1) for side in after
+    } | {"client": row.pop("client_cpu") * 1000 / max(requests, 1)}
+    row.pop("all_ms")
+    row["load"] = load
+    return row | check_db(url, row.pop("submitted_ids"), args.overlap)
+
+
+def set_routes(url: str, routing: str) -> None:
+    """Every regular item's route as `routing` says (see the module docstring), untimed."""
+    import psycopg
+
+    if routing == "off":
+        route = "'human'"
+    elif routing == "both":
+        route = "'both'"
+    elif routing.startswith("judge:") and 0 <= float(routing[6:]) <= 1:
+        # The item's draw: the low 16 bits of a hash of its external id, as a fraction.
+        share = round(float(routing[6:]) * 65536)
+        route = f"CASE WHEN (hashtext(external_id) & 65535) < {share} THEN 'judge' ELSE 'human' END"
+    else:
+        raise SystemExit(f"--routing: expected off, both or judge:F, not {routing!r}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            f"UPDATE annotate_item SET route = {route} "
+            f"WHERE gold_label IS NULL AND route IS DISTINCT FROM {route}"
+        )
+        conn.execute("VACUUM ANALYZE annotate_item")
+        conn.execute("CHECKPOINT")
 
 
 def cost_size(base: str, items: int, args) -> None:
@@ -534,6 +589,7 @@ def format_row(row: dict) -> str:
     n, s, cpu = row["next"], row["submit"], row["cpu_ms"]
     return (
         f"{row['items']:>9,} | {row['annotators']:>10} | {row['server']:>11} | "
+        f"{row.get('routing', 'off'):>10} | "
         f"{row['submits_per_s']:>9.1f} | "
         f"{n[0]:>6.1f} {n[1]:>6.1f} {n[2]:>6.1f} | {s[0]:>6.1f} {s[1]:>6.1f} {s[2]:>6.1f} | "
         f"{row['errors']:>6} | {row['duplicate_leases']:>10} | {row['counter_drift']:>5} | "
@@ -543,7 +599,7 @@ def format_row(row: dict) -> str:
 
 
 HEADER = (
-    "    items | annotators |  gunicorn   | submits/s | next p50/p95/p99 ms | "
+    "    items | annotators |  gunicorn   |    routing | submits/s | next p50/p95/p99 ms | "
     "submit p50/p95/p99 ms | errors | dup leases | drift | lost | load | "
     "CPU ms/req: gunicorn PG client | connects"
 )
@@ -559,6 +615,33 @@ def print_table(rows: list[dict], args) -> None:
     print("-" * len(HEADER))
     for row in rows:
         print(format_row(row))
+
+
+def print_medians(rows: list[dict]) -> None:
+    """Per (items, annotators, gunicorn): each routing set-up's medians over its rounds, and
+    their ratio to the first set-up's."""
+    groups: dict[tuple, dict[str, list[dict]]] = {}
+    for row in rows:
+        key = (row["items"], row["annotators"], row["server"])
+        groups.setdefault(key, {}).setdefault(row["routing"], []).append(row)
+    print()
+    print("Medians over the rounds (ratio to the first routing set-up)")
+    print(
+        "    items | annotators |  gunicorn   |    routing | rounds | submits/s | "
+        "next p50 | next p95"
+    )
+    for (items, annotators, server), by_routing in groups.items():
+        first = None
+        for routing, runs in by_routing.items():
+            rate = statistics.median(r["submits_per_s"] for r in runs)
+            p50 = statistics.median(r["next"][0] for r in runs)
+            p95 = statistics.median(r["next"][1] for r in runs)
+            first = first or (rate, p50, p95)
+            print(
+                f"{items:>9,} | {annotators:>10} | {server:>11} | {routing:>10} | "
+                f"{len(runs):>6} | {rate:>7.1f} ({rate / first[0]:.2f}) | "
+                f"{p50:>5.1f} ({p50 / first[1]:.2f}) | {p95:>5.1f} ({p95 / first[2]:.2f})"
+            )
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 The invariants:
 - Only this module changes Item.route (besides import, which writes the project's
-  new_item_route), and always while holding the project's RoutingPolicy row lock: passes and
-  policy changes run one at a time per project, on any number of web and Celery processes, so
-  the human budget is counted and spent atomically.
+  new_item_route: "human" only under all_human with no budget cap, else "pending"; import reads
+  it under a share lock of the project row, which policy_save's update of the row waits for),
+  and always while holding the project's RoutingPolicy row lock: passes and policy changes run
+  one at a time per project, on any number of web and Celery processes, so the human budget is
+  counted and spent atomically.
 - The human budget caps the non-gold items routed to people (route "human" or "both"): counted
   under the lock, then granted to the items whose policy wants people, riskiest first. The audit
   slice always goes to both and counts against it.
@@ -76,7 +78,10 @@ def policy_save(*, project: Project, data: dict, user=None) -> RoutingPolicy:
         row.updated_by = user if user is not None and user.is_authenticated else None
         row.updated_at = timezone.now()
         row.save()
-        start = Route.HUMAN if row.policy == RoutingPolicy.Name.ALL_HUMAN else Route.PENDING
+        # New items go straight to people only when nothing caps them; else the router decides.
+        uncapped = row.budget_labels is None and row.budget_share is None
+        everyone = row.policy == RoutingPolicy.Name.ALL_HUMAN and uncapped
+        start = Route.HUMAN if everyone else Route.PENDING
         Project.objects.filter(pk=project.pk).update(new_item_route=start)
         project.new_item_route = start
         # Unstarted items wait for the new policy's decision, made right below.
@@ -333,6 +338,16 @@ def budget(project: Project, row: RoutingPolicy | None = None) -> dict:
 # The judge of what is routed to judges ----------------------------------------------------------
 
 
+def unjudged_routed(project: Project, judge: Judge):
+    """Items the router sent to judges, or waits on, that `judge` has no verdict on."""
+    judged = Verdict.objects.filter(item=OuterRef("pk"), judge=judge)
+    return Item.objects.filter(
+        project=project,
+        gold_label__isnull=True,
+        route__in=[Route.JUDGE, Route.BOTH, Route.PENDING],
+    ).exclude(Exists(judged))
+
+
 def judge_routed(*, project: Project) -> JudgeRun | None:
     """Start the router judge on the items routed to judges, or waiting for its verdict, that it
     has not judged: None when there are none, or it is already running in the project."""
@@ -347,13 +362,7 @@ def judge_routed(*, project: Project) -> JudgeRun | None:
     ).exists()
     if busy:
         return None
-    judged = Verdict.objects.filter(item=OuterRef("pk"), judge=judge)
-    unjudged = Item.objects.filter(
-        project=project,
-        gold_label__isnull=True,
-        route__in=[Route.JUDGE, Route.BOTH, Route.PENDING],
-    ).exclude(Exists(judged))
-    if not unjudged.exists():
+    if not unjudged_routed(project, judge).exists():
         return None
     try:
         return judge_services.run_start(

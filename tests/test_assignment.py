@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -510,8 +511,14 @@ def test_queries_for_next_do_not_grow_with_the_project(
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL plans only")
-def test_next_item_query_is_an_index_scan_with_limit(db):
+@pytest.mark.parametrize("routed", [False, True], ids=["no-routing", "half-to-judges"])
+def test_next_item_query_is_an_index_scan_with_limit(db, routed):
     project = _grown_project(20_000)
+    if routed:
+        # Routing on: every other item routed to judges only, out of item_next_idx.
+        Item.objects.annotate(odd=F("id") % 2).filter(
+            project=project, gold_label__isnull=True, odd=1
+        ).update(route="judge")
     user = UserFactory(username="planner")
     MembershipFactory(project=project, user=user)
     with connection.cursor() as cursor:

@@ -279,6 +279,47 @@ def test_people_first_takes_peoples_labels_where_an_item_has_them_else_the_judge
     assert "x" not in {r["external_id"] for r in rows_of(project, tmp_path, name="b")}
 
 
+@pytest.mark.parametrize("fmt", ["pairwise", "listwise", "listwise-pairs"])
+def test_each_row_says_whether_people_judges_or_both_labelled_it_and_the_card_counts_them(
+    fmt, tmp_path, judge
+):
+    project = ProjectFactory(kind=datasets.FORMATS[fmt])
+    judge.project = project
+    judge.save()
+    body = {"ranking": ["1", "2", "3"]} if project.kind == "listwise" else None
+    expected = {
+        "people": ("human",),
+        "judges": ("judge",),
+        "both": ("human", "judge"),
+        "imported": ("imported",),
+        "imported-and-people": ("imported", "human"),
+    }
+    for name, sources in expected.items():
+        item = ItemFactory(project=project, external_id=name)
+        for source in sources:
+            who = {"annotator": None, "judge": judge} if source == "judge" else {}
+            who = {"annotator": None} if source == "imported" else who
+            extra = {"label": body} if body else {}
+            AnnotationFactory(item=item, source=source, **who, **extra)
+    result, folder = export(project, tmp_path, fmt)
+    rows = read_jsonl(folder / "train.jsonl")
+    mixes = {r["external_id"]: r["label_sources"] for r in rows}
+    assert mixes == {
+        "people": "human",
+        "judges": "judge",
+        "both": "both",
+        "imported": "imported",
+        "imported-and-people": "human",
+    }
+    per_item = len(rows) // 5  # listwise-pairs: 3 pairs per item
+    assert result.stats["rows.label_sources.human"] == 2 * per_item
+    assert result.stats["rows.label_sources.both"] == per_item
+    assert "- Rows by label source (`label_sources`): human " in result.card
+    assert "`imported` when the row has only those" in result.card
+    table = pq.read_table(folder / "train.parquet")
+    assert table.column("label_sources").to_pylist() == [r["label_sources"] for r in rows]
+
+
 def test_annotator_filter_keeps_only_their_labels(project, tmp_path):
     item = ItemFactory(project=project)
     pair_label(item, "A", annotator=UserFactory(username="kept"))

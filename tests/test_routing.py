@@ -232,3 +232,19 @@ def test_annotator_role_does_not_matter_to_the_router(project, judge, charlie):
     make_items(project, 2)
     save(project, policy="all_human", judge=judge)
     assert set(routes(project).values()) == {"human"}
+
+
+def test_items_imported_under_a_capped_policy_wait_for_the_router(project, judge):
+    import io
+
+    from annotate.services import item_import
+
+    save(project, policy="all_human", judge=judge, budget_labels=2)
+    lines = b"".join(
+        b'{"id": "n%d", "prompt": "p", "responses": ["a", "b"]}\n' % k for k in range(5)
+    )
+    item_import(project=project, stream=io.BytesIO(lines), filename="x.jsonl")
+    # They wait: going straight to people would skip the cap.
+    assert set(routes(project).values()) == {"pending"}
+    services.route_items(project=project)
+    assert list(routes(project).values()).count("human") == 2

@@ -148,6 +148,8 @@ class _Rows:
         if not kept.num_rows:
             return
         self.exporter.count(kept)
+        for entry in pc.value_counts(kept.column("label_sources")).to_pylist():
+            count(stats, f"rows.label_sources.{entry['values']}", entry["counts"])
         self._agreements(kept.filter(kept.column("_first")))
         keys = kept.column("split_key").to_pylist()
         in_test = pa.array(in_test_splits(keys, seed=self.seed, fraction=self.fraction))

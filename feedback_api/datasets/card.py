@@ -9,6 +9,9 @@ from annotate.models import Project
 
 from ..models import DATA_FILES
 from .exporters import Exporter
+from .exporters.base import LABEL_SOURCES_RULE
+
+MIXES = ("human", "judge", "both", "imported")
 
 
 def dataset_card(project: Project, exporter: Exporter, filters: dict, split: dict, result) -> str:
@@ -38,9 +41,10 @@ def dataset_card(project: Project, exporter: Exporter, filters: dict, split: dic
         for key, value in stats.items()
         if key.startswith("sources.")
     ]
+    lines += [f"- {_mix(stats)}", f"- {LABEL_SOURCES_RULE}"]
     lines += [
         "- Each row names its item (`external_id`), its number of labels (`n_labels`), their "
-        "`agreement`, `sources`, `annotators` (usernames) and `judges`.",
+        "`agreement`, `sources`, `label_sources`, `annotators` (usernames) and `judges`.",
         "- Each response keeps its id and model name as imported (pairs: `chosen_id`, "
         "`rejected_id`, `chosen_model`, `rejected_model`; lists: `response_ids`, `models`; "
         "spans: `response_id`, `model`; ratings: each completion's `id` and `model`); an "
@@ -71,6 +75,16 @@ def dataset_card(project: Project, exporter: Exporter, filters: dict, split: dic
     ]
     lines += [f"- `{f.name}`: {f.type}" for f in exporter.schema()]
     return "\n".join(lines) + "\n"
+
+
+def _mix(stats: dict) -> str:
+    """Exported rows by whose labels made them (`label_sources`)."""
+    counts = {mix: stats.get(f"rows.label_sources.{mix}", 0) for mix in MIXES}
+    total = sum(counts.values())
+    if not total:
+        return "Rows by label source: none exported."
+    parts = ", ".join(f"{mix} {n} ({100 * n / total:.1f}%)" for mix, n in counts.items() if n)
+    return f"Rows by label source (`label_sources`): {parts}."
 
 
 def _agreement(stats: dict, filters: dict) -> list[str]:

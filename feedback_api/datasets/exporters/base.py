@@ -9,6 +9,7 @@ Two shapes of exporter share the rest of the export (build.py):
   only each item's aggregate runs in Python (annotate/kinds/aggregate.py), into flat lists.
 
 Every output row keeps its item's provenance (external_id, n_labels, agreement, sources,
+label_sources: the mix of people and judges its label came from, by label_sources() here,
 annotators, judges), its `split_key`, the group key its train/test side was drawn by
 (annotate/splits.py: the prompt's content hash, or a metadata field), and the item's
 `metadata` as canonical JSON, with the top-level fields a researcher asks for flattened into
@@ -31,7 +32,7 @@ import pyarrow.json as pajson
 from django.db.models import F, Func, QuerySet, TextField
 from django.db.models.functions import Cast
 
-from annotate.models import Project
+from annotate.models import Annotation, Project
 
 from ..formats import ExportError
 from ..selection import labels_of, metadata_key, metadata_path, prompt_key
@@ -44,6 +45,7 @@ PROVENANCE_FIELDS = [
     ("n_labels", pa.int32()),
     ("agreement", pa.float64()),
     ("sources", NAMES),
+    ("label_sources", pa.string()),
     ("annotators", NAMES),
     ("judges", NAMES),
     ("split_key", pa.string()),
@@ -52,6 +54,36 @@ PROVENANCE_FIELDS = [
 INTERNAL_FIELDS = [("_agreement", pa.float64()), ("_first", pa.bool_())]
 
 __all__ = ["MESSAGE", "MESSAGES", "ExportError", "Exporter", "LabelsExporter", "JSONRoot"]
+
+# Label sources (Annotation.Source), sorted: a row's `sources` lists its item's in this order.
+SOURCE_NAMES = tuple(sorted(Annotation.Source.values))  # human, imported, judge
+LABEL_SOURCES_RULE = (
+    "`label_sources` says whose labels made the row: `human` (people's only), `judge` (judges' "
+    "only), `both` (people's and judges'); labels imported with the data are from neither we "
+    "know of: `imported` when the row has only those, and left out of the mix when people or "
+    "judges labelled the item too (`sources` lists every source)."
+)
+
+
+def label_mix(sources) -> str:
+    """Whose labels made a row, from its sources: the rule LABEL_SOURCES_RULE states."""
+    people, judges = "human" in sources, "judge" in sources
+    if people and judges:
+        return "both"
+    return "human" if people else "judge" if judges else "imported"
+
+
+# Every non-empty combination of sources, as `sources` joins it, and its mix.
+_MIXES = {
+    ",".join(c): label_mix(c)
+    for c in ([s for k, s in enumerate(SOURCE_NAMES) if code >> k & 1] for code in range(1, 8))
+}
+_MIX_KEYS, _MIX_VALUES = pa.array(list(_MIXES)), pa.array(list(_MIXES.values()))
+
+
+def label_sources(sources: pa.Array) -> pa.Array:
+    """The `label_sources` column from the `sources` column (sorted lists of source names)."""
+    return _MIX_VALUES.take(pc.index_in(pc.binary_join(sources, ","), value_set=_MIX_KEYS))
 
 
 def canonical_json(value) -> str:
@@ -492,12 +524,14 @@ class LabelsExporter(Exporter):
             return None
         item = made.item
         first = pc.not_equal(item, pa.concat_arrays([pa.array([-1], pa.int64()), item[:-1]]))
+        sources = pa.array(items.sources, NAMES).take(item)
         common = {
             "prompt": self.prompts(items.prompt, items.chat).take(item),
             "external_id": items.external_id.take(item),
             "n_labels": pa.array(items.n_labels, pa.int32()).take(item),
             "agreement": rounded(made.agreement),
-            "sources": pa.array(items.sources, NAMES).take(item),
+            "sources": sources,
+            "label_sources": label_sources(sources),
             "annotators": pa.array(items.annotators, NAMES).take(item),
             "judges": pa.array(items.judges, NAMES).take(item),
             "_agreement": rounded(made.item_agreement).take(item),

@@ -23,11 +23,13 @@ from annotate.models import Item, Project
 from ..selection import item_q, label_q, labels_of
 from .base import (
     NAMES,
+    SOURCE_NAMES,
     Exporter,
     JSONRoot,
     OfItem,
     count,
     json_text,
+    label_sources,
     micros,
     of_micros,
     pair_fields,
@@ -44,7 +46,6 @@ READ = pa.schema(
     + [(name, pa.int64()) for name in ("n_judge", "sa", "ca", "sb", "cb")]
     + [(name, pa.string()) for name in ("u1", "u2", "j1", "j2")]
 )
-SOURCE_NAMES = ("human", "imported", "judge")  # sorted: a row's `sources` in this order
 # Every combination of sources, by bits (human 1, imported 2, judge 4).
 SOURCE_LISTS = pa.array(
     [[s for k, s in enumerate(SOURCE_NAMES) if code >> k & 1] for code in range(8)], NAMES
@@ -175,6 +176,7 @@ class PairwiseExporter(Exporter):
             of_micros(micros(top, col("n"))),
             pa.scalar(None, pa.float64()),
         )
+        sources = self._sources(rows)
         columns = {
             "prompt": self.prompts(col("prompt"), col("chat")),
             "chosen": self.completions(col("chosen")),
@@ -187,7 +189,8 @@ class PairwiseExporter(Exporter):
             "external_id": col("external_id"),
             "n_labels": pc.cast(col("n"), pa.int32()),
             "agreement": agreement,
-            "sources": self._sources(rows),
+            "sources": sources,
+            "label_sources": label_sources(sources),
             **self._names(rows),
             **self.item_columns_of(rows),
             "_agreement": agreement,
