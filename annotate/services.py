@@ -30,6 +30,7 @@ from .importing import (
 )
 from .kinds import KindError, get_kind
 from .models import Annotation, ImportJob, Item, Kind, Membership, Project, Role
+from .signals import items_waiting
 
 # Paths under /projects/ that a project's slug must not shadow.
 RESERVED_SLUGS = {"new"}
@@ -181,6 +182,8 @@ def item_import(
         _write_items(project, rows, report, batch_size, progress, labels_for_existing)
     except FileRejected as exc:
         report.fatal = str(exc)
+    if report.created and Item.objects.filter(project=project, route=Item.Route.PENDING).exists():
+        items_waiting.send(sender=Project, project=project, created=report.created)
     return report
 
 
