@@ -195,7 +195,7 @@ def fit(
             f"the router needs at least {minimum} items labelled by both people and the judge; "
             f"there are {len(candidates)}"
         )
-    test = [uniform(seed, c.item_id, "router-test") < test_share for c in candidates]
+    test = held_out(candidates, seed=seed, test_share=test_share)
     y_train = [d for d, t in zip(disagrees, test, strict=True) if not t]
     y_test = [d for d, t in zip(disagrees, test, strict=True) if t]
     for side, y in (("training", y_train), ("held-out", y_test)):
@@ -228,6 +228,12 @@ def fit(
     return Fitted(
         model, names, float(roc_auc_score(y_test, risks)), curve, len(y_train), len(y_test)
     )
+
+
+def held_out(candidates: Sequence[Candidate], *, seed: int, test_share: float) -> list[bool]:
+    """Which candidates the router is evaluated on: drawn by hash of (seed, item), so an item
+    stays on its side whatever else is in the data."""
+    return [uniform(seed, c.item_id, "router-test") < test_share for c in candidates]
 
 
 def curves(

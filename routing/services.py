@@ -352,7 +352,12 @@ def judge_routed(*, project: Project) -> JudgeRun | None:
 
 
 def router_train(
-    *, project: Project, seed: int = 0, embeddings: bool = False, minimum: int | None = None
+    *,
+    project: Project,
+    seed: int = 0,
+    embeddings: bool = False,
+    minimum: int | None = None,
+    test_share: float = learning.TEST_SHARE,
 ) -> RouterModel:
     """Train the project's learned router on the items both people and the routing policy's
     judge labelled, evaluate it on held-out items and save it as the project's current router.
@@ -371,10 +376,14 @@ def router_train(
         "double_labelled": double_labelled_count(project, judge),
         "embeddings": embeddings,
     }
-    params = {"seed": seed, "test_share": learning.TEST_SHARE, "model": "hgb+sigmoid"}
+    params = {"seed": seed, "test_share": test_share, "model": "hgb+sigmoid"}
     try:
         fitted = learning.fit(
-            candidates, [not d.agrees for d in labelled], seed=seed, minimum=minimum
+            candidates,
+            [not d.agrees for d in labelled],
+            seed=seed,
+            minimum=minimum,
+            test_share=test_share,
         )
     except learning.LearningError as exc:
         raise ServiceError(str(exc), "router") from None
