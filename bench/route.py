@@ -196,6 +196,7 @@ def judge_pairs(project, reward_model, rows: list[dict]):
 
 
 def learn(project, judge, args):
+    from annotate.models import Annotation
     from rewards.embeddings import similarity
     from routing import features, learning, report, services
 
@@ -206,10 +207,12 @@ def learn(project, judge, args):
     n = services.response_similarity_compute(project=project, similarity=similarity)
     print(f"MiniLM similarity of {n} items' responses: {time.perf_counter() - started:.0f} s")
     seed = args.seed
+    # hh-rlhf's labels are people's, imported with the pairs.
+    sources = (Annotation.Source.HUMAN, Annotation.Source.IMPORTED)
     router = services.router_train(
-        project=project, embeddings=True, seed=seed, test_share=args.test_share
+        project=project, embeddings=True, seed=seed, test_share=args.test_share, sources=sources
     )
-    labelled = report.double_labelled(judge)
+    labelled = report.double_labelled(judge, sources)
     judged = [d for d in labelled if d.item.external_id.startswith("judged-")]
     candidates = learning.with_cached_similarity(
         features.candidates([d.item for d in judged], judge)

@@ -26,7 +26,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
-from annotate.models import Item, Judge, Project
+from annotate.models import Annotation, Item, Judge, Project
 from judges.models import JudgeRun, Verdict
 
 from . import features, learning, report
@@ -358,23 +358,27 @@ def router_train(
     embeddings: bool = False,
     minimum: int | None = None,
     test_share: float = learning.TEST_SHARE,
+    sources: tuple[str, ...] = (Annotation.Source.HUMAN,),
 ) -> RouterModel:
     """Train the project's learned router on the items both people and the routing policy's
     judge labelled, evaluate it on held-out items and save it as the project's current router.
     With `embeddings`, the responses' MiniLM similarity stored by response_similarity_compute
-    is a feature. ServiceError (nothing written) when there is no judge or the data cannot
-    train a router; an unexpected failure is recorded as a failed RouterModel and raised."""
+    is a feature; `sources` are the labels that count as the people's (imported ones too, for
+    data labelled by people elsewhere). ServiceError (nothing written) when there is no judge or
+    the data cannot train a router; an unexpected failure is recorded as a failed RouterModel
+    and raised."""
     judge = policy_for(project).judge
     if judge is None:
         raise ServiceError("the routing policy has no judge whose verdicts to learn", "judge")
-    labelled = report.double_labelled(judge)
+    labelled = report.double_labelled(judge, sources)
     candidates = features.candidates([d.item for d in labelled], judge)
     if embeddings:
         learning.with_cached_similarity(candidates)
     data = {
         **learning.item_span([d.item for d in labelled]),
-        "double_labelled": double_labelled_count(project, judge),
+        "double_labelled": double_labelled_count(project, judge, sources),
         "embeddings": embeddings,
+        "sources": list(sources),
     }
     params = {"seed": seed, "test_share": test_share, "model": "hgb+sigmoid"}
     try:
@@ -422,12 +426,15 @@ def router_current(project: Project) -> dict | None:
     return learning.summary(learning.current(project, policy_for(project).judge))
 
 
-def double_labelled_count(project: Project, judge: Judge) -> int:
-    """Items with a human label and a verdict of `judge`: what a router can learn from (an
-    upper bound of report.double_labelled, which leaves out even splits; a cheap count)."""
+def double_labelled_count(
+    project: Project, judge: Judge, sources: tuple[str, ...] = (Annotation.Source.HUMAN,)
+) -> int:
+    """Items with a label from `sources` and a verdict of `judge`: what a router can learn from
+    (an upper bound of report.double_labelled, which leaves out even splits; a cheap count)."""
     verdict = Verdict.objects.filter(item=OuterRef("pk"), judge=judge)
-    items = Item.objects.filter(project=project, human_label_count__gt=0, gold_label__isnull=True)
-    return items.filter(Exists(verdict)).count()
+    label = Annotation.objects.filter(item=OuterRef("pk"), source__in=list(sources))
+    items = Item.objects.filter(project=project, gold_label__isnull=True)
+    return items.filter(Exists(verdict), Exists(label)).count()
 
 
 def router_retrain_due(project: Project) -> bool:
