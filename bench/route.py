@@ -247,17 +247,16 @@ def learn(project, judge, args):
             )
             cells.append(f"{d:+.3f} [{low:+.3f}, {high:+.3f}]")
         print(f"| {share:.0%} | {cells[0]} | {cells[1]} |")
-    learning_curve(candidates, [not d.agrees for d in judged], test, seed)
+    learning_curve(candidates, [not d.agrees for d in judged], test, seed, args.test_share)
     return router
 
 
-def learning_curve(candidates, disagrees, test, seed: int) -> None:
+def learning_curve(candidates, disagrees, test, seed: int, share: float) -> None:
     """Held-out AUC and agreement at 25% with n training pairs (3 draws each), same held-out."""
     from routing import learning
 
     train_rows = [i for i, t in enumerate(test) if not t]
     test_rows = [i for i, t in enumerate(test) if t]
-    share = sum(test) / len(test)
     print("\n| training pairs | held-out AUC (3 draws) | agreement at 25% (3 draws) |")
     print("|---:|---|---|")
     for n in (50, 100, 200, 400, len(train_rows)):
