@@ -267,7 +267,19 @@ CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", "7000")
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Training runs go to their own worker (GPU, concurrency 1): `celery -A config worker -Q training`.
-CELERY_TASK_ROUTES = {"rewards.train_run": {"queue": "training"}}
+CELERY_TASK_ROUTES = {
+    "rewards.train_run": {"queue": "training"},
+    # The learned router's training embeds responses with MiniLM: torch, the training worker.
+    "routing.train_router": {"queue": "training"},
+}
+# The learned router (routing/learning.py): the double-labelled items it needs before it replaces
+# the confidence policy (from bench/route.py's learning curve), and how many new ones since its
+# last training make a routing pass after a judge run train it again.
+ROUTING_ROUTER_MIN_ITEMS = envint("ROUTING_ROUTER_MIN_ITEMS", "200")
+ROUTING_RETRAIN_EVERY = envint("ROUTING_RETRAIN_EVERY", "100")
+# Whether the router's training task embeds responses (MiniLM on the training worker's CPU/GPU:
+# about 100 responses a second on 2 CPU cores); off, the router learns without that feature.
+ROUTING_ROUTER_EMBEDDINGS = envbool("ROUTING_ROUTER_EMBEDDINGS", "1")
 # Training: a run's worker refreshes its heartbeat at least this often (seconds) while it trains;
 # a "running" run whose heartbeat is older than REWARDS_HEARTBEAT_TIMEOUT is taken to be orphaned
 # (its worker died) and is resumed from its last checkpoint by the next training worker to start.

@@ -89,3 +89,54 @@ class RouteDecision(models.Model):
 
     def __str__(self) -> str:
         return f"item {self.item_id} → {self.route} ({self.policy})"
+
+
+class RouterModel(models.Model):
+    """A learned router of a project: a scikit-learn classifier of P(the judge's label disagrees
+    with the people's), trained on the items both labelled (routing/learning.py). The fitted
+    model is a joblib file under MEDIA_ROOT (`model_path`), never in the database; the row keeps
+    its held-out quality (AUC, the routing curve beside random, confidence and the oracle), the
+    feature names its columns stand for and the data it was trained on."""
+
+    class Status(models.TextChoices):
+        DONE = "done", "Trained"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="routers")
+    judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="routers")
+    status = models.CharField(max_length=8, choices=Status.choices)
+    error = models.TextField(blank=True)
+    trained_at = models.DateTimeField(default=timezone.now)
+    n_train = models.PositiveIntegerField(default=0)
+    n_test = models.PositiveIntegerField(default=0)
+    auc = models.FloatField(null=True, blank=True, help_text="Held-out ROC AUC of P(disagrees).")
+    curve = models.JSONField(
+        default=dict, blank=True, help_text="Held-out agreement by share to people, per ranking."
+    )
+    feature_names = models.JSONField(default=list, blank=True)
+    data = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The double-labelled items it learnt from: count, first/last item id and date.",
+    )
+    params = models.JSONField(default=dict, blank=True, help_text="Seed, test share, model.")
+    model_path = models.CharField(max_length=500, blank=True, help_text="Under MEDIA_ROOT.")
+
+    class Meta:
+        ordering = ["-trained_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.project} router {self.pk} ({self.status})"
+
+
+class ResponseSimilarity(models.Model):
+    """How alike an item's responses are (mean cosine of MiniLM embeddings over its pairs of
+    responses): computed on the training worker, which has torch, and read by routing passes,
+    which have not."""
+
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="+")
+    value = models.FloatField()
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} responses' similarity {self.value:.3f}"

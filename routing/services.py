@@ -22,16 +22,18 @@ import math
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
-from annotate.models import Item, Judge, Project
+from annotate.models import Annotation, Item, Judge, Project
 from judges.models import JudgeRun, Verdict
 
-from . import features
-from .models import RouteDecision, RoutingPolicy
+from . import features, learning, report
+from .models import ResponseSimilarity, RouteDecision, RouterModel, RoutingPolicy
 from .policies import Decision, PolicyError, get_policy
 from .policies.base import UNSURE, uniform
 
@@ -370,3 +372,138 @@ def judge_routed(*, project: Project) -> JudgeRun | None:
         )
     except judge_services.ServiceError:
         return None
+
+
+# The learned router -----------------------------------------------------------------------------
+
+
+def router_train(
+    *,
+    project: Project,
+    seed: int = 0,
+    embeddings: bool = False,
+    minimum: int | None = None,
+    test_share: float = learning.TEST_SHARE,
+    sources: tuple[str, ...] = (Annotation.Source.HUMAN,),
+) -> RouterModel:
+    """Train the project's learned router on the items both people and the routing policy's
+    judge labelled, evaluate it on held-out items and save it as the project's current router.
+    With `embeddings`, the responses' MiniLM similarity stored by response_similarity_compute
+    is a feature; `sources` are the labels that count as the people's (imported ones too, for
+    data labelled by people elsewhere). ServiceError (nothing written) when there is no judge or
+    the data cannot train a router; an unexpected failure is recorded as a failed RouterModel
+    and raised."""
+    judge = policy_for(project).judge
+    if judge is None:
+        raise ServiceError("the routing policy has no judge whose verdicts to learn", "judge")
+    labelled = report.double_labelled(judge, sources)
+    candidates = features.candidates([d.item for d in labelled], judge)
+    if embeddings:
+        learning.with_cached_similarity(candidates)
+    data = {
+        **learning.item_span([d.item for d in labelled]),
+        "double_labelled": double_labelled_count(project, judge, sources),
+        "embeddings": embeddings,
+        "sources": list(sources),
+    }
+    params = {"seed": seed, "test_share": test_share, "model": "hgb+sigmoid"}
+    try:
+        fitted = learning.fit(
+            candidates,
+            [not d.agrees for d in labelled],
+            seed=seed,
+            minimum=minimum,
+            test_share=test_share,
+        )
+    except learning.LearningError as exc:
+        raise ServiceError(str(exc), "router") from None
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        RouterModel.objects.create(
+            project=project,
+            judge=judge,
+            status=RouterModel.Status.FAILED,
+            error=error,
+            data=data,
+            params=params,
+        )
+        raise
+    with transaction.atomic():
+        router = RouterModel.objects.create(
+            project=project,
+            judge=judge,
+            status=RouterModel.Status.DONE,
+            n_train=fitted.n_train,
+            n_test=fitted.n_test,
+            auc=fitted.auc,
+            curve=fitted.curve,
+            feature_names=fitted.names,
+            data=data,
+            params=params,
+        )
+        router.model_path = f"routing/{project.pk}/router-{router.pk}.joblib"
+        learning.save(fitted, Path(settings.MEDIA_ROOT) / router.model_path)
+        router.save(update_fields=["model_path"])
+    return router
+
+
+def router_current(project: Project) -> dict | None:
+    """What the routing page shows of the current router (learning.summary), or None."""
+    return learning.summary(learning.current(project, policy_for(project).judge))
+
+
+def double_labelled_count(
+    project: Project, judge: Judge, sources: tuple[str, ...] = (Annotation.Source.HUMAN,)
+) -> int:
+    """Items with a label from `sources` and a verdict of `judge`: what a router can learn from
+    (an upper bound of report.double_labelled, which leaves out even splits; a cheap count)."""
+    verdict = Verdict.objects.filter(item=OuterRef("pk"), judge=judge)
+    label = Annotation.objects.filter(item=OuterRef("pk"), source__in=list(sources))
+    items = Item.objects.filter(project=project, gold_label__isnull=True)
+    return items.filter(Exists(verdict), Exists(label)).count()
+
+
+def router_retrain_due(project: Project) -> bool:
+    """Whether the learned policy's router should learn again: ROUTING_RETRAIN_EVERY new
+    double-labelled items since it was trained (or enough for a first router)."""
+    row = policy_for(project)
+    if row.policy != RoutingPolicy.Name.LEARNED or row.judge is None:
+        return False
+    count = double_labelled_count(project, row.judge)
+    router = learning.current(project, row.judge)
+    since = count - (router.data.get("double_labelled", 0) if router else 0)
+    return count >= learning.min_items() and since >= settings.ROUTING_RETRAIN_EVERY
+
+
+def response_similarity_compute(*, project: Project, similarity) -> int:
+    """Store the MiniLM similarity of the responses of the project's items that the routing
+    policy's judge gave a verdict and that have none yet (mean over pairs of responses);
+    `similarity` is rewards.embeddings.similarity, passed in by the training task (torch).
+    Returns how many items got one."""
+    judge = policy_for(project).judge
+    if judge is None:
+        return 0
+    verdict = Verdict.objects.filter(item=OuterRef("pk"), judge=judge)
+    known = ResponseSimilarity.objects.filter(item=OuterRef("pk"))
+    items = list(
+        Item.objects.filter(project=project)
+        .filter(Exists(verdict), ~Exists(known))
+        .only("id", "responses")
+        .order_by("id")
+    )
+    pairs, owners = [], []
+    for item in items:
+        texts = [str(r.get("text", "")) for r in item.responses]
+        for i, a in enumerate(texts):
+            for b in texts[i + 1 :]:
+                pairs.append((a, b))
+                owners.append(item.pk)
+    by_item: dict[int, list[float]] = defaultdict(list)
+    for owner, value in zip(owners, similarity(pairs), strict=True):
+        by_item[owner].append(value)
+    ResponseSimilarity.objects.bulk_create(
+        [ResponseSimilarity(item_id=k, value=sum(v) / len(v)) for k, v in by_item.items()],
+        batch_size=CHUNK,
+        ignore_conflicts=True,
+    )
+    return len(by_item)

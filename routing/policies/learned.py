@@ -1,6 +1,9 @@
 """People get the items the learned router predicts the judge gets wrong, riskiest first, until
-the human budget is spent. Until a router is trained (routing/learning.py), the confidence
-policy decides: the cold start."""
+the human budget is spent: the policy wants people for every judged item, with risk = the
+router's P(the judge's label disagrees with the people's), and the router's budget grant
+(routing/services.py) sends the riskiest first. Until a router is trained on enough
+double-labelled items (routing/learning.py, MIN_ITEMS), the confidence policy decides: the cold
+start."""
 
 from .base import Decision, Policy
 from .confidence import Confidence
@@ -12,7 +15,33 @@ class Learned(Policy):
     params = Confidence.params
 
     def decide(self, candidates, params, *, project, seed):
-        fallback = Confidence().decide(candidates, params, project=project, seed=seed)
+        from routing import learning  # scikit-learn and the saved model: only in a pass
+        from routing.models import RoutingPolicy
+
+        judge_id = RoutingPolicy.objects.filter(project=project).values_list("judge", flat=True)
+        router = learning.current(project, judge_id.first())
+        if router is None or router.n_train + router.n_test < learning.min_items():
+            return self.cold(candidates, params, seed)
+        judged = [c for c in candidates if c.verdict is not None]
+        risks, matrix, names = learning.predict(router, judged)
+        by_id = {c.item_id: k for k, c in enumerate(judged)}
+        out = []
+        for c in candidates:
+            k = by_id.get(c.item_id)
+            if k is None:
+                out.append(Decision(None, None, "waiting for the judge's verdict"))
+                continue
+            risk = risks[k]
+            features = {
+                n: round(float(v), 6) for n, v in zip(names, matrix[k], strict=True) if v == v
+            }
+            features.update(router=router.pk, p_disagree=round(risk, 6))
+            reason = f"router {router.pk} (AUC {router.auc:.2f}): P(judge disagrees) = {risk:.3f}"
+            out.append(Decision(True, risk, reason, features))
+        return out
+
+    def cold(self, candidates, params, seed):
+        fallback = Confidence().decide(candidates, params, project=None, seed=seed)
         return [
             Decision(
                 d.wants_people, d.risk, f"cold start (no router trained): {d.reason}", d.features

@@ -1,0 +1,335 @@
+"""The learned router: features of an item, a calibrated classifier of P(the router judge's label
+disagrees with the people's), its held-out quality, and its predictions in routing passes.
+
+- Features (`feature_matrix`, the one place a column is added): the judge's confidence (unsure
+  verdict, reward-model margin, jury agreement), prompt and response lengths and their
+  difference, the responses' word overlap and, where the training worker computed it, their
+  MiniLM embedding similarity (ResponseSimilarity), prompt properties (chat turns, question
+  marks, code) and the item's metadata (numbers as numbers; strings and booleans one-hot when a
+  field has few values). Missing values are NaN, which the model takes natively.
+- Model: scikit-learn's HistGradientBoostingClassifier (missing values, mixed scales, no
+  scaling step) calibrated by CalibratedClassifierCV (sigmoid, 3 folds): the risk it gives is a
+  probability, so a page can say "the judge is wrong on 1 in 3 of these".
+- Held out: a share of the items drawn by hash of (seed, item) (`policies.base.uniform`), so an
+  item stays on its side across retrains; the AUC and the routing curve (routing.report, the
+  one rule) are measured there, on the very model that is saved.
+- Cold start: MIN_ITEMS double-labelled items (ROUTING_ROUTER_MIN_ITEMS), chosen from the
+  learning curve of bench/route.py on hh-rlhf (bench/README.md, "Routing"): with fewer, the
+  held-out AUC swings by more than 0.05 between draws and the learned ranking is not reliably
+  above the confidence ranking; below it training is refused and the learned policy uses the
+  confidence policy.
+
+Nothing here imports torch; embeddings come from rewards.embeddings on the training worker
+(routing.tasks.train_router). scikit-learn and joblib are imported when a router is trained or
+loaded, never at web start.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from annotate.models import Item
+from rewards.data import as_text
+
+from . import report
+from .models import ResponseSimilarity, RouterModel
+from .policies import Candidate
+from .policies.base import uniform
+from .policies.confidence import Confidence
+
+TEST_SHARE = 0.25
+# A string metadata field with more distinct values than this is left out (an id, free text).
+MAX_CATEGORIES = 12
+EMBEDDING = "embedding_similarity"
+CODE = re.compile(r"```|^(?:    |\t)\S|\bdef |\bfunction\b|#include|;\s*$", re.MULTILINE)
+WORD = re.compile(r"\w+")
+
+
+class LearningError(ValueError):
+    """The data cannot train a router (too few items, one class only); nothing was written."""
+
+
+def min_items() -> int:
+    return settings.ROUTING_ROUTER_MIN_ITEMS
+
+
+# Features ---------------------------------------------------------------------------------------
+
+
+def feature_matrix(candidates: Sequence[Candidate], names: list[str] | None = None):
+    """(X, names): one row per candidate, one column per feature name (NaN where an item has
+    no value). Without `names` (training), the columns are every feature the candidates have,
+    metadata strings one-hot for fields of few values; with them (prediction), those columns."""
+    import numpy as np
+
+    rows = [_features(c) for c in candidates]
+    if names is None:
+        names = _names(rows)
+    matrix = np.array([[row.get(n, math.nan) for n in names] for row in rows], dtype=float)
+    return matrix.reshape(len(rows), len(names)), names
+
+
+def _features(c: Candidate) -> dict[str, float]:
+    texts = [as_text(r.get("text", "")) if isinstance(r, dict) else "" for r in c.responses]
+    lengths = [len(t) for t in texts] or [0]
+    prompt = as_text(c.prompt) if c.prompt else ""
+    out = {
+        "judge_unsure": float(c.judge_unsure),
+        "margin": abs(c.margin) if c.margin is not None else math.nan,
+        "jury_agreement": c.jury_agreement if c.jury_agreement is not None else math.nan,
+        "prompt_chars": len(prompt),
+        "prompt_turns": _turns(c.prompt),
+        "prompt_questions": prompt.count("?"),
+        "prompt_code": float(bool(CODE.search(prompt))),
+        "response_chars_min": min(lengths),
+        "response_chars_max": max(lengths),
+        "response_chars_diff": max(lengths) - min(lengths),
+        "response_chars_log_ratio": math.log((max(lengths) + 1) / (min(lengths) + 1)),
+        "response_code": float(any(CODE.search(t) for t in texts)),
+        "response_word_overlap": _overlap(texts),
+    }
+    if EMBEDDING in c.extra:
+        out[EMBEDDING] = c.extra[EMBEDDING]
+    for key, value in (c.metadata or {}).items():
+        if isinstance(value, bool):
+            out[f"meta.{key}={str(value).lower()}"] = 1.0
+        elif isinstance(value, int | float) and math.isfinite(value):
+            out[f"meta.{key}"] = float(value)
+        elif isinstance(value, str) and len(value) <= 100:
+            out[f"meta.{key}={value}"] = 1.0
+    # A column is one the training items have a value of (the model cannot bin an empty one).
+    return {name: value for name, value in out.items() if value == value}
+
+
+def _names(rows: list[dict[str, float]]) -> list[str]:
+    seen = Counter(name for row in rows for name in row)
+    values_per_field = Counter(name.split("=", 1)[0] for name in seen if "=" in name)
+    names = []
+    for name in seen:
+        field = name.split("=", 1)[0]
+        if "=" in name and values_per_field[field] > MAX_CATEGORIES:
+            continue
+        names.append(name)
+    # One-hot columns: an item without the value has 0, not "unknown".
+    return sorted(names)
+
+
+def _turns(prompt) -> float:
+    if isinstance(prompt, list):
+        return float(sum(1 for m in prompt if isinstance(m, dict) and m.get("role") == "user"))
+    return float(max(1, str(prompt).count("Human:")))
+
+
+def _overlap(texts: list[str]) -> float:
+    """Mean Jaccard of word sets over pairs of responses: one line of set arithmetic, where a
+    ROUGE package (rouge-score) would bring nltk into the web image for the same signal."""
+    words = [set(WORD.findall(t.lower())) for t in texts]
+    pairs = [(a, b) for i, a in enumerate(words) for b in words[i + 1 :]]
+    if not pairs:
+        return math.nan
+    return sum(len(a & b) / len(a | b) if a | b else 1.0 for a, b in pairs) / len(pairs)
+
+
+def with_cached_similarity(candidates: list[Candidate]) -> list[Candidate]:
+    """Candidates with the embedding similarity the training worker stored for their item."""
+    ids = [c.item_id for c in candidates]
+    values = {}
+    for start in range(0, len(ids), 2000):
+        values.update(
+            ResponseSimilarity.objects.filter(item_id__in=ids[start : start + 2000]).values_list(
+                "item_id", "value"
+            )
+        )
+    for c in candidates:
+        if c.item_id in values:
+            c.extra[EMBEDDING] = values[c.item_id]
+    return candidates
+
+
+def _one_hot_zero(matrix, names: list[str]):
+    for j, name in enumerate(names):
+        if "=" in name:
+            column = matrix[:, j]
+            column[column != column] = 0.0
+    return matrix
+
+
+# Training ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Fitted:
+    model: object
+    names: list[str]
+    auc: float
+    curve: dict
+    n_train: int
+    n_test: int
+
+
+def fit(
+    candidates: Sequence[Candidate],
+    disagrees: Sequence[bool],
+    *,
+    seed: int = 0,
+    test_share: float = TEST_SHARE,
+    minimum: int | None = None,
+) -> Fitted:
+    """Train and evaluate a router on double-labelled items (their candidates, and whether the
+    judge's label disagreed with the people's). LearningError when the data cannot."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+
+    minimum = min_items() if minimum is None else minimum
+    if len(candidates) < minimum:
+        raise LearningError(
+            f"the router needs at least {minimum} items labelled by both people and the judge; "
+            f"there are {len(candidates)}"
+        )
+    test = held_out(candidates, seed=seed, test_share=test_share)
+    y_train = [d for d, t in zip(disagrees, test, strict=True) if not t]
+    y_test = [d for d, t in zip(disagrees, test, strict=True) if t]
+    for side, y in (("training", y_train), ("held-out", y_test)):
+        if sum(y) < 3 or len(y) - sum(y) < 3:
+            raise LearningError(
+                f"the {side} items need at least 3 on which the judge disagreed with people and "
+                f"3 on which it agreed; there are {sum(y)} and {len(y) - sum(y)}"
+            )
+    matrix, names = feature_matrix(candidates)
+    matrix = _one_hot_zero(matrix, names)
+    train_rows = [i for i, t in enumerate(test) if not t]
+    test_rows = [i for i, t in enumerate(test) if t]
+    model = CalibratedClassifierCV(
+        HistGradientBoostingClassifier(
+            max_depth=3,
+            learning_rate=0.05,
+            max_iter=150,
+            min_samples_leaf=20,
+            l2_regularization=1.0,
+            random_state=seed,
+        ),
+        method="sigmoid",
+        cv=3,
+    )
+    model.fit(matrix[train_rows], y_train)
+    risks = model.predict_proba(matrix[test_rows])[:, 1].tolist()
+    held = [candidates[i] for i in test_rows]
+    agrees = [not d for d in y_test]
+    curve = curves(risks, held, agrees, seed=seed)
+    return Fitted(
+        model, names, float(roc_auc_score(y_test, risks)), curve, len(y_train), len(y_test)
+    )
+
+
+def held_out(candidates: Sequence[Candidate], *, seed: int, test_share: float) -> list[bool]:
+    """Which candidates the router is evaluated on: drawn by hash of (seed, item), so an item
+    stays on its side whatever else is in the data."""
+    return [uniform(seed, c.item_id, "router-test") < test_share for c in candidates]
+
+
+def curves(
+    risks: Sequence[float], held: Sequence[Candidate], agrees: Sequence[bool], *, seed: int = 0
+) -> dict:
+    """The held-out routing curve of the learned ranking beside random, confidence and oracle."""
+    rankings = {
+        "learned": list(risks),
+        "random": report.random_risks(len(agrees), seed),
+        "confidence": confidence_risks(held),
+        "oracle": report.oracle_risks(agrees),
+    }
+    out = {"shares": list(report.SHARES)}
+    for name, ranking in rankings.items():
+        out[name] = report.agreement_curve(ranking, agrees)
+    return out
+
+
+def confidence_risks(candidates: Sequence[Candidate]) -> list[float]:
+    """The confidence policy's risk of each candidate (its default parameters)."""
+    policy = Confidence()
+    decisions = policy.decide(list(candidates), policy.clean_params({}), project=None, seed=0)
+    return [d.risk if d.risk is not None else 0.0 for d in decisions]
+
+
+# The saved model --------------------------------------------------------------------------------
+
+
+def save(fitted: Fitted, path: Path) -> None:
+    import joblib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump({"model": fitted.model, "names": fitted.names}, path)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, mtime: float):
+    import joblib
+
+    return joblib.load(path)
+
+
+def current(project, judge) -> RouterModel | None:
+    """The project's latest trained router for `judge`, if any."""
+    if judge is None:
+        return None
+    return (
+        RouterModel.objects.filter(project=project, judge=judge, status=RouterModel.Status.DONE)
+        .order_by("-trained_at", "-id")
+        .first()
+    )
+
+
+def predict(router: RouterModel, candidates: list[Candidate]):
+    """(P(judge disagrees) per candidate, the feature matrix, its names)."""
+    path = Path(settings.MEDIA_ROOT) / router.model_path
+    saved = _load(str(path), path.stat().st_mtime)
+    if EMBEDDING in saved["names"]:
+        with_cached_similarity(candidates)
+    matrix, names = feature_matrix(candidates, saved["names"])
+    matrix = _one_hot_zero(matrix, names)
+    if not candidates:
+        return [], matrix, names
+    return saved["model"].predict_proba(matrix)[:, 1].tolist(), matrix, names
+
+
+def summary(router: RouterModel | None) -> dict | None:
+    """What a page shows of a router: when, on what, how good (AUC, the routing curve)."""
+    if router is None:
+        return None
+    return {
+        "id": router.pk,
+        "status": router.status,
+        "error": router.error,
+        "judge": router.judge.name,
+        "trained_at": router.trained_at,
+        "n_train": router.n_train,
+        "n_test": router.n_test,
+        "auc": router.auc,
+        "curve": router.curve,
+        "features": router.feature_names,
+        "data": router.data,
+    }
+
+
+def item_span(items: Sequence[Item]) -> dict:
+    """The data a router learnt from: how many items, the first and last id and date."""
+    if not items:
+        return {"items": 0}
+    first = min(items, key=lambda i: i.pk)
+    last = max(items, key=lambda i: i.pk)
+    dates = [i.created_at for i in items]
+    return {
+        "items": len(items),
+        "first_item_id": first.pk,
+        "last_item_id": last.pk,
+        "from": min(dates).isoformat(),
+        "to": max(dates).isoformat(),
+    }
