@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.db.models import QuerySet
+
 from annotate.models import Item, Judge
 from judges.models import Judgment, PromptTags, Verdict
 
@@ -20,30 +22,60 @@ CHUNK = 2000
 
 def candidates(items: Iterable[Item], judge: Judge | None) -> list[Candidate]:
     """A Candidate per item, with the judge's verdict, margin and agreement where it has one."""
-    items = list(items)
-    out = [
-        Candidate(item_id=i.pk, prompt=i.prompt, responses=i.responses, metadata=i.metadata)
-        for i in items
-    ]
+    return with_judgments(
+        [
+            Candidate(item_id=i.pk, prompt=i.prompt, responses=i.responses, metadata=i.metadata)
+            for i in items
+        ],
+        judge,
+    )
+
+
+def waiting(items: QuerySet[Item], judge: Judge | None, *, text: bool) -> list[Candidate]:
+    """Candidates for the items of `items`, by id, read as plain rows (a routing pass reads a
+    whole project's waiting items: no model instances); without `text`, ids only (the policy
+    reads no prompt, response or metadata)."""
+    rows = items.order_by("id")
+    if text:
+        out = [
+            Candidate(item_id=pk, prompt=prompt, responses=responses, metadata=metadata)
+            for pk, prompt, responses, metadata in rows.values_list(
+                "id", "prompt", "responses", "metadata"
+            )
+        ]
+    else:
+        out = [
+            Candidate(item_id=pk, prompt="", responses=[], metadata={})
+            for pk in rows.values_list("id", flat=True)
+        ]
+    return with_judgments(out, judge, items)
+
+
+def with_judgments(
+    out: list[Candidate], judge: Judge | None, items: QuerySet[Item] | None = None
+) -> list[Candidate]:
+    """The candidates with their prompt tags and the judge's verdict, margin and agreement.
+    `items`, when given, is the queryset the candidates came from: each table is then read in
+    one query joined to it, not in chunks of ids."""
     by_id = {c.item_id: c for c in out}
-    ids = list(by_id)
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
+    if items is not None:
+        scopes = [{"item_id__in": items.order_by().values("id")}]
+    else:
+        ids = list(by_id)
+        scopes = [{"item_id__in": ids[at : at + CHUNK]} for at in range(0, len(ids), CHUNK)]
+    for scope in scopes:
         # The latest tags of each item, whichever judge wrote them.
-        for item_id, tags in (
-            PromptTags.objects.filter(item_id__in=chunk)
-            .order_by("id")
-            .values_list("item_id", "tags")
-        ):
-            by_id[item_id].tags = tags
+        tags = PromptTags.objects.filter(**scope).order_by("id").values_list("item_id", "tags")
+        for item_id, value in tags:
+            by_id[item_id].tags = value
         if judge is None:
             continue
-        verdicts = Verdict.objects.filter(judge=judge, item_id__in=chunk).order_by("id")
+        verdicts = Verdict.objects.filter(judge=judge, **scope).order_by("id")
         for item_id, status, agreement in verdicts.values_list("item_id", "status", "agreement"):
             by_id[item_id].verdict, by_id[item_id].jury_agreement = status, agreement
         if judge.backend == Judge.Backend.REWARD_MODEL:
             passes = Judgment.objects.filter(
-                judge=judge, item_id__in=chunk, status=Judgment.Status.DONE
+                judge=judge, status=Judgment.Status.DONE, **scope
             ).order_by("id")
             for item_id, extra in passes.values_list("item_id", "extra"):
                 by_id[item_id].margin = margin(extra.get("scores") or {})

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
@@ -175,50 +175,44 @@ def route_items(*, project: Project, trigger: str = "on demand") -> RouteReport:
 
 def _route_locked(project: Project, row: RoutingPolicy, trigger: str) -> RouteReport:
     policy = get_policy(row.policy)
-    waiting = list(
-        Item.objects.filter(project=project, route=Route.PENDING, gold_label__isnull=True)
-        .only("id", "prompt", "responses", "metadata")
-        .order_by("id")
-    )
+    waiting = Item.objects.filter(project=project, route=Route.PENDING, gold_label__isnull=True)
     unsure = _unsure_judged(project, row.judge)
     capacity = _capacity(project, row)
     report = RouteReport()
-    made: list[tuple[Item, str, Decision, bool]] = []  # (item, route, decision, audit)
-    wanting: list[tuple[Item, Decision, bool]] = []  # (item, decision, promotion)
+    made: list[tuple[int, str, Decision, bool]] = []  # (item id, route, decision, audit)
+    wanting: list[tuple[int, Decision, bool]] = []  # (item id, decision, promotion)
     regular = []
-    for item in waiting:
-        draw = uniform(row.seed, item.pk, "audit")
+    for c in features.waiting(waiting, row.judge, text=policy.reads_text):
+        draw = uniform(row.seed, c.item_id, "audit")
         if draw < row.audit_share:
             reason = f"audit slice (draw {draw:.3f} < {row.audit_share:g})"
-            made.append((item, Route.BOTH, Decision(True, None, reason), True))
+            made.append((c.item_id, Route.BOTH, Decision(True, None, reason), True))
         else:
-            regular.append(item)
-    decisions = policy.decide(
-        features.candidates(regular, row.judge), row.params, project=project, seed=row.seed
-    )
-    for item, decision in zip(regular, decisions, strict=True):
+            regular.append(c)
+    decisions = policy.decide(regular, row.params, project=project, seed=row.seed)
+    for c, decision in zip(regular, decisions, strict=True):
         if decision.wants_people is None:
             report.waiting += 1
         elif decision.wants_people:
-            wanting.append((item, decision, False))
+            wanting.append((c.item_id, decision, False))
         else:
-            made.append((item, Route.JUDGE, decision, False))
-    for item in unsure:
+            made.append((c.item_id, Route.JUDGE, decision, False))
+    for item_id in unsure:
         reason = "promoted: the judge's verdict came back unsure"
-        wanting.append((item, Decision(True, UNSURE, reason, {"verdict": "unsure"}), True))
+        wanting.append((item_id, Decision(True, UNSURE, reason, {"verdict": "unsure"}), True))
     if capacity is not None:
         capacity -= sum(1 for *_, audit in made if audit)
-    wanting.sort(key=lambda w: (-(w[1].risk if w[1].risk is not None else 0.5), w[0].pk))
-    for n, (item, decision, promotion) in enumerate(wanting):
+    wanting.sort(key=lambda w: (-(w[1].risk if w[1].risk is not None else 0.5), w[0]))
+    for n, (item_id, decision, promotion) in enumerate(wanting):
         if capacity is None or n < capacity:
-            made.append((item, Route.HUMAN, decision, False))
+            made.append((item_id, Route.HUMAN, decision, False))
             report.promoted += promotion
         elif not promotion:
             spent = Decision(False, decision.risk, f"human budget spent; {decision.reason}")
             spent.features = decision.features
-            made.append((item, Route.JUDGE, spent, False))
+            made.append((item_id, Route.JUDGE, spent, False))
             report.over_budget += 1
-    _write(made, {i.pk for i in unsure}, row, trigger)
+    _write(made, set(unsure), row, trigger)
     for _, route, _, _ in made:
         report.routed[route] = report.routed.get(route, 0) + 1
     RoutingPolicy.objects.filter(pk=row.pk).update(routed_at=timezone.now())
@@ -226,8 +220,9 @@ def _route_locked(project: Project, row: RoutingPolicy, trigger: str) -> RouteRe
     return report
 
 
-def _unsure_judged(project: Project, judge: Judge | None) -> list[Item]:
-    """Items routed to judges only whose router-judge verdict is inconsistent or failed."""
+def _unsure_judged(project: Project, judge: Judge | None) -> list[int]:
+    """Ids of the items routed to judges only whose router-judge verdict is inconsistent or
+    failed."""
     if judge is None:
         return []
     sure = Verdict.objects.filter(item=OuterRef("pk"), judge=judge, status=Verdict.Status.AGREED)
@@ -239,51 +234,56 @@ def _unsure_judged(project: Project, judge: Judge | None) -> list[Item]:
     return list(
         Item.objects.filter(project=project, route=Route.JUDGE, gold_label__isnull=True)
         .filter(Exists(unsure), ~Exists(sure))
-        .only("id")
         .order_by("id")
+        .values_list("id", flat=True)
     )
+
+
+# The decisions' columns, written by one prepared upsert (executemany): Django's bulk_create
+# built each row's parameters field by field, most of a 100,000-item pass.
+DECISION_COLUMNS = (
+    "item_id", "route", "policy", "risk", "features", "reason", "audit", "promoted", "trigger",
+    "decided_at",
+)  # fmt: skip
 
 
 def _write(made, promoted_ids: set[int], row: RoutingPolicy, trigger: str) -> None:
     by_change: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for item, route, _, _ in made:
-        old = Route.JUDGE if item.pk in promoted_ids else Route.PENDING
-        by_change[(old, route)].append(item.pk)
+    for item_id, route, _, _ in made:
+        old = Route.JUDGE if item_id in promoted_ids else Route.PENDING
+        by_change[(old, route)].append(item_id)
     for (old, new), ids in by_change.items():
         for start in range(0, len(ids), CHUNK):
             Item.objects.filter(pk__in=ids[start : start + CHUNK], route=old).update(route=new)
-    now = timezone.now()
-    RouteDecision.objects.bulk_create(
-        [
-            RouteDecision(
-                item_id=item.pk,
-                route=route,
-                policy=row.policy,
-                risk=decision.risk,
-                features=decision.features,
-                reason=decision.reason[:300],
-                audit=audit,
-                promoted=item.pk in promoted_ids,
-                trigger=trigger[:100],
-                decided_at=now,
-            )
-            for item, route, decision, audit in made
-        ],
-        batch_size=CHUNK,
-        update_conflicts=True,
-        unique_fields=["item"],
-        update_fields=[
-            "route",
-            "policy",
-            "risk",
-            "features",
-            "reason",
-            "audit",
-            "promoted",
-            "trigger",
-            "decided_at",
-        ],
+    quote = connection.ops.quote_name
+    table = quote(RouteDecision._meta.db_table)
+    columns = ", ".join(quote(c) for c in DECISION_COLUMNS)
+    updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in DECISION_COLUMNS[1:])
+    sql = (
+        f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(DECISION_COLUMNS))}) "
+        f"ON CONFLICT ({quote('item_id')}) DO UPDATE SET {updates}"
     )
+    features_field = RouteDecision._meta.get_field("features")
+    now = RouteDecision._meta.get_field("decided_at").get_db_prep_save(timezone.now(), connection)
+    policy, trigger = row.policy, trigger[:100]
+    params = [
+        (
+            item_id,
+            route,
+            policy,
+            decision.risk,
+            features_field.get_db_prep_save(decision.features, connection),
+            decision.reason[:300],
+            audit,
+            item_id in promoted_ids,
+            trigger,
+            now,
+        )
+        for item_id, route, decision, audit in made
+    ]
+    with connection.cursor() as cursor:
+        for start in range(0, len(params), CHUNK * 5):
+            cursor.executemany(sql, params[start : start + CHUNK * 5])
 
 
 # Budget -----------------------------------------------------------------------------------------

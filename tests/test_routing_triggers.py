@@ -33,9 +33,7 @@ def jsonl(n: int, start: int = 0) -> io.BytesIO:
     return io.BytesIO("".join(json.dumps(r) + "\n" for r in rows).encode())
 
 
-def test_an_import_into_a_routed_project_is_judged_and_routed_on_its_own(
-    llm_server, eager_celery
-):
+def test_an_import_into_a_routed_project_is_judged_and_routed_on_its_own(llm_server, eager_celery):
     llm_server.respond = knows_the_answer
     project = ProjectFactory(slug="routed", kind="pairwise")
     judge = judge_for(project, llm_server, passes=2)

@@ -62,6 +62,8 @@ class Policy:
     title: str = ""
     # Whether it reads judge verdicts: an item without one waits (routing starts the judge).
     needs_verdict: bool = False
+    # Whether it reads the items' prompt, responses and metadata (else a pass loads ids only).
+    reads_text: bool = False
     # Parameters and their defaults; clean_params checks each is a number in [low, high].
     params: dict[str, tuple[float, float, float]] = {}
 

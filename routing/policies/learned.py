@@ -12,6 +12,7 @@ from .confidence import Confidence
 class Learned(Policy):
     name, title = "learned", "Learned router: people get what the judges likely get wrong"
     needs_verdict = True
+    reads_text = True
     params = Confidence.params
 
     def decide(self, candidates, params, *, project, seed):
