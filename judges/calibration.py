@@ -324,8 +324,7 @@ def _all_done(case: _Case) -> bool:
 
 def _chosen_id(label: dict, item: Item) -> str | None:
     """The id of the response a pass chose (its label is in item terms); None for a tie."""
-    choice = label.get("choice")
-    return item.responses[DECIDED.index(choice)]["id"] if choice in DECIDED else None
+    return get_kind("pairwise").preferred_response(label, item.responses)
 
 
 def _pairwise_bias(compared: list[_Case], majority: dict, judge: Judge) -> dict:

@@ -21,13 +21,15 @@ CHUNK = 2000
 
 
 def candidates(items: Iterable[Item], judge: Judge | None) -> list[Candidate]:
-    """A Candidate per item, with the judge's verdict, margin and agreement where it has one."""
+    """A Candidate per item, with the judge's verdict (and its label), margin and agreement
+    where it has one."""
     return with_judgments(
         [
             Candidate(item_id=i.pk, prompt=i.prompt, responses=i.responses, metadata=i.metadata)
             for i in items
         ],
         judge,
+        labels=True,
     )
 
 
@@ -48,16 +50,21 @@ def waiting(items: QuerySet[Item], judge: Judge | None, *, text: bool) -> list[C
             Candidate(item_id=pk, prompt="", responses=[], metadata={})
             for pk in rows.values_list("id", flat=True)
         ]
-    return with_judgments(out, judge, items)
+    return with_judgments(out, judge, items, labels=text)
 
 
 def with_judgments(
-    out: list[Candidate], judge: Judge | None, items: QuerySet[Item] | None = None
+    out: list[Candidate],
+    judge: Judge | None,
+    items: QuerySet[Item] | None = None,
+    *,
+    labels: bool = False,
 ) -> list[Candidate]:
-    """The candidates with their prompt tags and the judge's verdict, margin and agreement.
-    `items`, when given, is the queryset the candidates came from: each table is then read in
-    one query joined to it, not in chunks of ids."""
+    """The candidates with their prompt tags and the judge's verdict, margin and agreement (and
+    with `labels` the verdict's label). `items`, when given, is the queryset the candidates
+    came from: each table is then read in one query joined to it, not in chunks of ids."""
     by_id = {c.item_id: c for c in out}
+    kind = judge.project.kind if judge is not None else ""
     if items is not None:
         scopes = [{"item_id__in": items.order_by().values("id")}]
     else:
@@ -71,8 +78,11 @@ def with_judgments(
         if judge is None:
             continue
         verdicts = Verdict.objects.filter(judge=judge, **scope).order_by("id")
-        for item_id, status, agreement in verdicts.values_list("item_id", "status", "agreement"):
-            by_id[item_id].verdict, by_id[item_id].jury_agreement = status, agreement
+        columns = ("item_id", "status", "agreement") + (("label",) if labels else ())
+        for item_id, status, agreement, *label in verdicts.values_list(*columns):
+            c = by_id[item_id]
+            c.verdict, c.jury_agreement, c.kind = status, agreement, kind
+            c.judge_label = label[0] if label else None
         if judge.backend == Judge.Backend.REWARD_MODEL:
             passes = Judgment.objects.filter(
                 judge=judge, status=Judgment.Status.DONE, **scope

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from annotate.kinds import get_kind
 from annotate.models import Item
 from rewards.data import as_text
 
@@ -49,6 +50,8 @@ TEST_SHARE = 0.25
 # A string metadata field with more distinct values than this is left out (an id, free text).
 MAX_CATEGORIES = 12
 EMBEDDING = "embedding_similarity"
+CONFIDENCE = Confidence()
+CONFIDENCE_PARAMS = CONFIDENCE.clean_params({})
 CODE = re.compile(r"```|^(?:    |\t)\S|\bdef |\bfunction\b|#include|;\s*$", re.MULTILINE)
 WORD = re.compile(r"\w+")
 
@@ -83,6 +86,8 @@ def _features(c: Candidate) -> dict[str, float]:
     prompt = as_text(c.prompt) if c.prompt else ""
     out = {
         "judge_unsure": float(c.judge_unsure),
+        # The confidence policy's own risk: the router starts from what that policy knows.
+        "confidence_risk": CONFIDENCE.one(c, CONFIDENCE_PARAMS).risk or 0.0,
         "margin": abs(c.margin) if c.margin is not None else math.nan,
         "jury_agreement": c.jury_agreement if c.jury_agreement is not None else math.nan,
         "prompt_chars": len(prompt),
@@ -96,6 +101,14 @@ def _features(c: Candidate) -> dict[str, float]:
         "response_code": float(any(CODE.search(t) for t in texts)),
         "response_word_overlap": _overlap(texts),
     }
+    top = _preferred_index(c)
+    if top is not None and len(lengths) > 1:
+        # How long the judge's pick is beside the others: judges favour long answers.
+        mean = sum(lengths) / len(lengths)
+        out["judge_pick_chars_vs_mean"] = (lengths[top] - mean) / (mean + 1)
+        out["judge_pick_longest"] = float(lengths[top] == max(lengths))
+    for key, value in (c.tags or {}).items():
+        out[f"tag.{key}={value}"] = 1.0
     if EMBEDDING in c.extra:
         out[EMBEDDING] = c.extra[EMBEDDING]
     for key, value in (c.metadata or {}).items():
@@ -107,6 +120,15 @@ def _features(c: Candidate) -> dict[str, float]:
             out[f"meta.{key}={value}"] = 1.0
     # A column is one the training items have a value of (the model cannot bin an empty one).
     return {name: value for name, value in out.items() if value == value}
+
+
+def _preferred_index(c: Candidate) -> int | None:
+    """Where the response the judge's label puts first is in c.responses; None if none."""
+    if not c.judge_label or not c.kind:
+        return None
+    chosen = get_kind(c.kind).preferred_response(c.judge_label, c.responses)
+    ids = [r.get("id") for r in c.responses]
+    return ids.index(chosen) if chosen in ids else None
 
 
 def _names(rows: list[dict[str, float]]) -> list[str]:

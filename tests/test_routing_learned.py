@@ -251,3 +251,41 @@ def test_the_training_task_adds_the_minilm_similarity_of_the_responses(project, 
     assert "embedding_similarity" in router.feature_names and router.data["embeddings"]
     values = list(ResponseSimilarity.objects.values_list("value", flat=True))
     assert len(values) == 220 and all(0.5 < v <= 1.0 for v in values)  # near-identical answers
+
+
+def test_the_features_read_the_judges_pick_its_confidence_and_the_prompt_tags(project, judge):
+    from judges.models import PromptTags
+
+    make(project, judge, 3, structure="length")
+    first = Item.objects.get(external_id="i0")
+    first.responses[1]["text"] += " and a longer ending"
+    first.save()
+    run = JudgeRun.objects.get()
+    PromptTags.objects.create(
+        item=first, judge=judge, run=run, prompt_version="t", tags={"subject": "law"}
+    )
+    items = Item.objects.filter(project=project).order_by("id")
+    rows = dict(zip([i.external_id for i in items], features.candidates(items, judge), strict=True))
+    matrix, names = learning.feature_matrix([rows["i0"]])
+    values = dict(zip(names, matrix[0].tolist(), strict=True))
+    assert values["tag.subject=law"] == 1.0
+    assert 0.0 <= values["confidence_risk"] <= 1.0
+    verdict = Verdict.objects.get(item=first)
+    picked = verdict.label["choice"]
+    texts = [r["text"] for r in first.responses]
+    longer = "A" if len(texts[0]) > len(texts[1]) else "B"
+    assert values["judge_pick_longest"] == float(picked == longer)
+    assert (values["judge_pick_chars_vs_mean"] > 0) == (picked == longer)
+
+
+def test_the_kinds_name_the_response_a_label_prefers():
+    from annotate.kinds import get_kind
+
+    responses = [{"id": "x"}, {"id": "y"}, {"id": "z"}]
+    pairwise, listwise = get_kind("pairwise"), get_kind("listwise")
+    assert pairwise.preferred_response({"choice": "B"}, responses) == "y"
+    assert pairwise.preferred_response({"choice": "tie"}, responses) is None
+    assert listwise.preferred_response({"ranking": ["z", "x", "y"]}, responses) == "z"
+    assert listwise.preferred_response({"ranking": [["z", "x"], "y"]}, responses) is None
+    assert listwise.preferred_response({"ranking": [["y"], "x", "z"]}, responses) == "y"
+    assert get_kind("ratings").preferred_response({"aspects": {}}, responses) is None

@@ -230,6 +230,11 @@ class Kind:
         """The verdict's label when the passes agree: the first pass's."""
         return labels[0]
 
+    def preferred_response(self, label: dict, responses: list[dict]) -> str | None:
+        """The id of the response a label (item terms) puts above every other, alone; None
+        when it puts none there (a tie, or a kind that does not compare responses)."""
+        return None
+
     def label_from_scores(
         self, scores: list[float], shown: list[dict], config: dict, tie_margin: float
     ) -> dict:

@@ -232,6 +232,13 @@ class Listwise(Kind):
 
     # Gold, aggregation, import, training.
 
+    def preferred_response(self, label: dict, responses: list[dict]) -> str | None:
+        ranking = label.get("ranking") or []
+        first = ranking[0] if ranking else None
+        if isinstance(first, list):
+            first = first[0] if len(first) == 1 else None
+        return first
+
     def gold_matches(self, label: dict, gold: dict) -> bool:
         # The order inside a tied group is the order it was shown in: it says nothing.
         return ranking_key(label.get("ranking")) == ranking_key(gold.get("ranking"))

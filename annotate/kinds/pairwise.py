@@ -201,6 +201,10 @@ class Pairwise(Kind):
 
     # Gold, aggregation, import, training.
 
+    def preferred_response(self, label: dict, responses: list[dict]) -> str | None:
+        choice = label.get("choice")
+        return responses[0 if choice == "A" else 1]["id"] if choice in ("A", "B") else None
+
     def gold_matches(self, label: dict, gold: dict) -> bool:
         return label.get("choice") == gold.get("choice")
 

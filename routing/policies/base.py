@@ -33,8 +33,11 @@ class Candidate:
     prompt: Any
     responses: list[dict]
     metadata: dict
-    # From the router's judge: "agreed" / "inconsistent" / "failed", or None (not judged yet).
+    # From the router's judge: "agreed" / "inconsistent" / "failed", or None (not judged yet),
+    # and an agreed verdict's label (item terms; read for policies that read text).
     verdict: str | None = None
+    judge_label: dict | None = None
+    kind: str = ""
     # A reward model's smallest gap between two responses' rewards; a jury's agreement.
     margin: float | None = None
     jury_agreement: float | None = None
