@@ -33,6 +33,7 @@ from .serializers import (
     DecisionSerializer,
     ItemDecisionSerializer,
     ReportSerializer,
+    RouterSerializer,
     RouteStartedSerializer,
     RoutingSerializer,
     RoutingWriteSerializer,
@@ -123,6 +124,32 @@ def route(request, slug):
     )
     body = RouteStartedSerializer({"task_id": task_id, "status": "queued"}).data
     return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class RouterView(APIView):
+    @extend_schema(
+        operation_id="routing_router",
+        responses={200: RouterSerializer, **errors(401, 403, 404)},
+        description="The project's current learned router (researchers and admins): when and on "
+        "what it was trained, its held-out AUC and routing curve, its features; null fields "
+        "when none is trained.",
+    )
+    def get(self, request, slug):
+        project = project_for_user(request.user, slug, Role.RESEARCHER)
+        return Response(RouterSerializer(services.router_current(project) or {}).data)
+
+    @extend_schema(
+        operation_id="routing_router_train",
+        request=None,
+        responses={202: RouteStartedSerializer, **errors(401, 403, 404)},
+        description="Train the learned router again (project admins): queued for the training "
+        "worker, never done in the request.",
+    )
+    def post(self, request, slug):
+        project = project_for_user(request.user, slug, Role.ADMIN)
+        task_id = services.router_train_enqueue(project=project)
+        body = RouteStartedSerializer({"task_id": task_id, "status": "queued"}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
 class DecisionListView(APIView):

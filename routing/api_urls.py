@@ -9,6 +9,7 @@ app_name = "routing-api"
 urlpatterns = [
     path("projects/<slug:slug>/routing/", api.RoutingView.as_view(), name="routing"),
     path("projects/<slug:slug>/routing/route/", api.route, name="route"),
+    path("projects/<slug:slug>/routing/router/", api.RouterView.as_view(), name="router"),
     path(
         "projects/<slug:slug>/routing/decisions/",
         api.DecisionListView.as_view(),

@@ -304,6 +304,7 @@ def current(project, judge) -> RouterModel | None:
         return None
     return (
         RouterModel.objects.filter(project=project, judge=judge, status=RouterModel.Status.DONE)
+        .select_related("judge")
         .order_by("-trained_at", "-id")
         .first()
     )
@@ -336,9 +337,22 @@ def summary(router: RouterModel | None) -> dict | None:
         "n_test": router.n_test,
         "auc": router.auc,
         "curve": router.curve,
+        "curve_rows": _curve_rows(router.curve or {}),
         "features": router.feature_names,
         "data": router.data,
     }
+
+
+def _curve_rows(curve: dict) -> list[dict]:
+    """The held-out curve as table rows: a share and each ranking's agreement, as text."""
+    names = ("learned", "random", "confidence", "oracle")
+    return [
+        {
+            "share": f"{share:.0%}",
+            **{n: report.shown(curve[n][k]) if n in curve else "n/a" for n in names},
+        }
+        for k, share in enumerate(curve.get("shares", []))
+    ]
 
 
 def item_span(items: Sequence[Item]) -> dict:

@@ -86,6 +86,11 @@ def agreement_curve(
     return out
 
 
+def shown(value: float | None) -> str:
+    """A report number as the pages and the CSV show it."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def oracle_risks(agrees: Sequence[bool]) -> list[float]:
     return [0.0 if a else 1.0 for a in agrees]
 

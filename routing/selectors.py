@@ -16,7 +16,7 @@ from django.db.models import QuerySet
 
 from annotate.models import Item, Judge, Project
 
-from . import features, report
+from . import features, learning, report
 from .models import RouteDecision, RoutingPolicy
 from .policies import POLICIES
 from .policies.confidence import Confidence
@@ -79,10 +79,18 @@ def item_with_decision(project: Project, external_id: str) -> Item | None:
 
 
 def extra_rankers(project: Project) -> dict[str, Ranker]:
-    """Curves beyond random, confidence and the oracle. The seam for the learned router:
-    when routing/learning.py has a trained RouterModel for the project, return
-    {"learned": <its risk per row>} here and the page, the CSV and the API all show it."""
-    return {}
+    """Curves beyond random, confidence and the oracle: the learned router's, when the project
+    has one for its router judge (its risks on items it was trained on too: its held-out curve
+    is on the routing page)."""
+    judge = policy_of(project).judge
+    router = learning.current(project, judge)
+    if router is None:
+        return {}
+
+    def learned(rows: list[report.DoubleLabelled]) -> list[float]:
+        return learning.predict(router, features.candidates([r.item for r in rows], judge))[0]
+
+    return {"learned": learned}
 
 
 def routing_report(project: Project, rankers: dict[str, Ranker] | None = None) -> dict:
@@ -135,9 +143,7 @@ def _shares(project: Project, row: RoutingPolicy) -> tuple[list[float], float | 
     return shares, None if share is None else round(share, 4)
 
 
-def shown(value: float | None) -> str:
-    """A report number as the page and the CSV both show it."""
-    return "n/a" if value is None else f"{value:.4f}"
+shown = report.shown
 
 
 def _table(shares, budget_share, curves) -> list[list[str]]:

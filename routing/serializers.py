@@ -127,6 +127,28 @@ class RouteStartedSerializer(serializers.Serializer):
     status = serializers.CharField()
 
 
+class RouterSerializer(serializers.Serializer):
+    """A learned router as learning.summary describes it."""
+
+    id = serializers.IntegerField(allow_null=True, default=None)
+    status = serializers.CharField(allow_null=True, default=None)
+    error = serializers.CharField(allow_blank=True, default="")
+    judge = serializers.CharField(allow_null=True, default=None)
+    trained_at = serializers.DateTimeField(allow_null=True, default=None)
+    n_train = serializers.IntegerField(default=0, help_text="Items it was trained on.")
+    n_test = serializers.IntegerField(default=0, help_text="Held-out items it was evaluated on.")
+    auc = serializers.FloatField(
+        allow_null=True, default=None, help_text="Held-out AUC of P(the judge disagrees)."
+    )
+    curve = serializers.DictField(
+        default=dict,
+        help_text="Held-out agreement with the people's labels at each share routed to people: "
+        "shares, learned, random, confidence, oracle.",
+    )
+    features = serializers.ListField(child=serializers.CharField(), default=list)
+    data = serializers.DictField(default=dict, help_text="The items it learnt from.")
+
+
 class DecisionSerializer(serializers.ModelSerializer):
     external_id = serializers.CharField(source="item.external_id", read_only=True)
     features = serializers.DictField(help_text="What the policy read.")

@@ -447,9 +447,23 @@ def router_train(
     return router
 
 
-def router_current(project: Project) -> dict | None:
-    """What the routing page shows of the current router (learning.summary), or None."""
-    return learning.summary(learning.current(project, policy_for(project).judge))
+def router_train_enqueue(*, project: Project) -> str:
+    """Queue the learned router's training on the training worker once the caller's
+    transaction commits (never inside a request); returns the Celery task id."""
+    from .tasks import train_router
+
+    task_id = str(uuid.uuid4())
+    transaction.on_commit(lambda: train_router.apply_async((project.pk,), task_id=task_id))
+    return task_id
+
+
+def router_current(project: Project, judge: Judge | None = None) -> dict | None:
+    """What the routing page shows of the current router of `judge` (default: the policy's
+    router judge) (learning.summary), or None. Reading creates no policy."""
+    if judge is None:
+        judge_id = RoutingPolicy.objects.filter(project=project).values_list("judge", flat=True)
+        judge = Judge.objects.filter(pk=judge_id.first()).first()
+    return learning.summary(learning.current(project, judge))
 
 
 def double_labelled_count(

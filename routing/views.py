@@ -60,6 +60,8 @@ def _settings_context(request, project: Project, row, form: RoutingForm) -> dict
         "budget": services.budget(project, row),
         "routes": Item.Route,
         "decisions": decisions.get_page(request.GET.get("page")),
+        "router": services.router_current(project, row.judge) if row.judge_id else None,
+        "min_router_items": services.learning.min_items(),
         "can_configure": can(request.user, project, Role.ADMIN),
     }
 
@@ -80,6 +82,18 @@ def route_now(request, slug):
         request,
         f"Routing queued (task {task_id}): a worker routes the waiting items; "
         "reload to see its decisions.",
+    )
+    return redirect("routing:settings", slug=project.slug)
+
+
+@login_required
+@require_POST
+def train_router(request, slug):
+    project = project_for_user(request.user, slug, Role.ADMIN)
+    task_id = services.router_train_enqueue(project=project)
+    messages.success(
+        request,
+        f"Router training queued (task {task_id}) on the training worker; reload to see it.",
     )
     return redirect("routing:settings", slug=project.slug)
 

@@ -289,3 +289,44 @@ def test_the_kinds_name_the_response_a_label_prefers():
     assert listwise.preferred_response({"ranking": [["z", "x"], "y"]}, responses) is None
     assert listwise.preferred_response({"ranking": [["y"], "x", "z"]}, responses) == "y"
     assert get_kind("ratings").preferred_response({"aspects": {}}, responses) is None
+
+
+def test_the_router_is_shown_trained_from_the_page_and_api_and_curved_in_the_report(
+    client, project, judge, alice, bob, monkeypatch, django_capture_on_commit_callbacks
+):
+    from annotate.models import Role
+
+    from .factories import MembershipFactory, api
+
+    MembershipFactory(project=project, user=bob, role=Role.RESEARCHER)
+    make(project, judge, 300)
+    learned(project, judge)
+    base = f"/projects/{project.slug}/routing/"
+    client.force_login(alice)
+    assert "No router trained yet" in client.get(base).content.decode()
+    sent = []
+    monkeypatch.setattr(
+        "routing.tasks.train_router.apply_async",
+        lambda args, task_id: sent.append((args, task_id)),
+    )
+    client.force_login(bob)  # a researcher reads, never trains
+    assert client.post(base + "router/train/").status_code == 403
+    assert api(bob).post(f"/api/v1/projects/{project.slug}/routing/router/").status_code == 403
+    client.force_login(alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        page = client.post(base + "router/train/", follow=True)
+        answer = api(alice).post(f"/api/v1/projects/{project.slug}/routing/router/")
+    assert "Router training queued" in page.content.decode()
+    assert answer.status_code == 202
+    assert [args for args, _ in sent] == [(project.pk,), (project.pk,)]
+    assert not RouterModel.objects.exists()  # queued, not trained in the request
+    result = tasks.train_router(project.pk, embeddings=False)  # as the training worker runs it
+    router = RouterModel.objects.get(pk=result["router"])
+    text = client.get(base).content.decode()
+    assert 'id="router-auc"' in text and f"{router.auc:.3f}" in text
+    assert 'id="router-curve"' in text
+    got = api(bob).get(f"/api/v1/projects/{project.slug}/routing/router/").json()
+    assert got["id"] == router.pk and got["auc"] == pytest.approx(router.auc)
+    assert got["n_train"] + got["n_test"] == 300 and "margin" in got["features"]
+    report = api(bob).get(f"/api/v1/projects/{project.slug}/routing/report/").json()
+    assert set(report["curves"]) == {"random", "confidence", "learned", "oracle"}
