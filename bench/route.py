@@ -218,13 +218,6 @@ def learn(project, judge, args):
         features.candidates([d.item for d in judged], judge)
     )
     test = learning.held_out(candidates, seed=seed, test_share=args.test_share)
-    if os.environ.get("BENCH_ROUTE_DUMP"):
-        import pickle  # the judged pairs, to try router features on without judging again
-
-        with open(os.environ["BENCH_ROUTE_DUMP"], "wb") as f:
-            pickle.dump(
-                (candidates, [d.agrees for d in judged], [d.judge_label for d in judged], test), f
-            )
     held = [c for c, t in zip(candidates, test, strict=True) if t]
     agrees = [d.agrees for d, t in zip(judged, test, strict=True) if t]
     risks = {

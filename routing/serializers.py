@@ -147,6 +147,14 @@ class RouterSerializer(serializers.Serializer):
     )
     features = serializers.ListField(child=serializers.CharField(), default=list)
     data = serializers.DictField(default=dict, help_text="The items it learnt from.")
+    model = serializers.CharField(
+        default="", help_text="The model chosen by cross-validation on its training items."
+    )
+    cv_auc = serializers.DictField(
+        child=serializers.FloatField(),
+        default=dict,
+        help_text="Each candidate model's cross-validated AUC on the training items.",
+    )
 
 
 class DecisionSerializer(serializers.ModelSerializer):

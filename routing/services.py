@@ -406,7 +406,7 @@ def router_train(
         "embeddings": embeddings,
         "sources": list(sources),
     }
-    params = {"seed": seed, "test_share": test_share, "model": "hgb+sigmoid"}
+    params = {"seed": seed, "test_share": test_share}
     try:
         fitted = learning.fit(
             candidates,
@@ -439,7 +439,7 @@ def router_train(
             curve=fitted.curve,
             feature_names=fitted.names,
             data=data,
-            params=params,
+            params={**params, "model": fitted.chosen, "cv_auc": fitted.cv_auc},
         )
         router.model_path = f"routing/{project.pk}/router-{router.pk}.joblib"
         learning.save(fitted, Path(settings.MEDIA_ROOT) / router.model_path)
