@@ -196,6 +196,8 @@ def judge_pairs(project, reward_model, rows: list[dict]):
 
 
 def learn(project, judge, args):
+    from sklearn.metrics import roc_auc_score
+
     from annotate.models import Annotation
     from rewards.embeddings import similarity
     from routing import features, learning, report, services
@@ -218,36 +220,45 @@ def learn(project, judge, args):
         features.candidates([d.item for d in judged], judge)
     )
     test = learning.held_out(candidates, seed=seed, test_share=args.test_share)
-    held = [c for c, t in zip(candidates, test, strict=True) if t]
-    agrees = [d.agrees for d, t in zip(judged, test, strict=True) if t]
+    disagrees = [not d.agrees for d in judged]
+    agrees = [d.agrees for d in judged]
+    # Every judged pair gets a risk from a router that did not learn from it (2 folds, the model
+    # chosen as the app chooses it): the comparison runs on all of them, not on half.
+    learned = learning.cross_fitted(candidates, disagrees, folds=2, seed=seed)
     risks = {
-        "random": report.random_risks(len(held), seed),
-        "confidence": learning.confidence_risks(held),
-        "learned": learning.predict(router, held)[0],
+        "confidence": learning.confidence_risks(candidates),
+        "learned": learned,
         "oracle": report.oracle_risks(agrees),
     }
     print(
-        f"\nrouter {router.pk}: {router.n_train} train / {router.n_test} held-out pairs "
-        f"(the judge disagrees with people on {agrees.count(False)} of {len(agrees)}); "
-        f"held-out AUC {router.auc:.3f}; {len(router.feature_names)} features: "
+        f"\nrouter {router.pk} ({router.params.get('model')}; cross-validated AUC "
+        f"{router.params.get('cv_auc')}): {router.n_train} train / {router.n_test} held-out "
+        f"pairs, held-out AUC {router.auc:.3f}; {len(router.feature_names)} features: "
         f"{', '.join(router.feature_names)}"
     )
-    print("\n| share to people | " + " | ".join(risks) + " |")
-    print("|---:|" + "---:|" * len(risks))
-    curves = {name: report.agreement_curve(r, agrees, SHARES) for name, r in risks.items()}
+    print(
+        f"\nall {len(judged)} judged pairs, cross-fitted (the judge disagrees with people on "
+        f"{disagrees.count(True)}): AUC learned {roc_auc_score(disagrees, learned):.3f}, "
+        f"confidence {roc_auc_score(disagrees, risks['confidence']):.3f}"
+    )
+    names = ["random", *risks]
+    curves = {"random": report.random_curve(agrees, SHARES)}
+    curves.update({name: report.agreement_curve(r, agrees, SHARES) for name, r in risks.items()})
+    print("\n| share to people | " + " | ".join(names) + " |")
+    print("|---:|" + "---:|" * len(names))
     for k, share in enumerate(SHARES):
-        print(f"| {share:.0%} | " + " | ".join(f"{c[k]:.3f}" for c in curves.values()) + " |")
+        print(f"| {share:.0%} | " + " | ".join(f"{curves[n][k]:.3f}" for n in names) + " |")
     print("\n| share | learned - random [95% CI] | learned - confidence [95% CI] |")
     print("|---:|---|---|")
     for share in (0.25, 0.5):
         cells = []
-        for other in ("random", "confidence"):
+        for other in (None, risks["confidence"]):
             d, low, high = report.bootstrap_difference(
-                risks["learned"], risks[other], agrees, share, samples=1000, seed=seed
+                learned, other, agrees, share, samples=1000, seed=seed
             )
             cells.append(f"{d:+.3f} [{low:+.3f}, {high:+.3f}]")
         print(f"| {share:.0%} | {cells[0]} | {cells[1]} |")
-    learning_curve(candidates, [not d.agrees for d in judged], test, seed, args.test_share)
+    learning_curve(candidates, disagrees, test, seed, args.test_share)
     return router
 
 

@@ -309,14 +309,32 @@ def curves(
     """The held-out routing curve of the learned ranking beside random, confidence and oracle."""
     rankings = {
         "learned": list(risks),
-        "random": report.random_risks(len(agrees), seed),
         "confidence": confidence_risks(held),
         "oracle": report.oracle_risks(agrees),
     }
-    out = {"shares": list(report.SHARES)}
+    out = {"shares": list(report.SHARES), "random": report.random_curve(agrees)}
     for name, ranking in rankings.items():
         out[name] = report.agreement_curve(ranking, agrees)
     return out
+
+
+def cross_fitted(
+    candidates: Sequence[Candidate], disagrees: Sequence[bool], *, folds: int = 2, seed: int = 0
+) -> list[float]:
+    """Each candidate's risk from a router trained (model chosen as in fit) on the other folds:
+    out-of-fold predictions for every item, so a benchmark evaluates on all of them."""
+    from sklearn.model_selection import StratifiedKFold
+
+    matrix, names = feature_matrix(candidates)
+    matrix = _one_hot_zero(matrix, names)
+    risks = [0.0] * len(candidates)
+    y = list(disagrees)
+    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, test in split.split(matrix, y):
+        model, _, _ = _select_model(matrix[train], [y[i] for i in train], seed)
+        for i, risk in zip(test, model.predict_proba(matrix[test])[:, 1], strict=True):
+            risks[i] = float(risk)
+    return risks
 
 
 def confidence_risks(candidates: Sequence[Candidate]) -> list[float]:

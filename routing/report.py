@@ -6,7 +6,8 @@ bench/route.py all use it): a policy ranks the items by risk; at share s the top
 go to people, whose label is final (it agrees with itself), the rest keep the judge's label,
 which agrees when the kind's gold match says it equals the people's majority label (an
 inconsistent or failed verdict has no label: it disagrees). The oracle ranks the judge's
-disagreements first: the ceiling of any router.
+disagreements first: the ceiling of any router; random routing is its expectation over every
+draw (random_curve).
 """
 
 from __future__ import annotations
@@ -100,23 +101,42 @@ def random_risks(n: int, seed: int = 0) -> list[float]:
     return [rng.random() for _ in range(n)]
 
 
+def random_curve(agrees: Sequence[bool], shares: Sequence[float] = SHARES) -> list[float | None]:
+    """Random routing's expected agreement at each share: ceil(s * n) items to people, the rest
+    keeping the judge's label, which agrees at the items' rate: the mean over every draw, not
+    one draw's luck (the baseline a router must beat)."""
+    n = len(agrees)
+    if n == 0:
+        return [None for _ in shares]
+    rate = sum(agrees) / n
+    out = []
+    for share in shares:
+        people = min(n, math.ceil(share * n - 1e-9))
+        out.append((people + (n - people) * rate) / n)
+    return out
+
+
 def bootstrap_difference(
     risks_a: Sequence[float],
-    risks_b: Sequence[float],
+    risks_b: Sequence[float] | None,
     agrees: Sequence[bool],
     share: float,
     *,
     samples: int = 1000,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """Agreement of policy A minus policy B at `share`, with a 95% bootstrap interval (items
-    resampled with replacement, both policies on the same sample): (difference, low, high)."""
+    """Agreement of policy A minus policy B at `share` (B None: random routing's expected
+    agreement, random_curve), with a 95% bootstrap interval (items resampled with replacement,
+    both policies on the same sample): (difference, low, high)."""
     n = len(agrees)
     rng = random.Random(seed)
 
     def diff(idx: list[int]) -> float:
-        a = agreement_curve([risks_a[i] for i in idx], [agrees[i] for i in idx], [share])[0]
-        b = agreement_curve([risks_b[i] for i in idx], [agrees[i] for i in idx], [share])[0]
+        sample = [agrees[i] for i in idx]
+        a = agreement_curve([risks_a[i] for i in idx], sample, [share])[0]
+        if risks_b is None:
+            return a - random_curve(sample, [share])[0]
+        b = agreement_curve([risks_b[i] for i in idx], sample, [share])[0]
         return a - b
 
     point = diff(list(range(n)))

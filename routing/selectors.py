@@ -104,8 +104,8 @@ def routing_report(project: Project, rankers: dict[str, Ranker] | None = None) -
     agrees = [r.agrees for r in rows]
     shares, budget_share = _shares(project, row)
     curves: dict[str, list[float | None]] = {}
+    curves["random"] = report.random_curve(agrees, shares)
     rankings = {
-        "random": lambda rs: report.random_risks(len(rs), seed=row.seed),
         "confidence": lambda rs: _confidence_risks(project, row, judge, rs),
         **(extra_rankers(project) if rankers is None else rankers),
         "oracle": lambda rs: report.oracle_risks([r.agrees for r in rs]),

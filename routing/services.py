@@ -189,7 +189,9 @@ def _route_locked(project: Project, row: RoutingPolicy, trigger: str) -> RouteRe
             made.append((c.item_id, Route.BOTH, Decision(True, None, reason), True))
         else:
             regular.append(c)
-    decisions = policy.decide(regular, row.params, project=project, seed=row.seed)
+    # Defaults filled in at use: a parameter added to a policy later has its default here.
+    params = policy.clean_params(row.params)
+    decisions = policy.decide(regular, params, project=project, seed=row.seed)
     for c, decision in zip(regular, decisions, strict=True):
         if decision.wants_people is None:
             report.waiting += 1
