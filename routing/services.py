@@ -24,6 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef
@@ -265,7 +266,6 @@ def _write(made, promoted_ids: set[int], row: RoutingPolicy, trigger: str) -> No
         f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(DECISION_COLUMNS))}) "
         f"ON CONFLICT ({quote('item_id')}) DO UPDATE SET {updates}"
     )
-    features_field = RouteDecision._meta.get_field("features")
     now = RouteDecision._meta.get_field("decided_at").get_db_prep_save(timezone.now(), connection)
     policy, trigger = row.policy, trigger[:100]
     params = [
@@ -274,7 +274,9 @@ def _write(made, promoted_ids: set[int], row: RoutingPolicy, trigger: str) -> No
             route,
             policy,
             decision.risk,
-            features_field.get_db_prep_save(decision.features, connection),
+            # JSON text (orjson: a third of the time of the JSONField's json.dumps per row);
+            # PostgreSQL casts it to jsonb, SQLite keeps it as the JSONField does.
+            orjson.dumps(decision.features).decode(),
             decision.reason[:300],
             audit,
             item_id in promoted_ids,

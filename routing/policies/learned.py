@@ -25,6 +25,7 @@ class Learned(Policy):
             return self.cold(candidates, params, seed)
         judged = [c for c in candidates if c.verdict is not None]
         risks, matrix, names = learning.predict(router, judged)
+        values = matrix.tolist()  # plain floats: numpy scalars one by one cost a second a pass
         by_id = {c.item_id: k for k, c in enumerate(judged)}
         out = []
         for c in candidates:
@@ -33,9 +34,7 @@ class Learned(Policy):
                 out.append(Decision(None, None, "waiting for the judge's verdict"))
                 continue
             risk = risks[k]
-            features = {
-                n: round(float(v), 6) for n, v in zip(names, matrix[k], strict=True) if v == v
-            }
+            features = {n: round(v, 6) for n, v in zip(names, values[k], strict=True) if v == v}
             features.update(router=router.pk, p_disagree=round(risk, 6))
             reason = f"router {router.pk} (AUC {router.auc:.2f}): P(judge disagrees) = {risk:.3f}"
             out.append(Decision(True, risk, reason, features))
