@@ -2,21 +2,23 @@
 
 Part "quality": the hh-rlhf harmless-base pairs of ../shared/data/ (read by bench/realdata.py's
 read_pairs; the human label is "chosen"). Split by prompt with the project's rule
-(annotate.splits.in_test_splits, as realdata.py splits): --judged of the prompts are judged, a
-subsample (--rm-train) of the others trains the reward model. All through the app's own paths,
-in one project: import with labels (annotate.services.item_import), a dataset version, a real
-training run (rewards.services.training_run_execute: all-MiniLM-L6-v2, CPU), the registered
-model as a reward_model judge (judges.services.judge_save) run over the judged pairs through
-the real judge run path (judges.services.run_start, Celery eager: the runner, verdicts,
-judgments with the scores), the MiniLM similarity of the responses
-(routing.services.response_similarity_compute with rewards.embeddings.similarity, as the
-routing.train_router task does), then routing.services.router_train with --test-share of the
-judged pairs held out (by hash of the item). Printed, on the held-out pairs: agreement of the
-final labels with the people's at each share sent to people, for random, confidence, learned
-and the oracle (routing.report.agreement_curve), paired bootstrap 95% intervals of
-learned - random and learned - confidence at 25% and 50% (routing.report.bootstrap_difference),
-the router's AUC, and the learning curve: held-out AUC and agreement at 25% against the number of
-training pairs (routing.learning.fit on subsamples of the training side, the same held-out side).
+(annotate.splits.in_test_splits, as realdata.py splits): --judged of the prompts are judged, up to
+--rm-train of the others train the reward model. All through the app's own paths, in one project:
+import with labels (annotate.services.item_import), a dataset version, a real training run
+(rewards.services.training_run_execute: all-MiniLM-L6-v2, CPU), the registered model as a
+reward_model judge (judges.services.judge_save) run over the judged pairs through the real judge
+run path (judges.services.run_start, Celery eager: the runner, verdicts, judgments with the
+scores), the MiniLM similarity of the responses (routing.services.response_similarity_compute with
+rewards.embeddings.similarity, as the routing.train_router task does), then
+routing.services.router_train with --test-share of the judged pairs held out (by hash of the
+item): its model choice, cross-validated and held-out AUC are printed. The comparison then runs on
+every judged pair with cross-fitted risks (routing.learning.cross_fitted: each pair scored by a
+router trained on the other fold): agreement of the final labels with the people's at each share
+sent to people, for random (its expectation), confidence, learned and the oracle
+(routing.report), paired bootstrap 95% intervals of learned - random and learned - confidence at
+25% and 50% (routing.report.bootstrap_difference), and the learning curve: held-out AUC and
+agreement at 25% against the number of training pairs (routing.learning.fit on subsamples of the
+router's training side, the same held-out side).
 
 Part "speed": --items synthetic pending items, each with a reward-model verdict and its scores,
 routed by one routing.services.route_items pass under the confidence policy and under the
@@ -57,8 +59,8 @@ def main() -> None:
     )
     parser.epilog = "\n".join(__doc__.splitlines()[2:])
     parser.add_argument("--part", default="quality,speed", help="quality, speed or both")
-    parser.add_argument("--judged", type=float, default=0.6, help="Share of prompts judged.")
-    parser.add_argument("--rm-train", type=int, default=500, help="Reward-model training pairs.")
+    parser.add_argument("--judged", type=float, default=0.5, help="Share of prompts judged.")
+    parser.add_argument("--rm-train", type=int, default=2000, help="Reward-model training pairs.")
     parser.add_argument("--test-share", type=float, default=0.5, help="Judged pairs held out.")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--items", type=int, default=100_000, help="Items routed in one pass.")
