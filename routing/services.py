@@ -161,8 +161,14 @@ def route_enqueue(*, project: Project, trigger: str = "on demand") -> str:
     commits, never inside the request; returns the Celery task id it will run under."""
     from .tasks import route
 
+    return _on_commit(route, (project.pk, trigger[:100]))
+
+
+def _on_commit(task, args: tuple) -> str:
+    """Send `task` with `args` once the caller's transaction commits; the id it will run under
+    (known now, so a request can answer with it)."""
     task_id = str(uuid.uuid4())
-    transaction.on_commit(lambda: route.apply_async((project.pk, trigger[:100]), task_id=task_id))
+    transaction.on_commit(lambda: task.apply_async(args, task_id=task_id))
     return task_id
 
 
@@ -515,9 +521,7 @@ def router_train_enqueue(*, project: Project) -> str:
     transaction commits (never inside a request); returns the Celery task id."""
     from .tasks import train_router
 
-    task_id = str(uuid.uuid4())
-    transaction.on_commit(lambda: train_router.apply_async((project.pk,), task_id=task_id))
-    return task_id
+    return _on_commit(train_router, (project.pk,))
 
 
 def router_current(project: Project, judge: Judge | None = None) -> dict | None:
