@@ -184,7 +184,7 @@ def _route_locked(project: Project, row: RoutingPolicy, trigger: str) -> RouteRe
     policy = get_policy(row.policy)
     waiting = Item.objects.filter(project=project, route=Route.PENDING, gold_label__isnull=True)
     unsure = _unsure_judged(project, row.judge)
-    capacity = _capacity(project, row)
+    capacity = budget(project, row)["people_items_left"]  # None: no cap
     report = RouteReport()
     made: list[tuple[int, str, Decision, bool]] = []  # (item id, route, decision, audit)
     wanting: list[tuple[int, Decision, bool]] = []  # (item id, decision, promotion)
@@ -366,14 +366,6 @@ def _allowed(project: Project, row: RoutingPolicy, items: int) -> int | None:
     if row.budget_share is not None:
         caps.append(math.floor(row.budget_share * items + 1e-9))
     return min(caps) if caps else None
-
-
-def _capacity(project: Project, row: RoutingPolicy) -> int | None:
-    regular = Item.objects.filter(project=project, gold_label__isnull=True)
-    allowed = _allowed(project, row, regular.count())
-    if allowed is None:
-        return None
-    return max(0, allowed - regular.filter(route__in=Item.TO_PEOPLE).count())
 
 
 def budget(project: Project, row: RoutingPolicy | None = None) -> dict:
