@@ -141,13 +141,16 @@ class RouterView(APIView):
     @extend_schema(
         operation_id="routing_router_train",
         request=None,
-        responses={202: RouteStartedSerializer, **errors(401, 403, 404)},
+        responses={202: RouteStartedSerializer, **errors(400, 401, 403, 404)},
         description="Train the learned router again (project admins): queued for the training "
         "worker, never done in the request.",
     )
     def post(self, request, slug):
         project = project_for_user(request.user, slug, Role.ADMIN)
-        task_id = services.router_train_enqueue(project=project)
+        try:
+            task_id = services.router_train_enqueue(project=project)
+        except services.ServiceError as exc:
+            raise ValidationError({exc.field: [exc.message]}) from None
         body = RouteStartedSerializer({"task_id": task_id, "status": "queued"}).data
         return Response(body, status=status.HTTP_202_ACCEPTED)
 

@@ -510,9 +510,21 @@ def router_train(
 
 def router_train_enqueue(*, project: Project) -> str:
     """Queue the learned router's training on the training worker once the caller's
-    transaction commits (never inside a request); returns the Celery task id."""
+    transaction commits (never inside a request); returns the Celery task id. ServiceError
+    (field "router") now, not in the worker's log, when there is no router judge or fewer
+    double-labelled items than a router needs."""
     from .tasks import train_router
 
+    row = RoutingPolicy.objects.filter(project=project).select_related("judge").first()
+    if row is None or row.judge is None:
+        raise ServiceError("choose a router judge in the routing settings first", "router")
+    have, need = double_labelled_count(project, row.judge), learning.min_items()
+    if have < need:
+        raise ServiceError(
+            f"the router needs at least {need} items labelled by both people and the router "
+            f"judge; there are {have}",
+            "router",
+        )
     return _on_commit(train_router, (project.pk,))
 
 

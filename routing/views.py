@@ -90,11 +90,15 @@ def route_now(request, slug):
 @require_POST
 def train_router(request, slug):
     project = project_for_user(request.user, slug, Role.ADMIN)
-    task_id = services.router_train_enqueue(project=project)
-    messages.success(
-        request,
-        f"Router training queued (task {task_id}) on the training worker; reload to see it.",
-    )
+    try:
+        task_id = services.router_train_enqueue(project=project)
+    except services.ServiceError as exc:
+        messages.error(request, f"The router was not trained: {exc.message}.")
+    else:
+        messages.success(
+            request,
+            f"Router training queued (task {task_id}) on the training worker; reload to see it.",
+        )
     return redirect("routing:settings", slug=project.slug)
 
 

@@ -330,3 +330,27 @@ def test_the_router_is_shown_trained_from_the_page_and_api_and_curved_in_the_rep
     assert got["n_train"] + got["n_test"] == 300 and "margin" in got["features"]
     report = api(bob).get(f"/api/v1/projects/{project.slug}/routing/report/").json()
     assert set(report["curves"]) == {"random", "confidence", "learned", "oracle"}
+
+
+def test_training_a_router_without_a_judge_or_data_says_why_and_queues_nothing(
+    client, project, judge, alice, monkeypatch
+):
+    from .factories import api
+
+    sent = []
+    monkeypatch.setattr(
+        "routing.tasks.train_router.apply_async", lambda *a, **k: sent.append((a, k))
+    )
+    base = f"/projects/{project.slug}/routing/"
+    client.force_login(alice)
+    page = client.post(base + "router/train/", follow=True).content.decode()
+    assert "The router was not trained: choose a router judge" in page
+    make(project, judge, 20)
+    learned(project, judge)
+    answer = api(alice).post(f"/api/v1/projects/{project.slug}/routing/router/")
+    assert answer.status_code == 400
+    assert (
+        "at least 200 items" in answer.json()["router"][0]
+        and "there are 20" in answer.json()["router"][0]
+    )
+    assert sent == [] and not RouterModel.objects.exists()
