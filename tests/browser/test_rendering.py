@@ -1,8 +1,6 @@
 """Rendered Markdown in the real browser: what the annotator sees of a response, that nothing in
 it runs or loads from elsewhere, and that degenerate responses keep the page usable."""
 
-import time
-
 from playwright.sync_api import expect
 
 from annotate.rendering import render_markdown
@@ -130,16 +128,13 @@ def test_a_1_mb_single_line_response_keeps_the_page_usable(page, screenshot, ann
     line = "word" * 262_144  # 1 MB, no space: one unbreakable word
     code = "```\n" + "x = 1; " * 3_000 + "\n```"  # one long line of code
     project = make_project("pairwise", annotator, [[line, code]])
-    # Rendered ahead (the cache the live server shares): the time below is the browser's.
+    # Rendered ahead (the cache the live server shares), as bench/page.py does.
     for text in (line, code):
         render_markdown(text)
     log_in(page, annotator.username, PASSWORD)
-    started = time.perf_counter()
-    page.goto(f"/projects/{project.slug}/annotate/")
+    page.goto(f"/projects/{project.slug}/annotate/")  # load time: bench/page.py
     first = wait_for_work(page)
     page.get_by_test_id("choice-A").check()
-    loaded = time.perf_counter() - started
-    assert loaded < 2.0, f"{loaded:.2f} s"
 
     # Nothing is wider than the page: the long word wraps, the code line wraps in its box.
     width = page.evaluate("document.documentElement.scrollWidth")
@@ -172,10 +167,11 @@ def test_a_1_mb_single_line_response_keeps_the_page_usable(page, screenshot, ann
     assert annotation_of(assignment).label["choice"] == ("A" if shown_b == "r1" else "B")
 
 
-def test_pathological_responses_load_in_under_two_seconds(page, annotator, live_server):
+def test_pathological_responses_load_and_can_be_answered(page, annotator, live_server):
     """Each of the pathological set (issue 15) as a response: the page answers (never a 500),
-    loads in under 2 s with the text rendered ahead (render time: tests/test_rendering.py), and
-    the annotator can answer and go on."""
+    shows a form, and the annotator can answer and go on. How long the page takes is measured
+    in bench/page.py, the render time in bench/render.py: a timed test fails on a loaded CI
+    machine, not on a slow page."""
     texts = list(PATHOLOGICAL.values())
     pairs = [[texts[i], texts[(i + 1) % len(texts)]] for i in range(0, len(texts), 2)]
     project = make_project("pairwise", annotator, pairs)
@@ -184,13 +180,10 @@ def test_pathological_responses_load_in_under_two_seconds(page, annotator, live_
     outside = watch_requests(page, live_server.url)
     log_in(page, annotator.username, PASSWORD)
     for _ in pairs:  # each page load shows the next pair: the last one's lease is answered
-        started = time.perf_counter()
         response = page.goto(f"/projects/{project.slug}/annotate/")
         assert response.status == 200
         shown = wait_for_work(page)
         page.get_by_test_id("choice-A").check()
-        loaded = time.perf_counter() - started
-        assert loaded < 2.0, f"{loaded:.2f} s"
         page.keyboard.press("Enter")
         after = wait_for_work(page, shown)
     assert after == ""  # every pair answered
