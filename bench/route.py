@@ -345,6 +345,10 @@ def speed(args, router) -> None:
     ):
         cls.objects.bulk_create([make(i) for i in items], batch_size=5000)
     print(f"\n{args.items} synthetic judged items written in {time.perf_counter() - started:.0f} s")
+    # What the judge's worker does as it writes verdicts (routing.signals): not in the pass.
+    started = time.perf_counter()
+    stored = services.text_features_store(Item.objects.filter(project=project))
+    print(f"text features of {stored} items stored in {time.perf_counter() - started:.1f} s")
     if router is not None:
         # The hh-rlhf router, registered for this judge: the same file, the same features.
         RouterModel.objects.create(

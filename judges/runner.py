@@ -44,7 +44,7 @@ from annotate.models import Annotation, Item, Judge
 from . import limits, prompts, tags
 from .clients import JudgeError, Pass, Reply, Settings, client_class
 from .models import JudgeRun, Judgment, PromptTags, Verdict
-from .signals import run_finished
+from .signals import run_finished, verdicts_written
 
 logger = logging.getLogger(__name__)
 
@@ -599,6 +599,8 @@ def write_verdicts(run: JudgeRun, judge: Judge, keys: set[tuple[int, str]]) -> i
         if finished and key not in have:
             made.append(_verdict_of(run, judge, kind, key, passes))
     written = _save_verdicts(run, made)
+    if written:
+        verdicts_written.send(sender=JudgeRun, run=run, item_ids=[v.item_id for v, _ in made])
     for jury in judge.juries.filter(runs=run) if written else []:
         for verdict, _ in made:
             write_jury_verdict(run, verdict.item_id, jury)

@@ -1,4 +1,5 @@
-"""The judges app's signals: `run_finished`, which later apps (routing) listen to, and the Celery
+"""The judges app's signals: `run_finished` and `verdicts_written`, which later apps (routing)
+listen to, and the Celery
 handlers by which a worker imports the judge backends before its pool starts and resumes orphaned
 runs once it is ready."""
 
@@ -13,6 +14,9 @@ logger = logging.getLogger(__name__)
 # Sent once when a judge run is done (every pass finished, every verdict written), with `run`:
 # how an app that comes after judges hears of new verdicts without judges importing it.
 run_finished = Signal()
+# Sent after a judge's verdicts are written (a run writes them in batches), with `run` and
+# `item_ids`: the items whose verdicts were just written.
+verdicts_written = Signal()
 
 
 @worker_init.connect(dispatch_uid="judges.import_backends")

@@ -52,6 +52,10 @@ TEST_SHARE = 0.25
 # A string metadata field with more distinct values than this is left out (an id, free text).
 MAX_CATEGORIES = 12
 EMBEDDING = "embedding_similarity"
+# Bumped whenever text_features changes: stored rows of an older version are computed again.
+TEXT_FEATURES_VERSION = 1
+RESPONSE_IDS, RESPONSE_CHARS = "response_ids", "response_chars"
+TEXT_LISTS = (RESPONSE_IDS, RESPONSE_CHARS)
 CONFIDENCE = Confidence()
 CONFIDENCE_PARAMS = CONFIDENCE.clean_params({})
 # Marks of code in a text: a fence, an indented line, a definition, a statement's end. Plain
@@ -83,20 +87,18 @@ def feature_matrix(candidates: Sequence[Candidate], names: list[str] | None = No
     return matrix.reshape(len(rows), len(names)), names
 
 
-def _features(c: Candidate) -> dict[str, float]:
-    texts = [as_text(r.get("text", "")) if isinstance(r, dict) else "" for r in c.responses]
+def text_features(prompt, responses: list) -> dict:
+    """The features of an item's own text, stored per item (ItemTextFeatures, JSON: no NaN, a
+    feature without a value is left out), with the responses' ids and lengths in order for the
+    judge's-pick features. Change it only with TEXT_FEATURES_VERSION."""
+    texts = [as_text(r.get("text", "")) if isinstance(r, dict) else "" for r in responses]
     lengths = [len(t) for t in texts] or [0]
-    prompt = as_text(c.prompt) if c.prompt else ""
+    text = as_text(prompt) if prompt else ""
     out = {
-        "judge_unsure": float(c.judge_unsure),
-        # The confidence policy's own risk: the router starts from what that policy knows.
-        "confidence_risk": CONFIDENCE.one(c, CONFIDENCE_PARAMS).risk or 0.0,
-        "margin": abs(c.margin) if c.margin is not None else math.nan,
-        "jury_agreement": c.jury_agreement if c.jury_agreement is not None else math.nan,
-        "prompt_chars": len(prompt),
-        "prompt_turns": _turns(c.prompt),
-        "prompt_questions": prompt.count("?"),
-        "prompt_code": float(_looks_like_code(prompt)),
+        "prompt_chars": len(text),
+        "prompt_turns": _turns(prompt),
+        "prompt_questions": text.count("?"),
+        "prompt_code": float(_looks_like_code(text)),
         "response_chars_min": min(lengths),
         "response_chars_max": max(lengths),
         "response_chars_diff": max(lengths) - min(lengths),
@@ -104,7 +106,28 @@ def _features(c: Candidate) -> dict[str, float]:
         "response_code": float(any(_looks_like_code(t) for t in texts)),
         "response_word_overlap": _overlap(texts),
     }
-    top = _preferred_index(c)
+    out = {name: value for name, value in out.items() if value == value}
+    out[RESPONSE_IDS] = [r.get("id") if isinstance(r, dict) else None for r in responses]
+    out[RESPONSE_CHARS] = [len(t) for t in texts]
+    return out
+
+
+def _features(c: Candidate) -> dict[str, float]:
+    text = c.text_features
+    if text is None:
+        text = text_features(c.prompt, c.responses)
+    lengths = text[RESPONSE_CHARS] or [0]
+    out = {name: value for name, value in text.items() if name not in TEXT_LISTS}
+    out.update(
+        {
+            "judge_unsure": float(c.judge_unsure),
+            # The confidence policy's own risk: the router starts from what that policy knows.
+            "confidence_risk": CONFIDENCE.one(c, CONFIDENCE_PARAMS).risk or 0.0,
+            "margin": abs(c.margin) if c.margin is not None else math.nan,
+            "jury_agreement": c.jury_agreement if c.jury_agreement is not None else math.nan,
+        }
+    )
+    top = _preferred_index(c, text[RESPONSE_IDS])
     if top is not None and len(lengths) > 1:
         # How long the judge's pick is beside the others: judges favour long answers.
         mean = sum(lengths) / len(lengths)
@@ -129,12 +152,12 @@ def _looks_like_code(text: str) -> bool:
     return any(mark in text for mark in CODE_MARKS) or text.rstrip().endswith(";")
 
 
-def _preferred_index(c: Candidate) -> int | None:
-    """Where the response the judge's label puts first is in c.responses; None if none."""
+def _preferred_index(c: Candidate, ids: list) -> int | None:
+    """Where the response the judge's label puts first is among the item's response ids;
+    None if none."""
     if not c.judge_label or not c.kind:
         return None
-    chosen = get_kind(c.kind).preferred_response(c.judge_label, c.responses)
-    ids = [r.get("id") for r in c.responses]
+    chosen = get_kind(c.kind).preferred_response(c.judge_label, [{"id": i} for i in ids])
     return ids.index(chosen) if chosen in ids else None
 
 

@@ -140,3 +140,20 @@ class ResponseSimilarity(models.Model):
 
     def __str__(self) -> str:
         return f"item {self.item_id} responses' similarity {self.value:.3f}"
+
+
+class ItemTextFeatures(models.Model):
+    """The router's features of an item's own text (routing.learning.text_features: lengths,
+    code, questions, word overlap of the responses): an item's text never changes, so they are
+    computed once, when the judges' verdicts on it are written (routing.signals), and a routing
+    pass reads these numbers instead of the text. `version` is learning.TEXT_FEATURES_VERSION
+    when computed: a row of another version is computed again."""
+
+    item = models.OneToOneField(
+        Item, on_delete=models.CASCADE, primary_key=True, related_name="text_features"
+    )
+    version = models.PositiveSmallIntegerField()
+    values = models.JSONField()
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} text features v{self.version}"

@@ -34,7 +34,13 @@ from annotate.models import Annotation, Item, Judge, Project
 from judges.models import JudgeRun, Verdict
 
 from . import features, learning, report
-from .models import ResponseSimilarity, RouteDecision, RouterModel, RoutingPolicy
+from .models import (
+    ItemTextFeatures,
+    ResponseSimilarity,
+    RouteDecision,
+    RouterModel,
+    RoutingPolicy,
+)
 from .policies import Decision, PolicyError, get_policy
 from .policies.base import UNSURE, uniform
 
@@ -592,3 +598,27 @@ def response_similarity_compute(*, project: Project, similarity) -> int:
         ignore_conflicts=True,
     )
     return len(by_item)
+
+
+def text_features_store(items) -> int:
+    """Compute and store the text features (routing.learning.text_features) of the items of
+    `items` (a queryset) that have none of the current version; how many were stored. Called
+    where the judges' verdicts on items are written (routing.signals): a routing pass then reads
+    the stored numbers, not the text (and computes, without storing, any still missing)."""
+    version = learning.TEXT_FEATURES_VERSION
+    current = ItemTextFeatures.objects.filter(item=OuterRef("pk"), version=version)
+    ids = list(items.exclude(Exists(current)).order_by("id").values_list("id", flat=True))
+    for at in range(0, len(ids), CHUNK):
+        chunk = Item.objects.filter(pk__in=ids[at : at + CHUNK]).order_by("id")
+        ItemTextFeatures.objects.bulk_create(
+            [
+                ItemTextFeatures(
+                    item_id=pk, version=version, values=learning.text_features(prompt, responses)
+                )
+                for pk, prompt, responses in chunk.values_list("id", "prompt", "responses")
+            ],
+            update_conflicts=True,
+            unique_fields=["item"],
+            update_fields=["version", "values"],
+        )
+    return len(ids)

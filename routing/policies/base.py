@@ -44,6 +44,9 @@ class Candidate:
     # What an LLM judge said the prompt is (judges/tags.py): {"subject": ..., ...}; {} untagged.
     tags: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    # The item's stored text features (routing.learning.text_features), read instead of the
+    # text where they are stored; None: computed from prompt and responses.
+    text_features: dict | None = None
 
     @property
     def judge_unsure(self) -> bool:

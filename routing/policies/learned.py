@@ -25,7 +25,11 @@ class Learned(Policy):
             return self.cold(candidates, params, seed)
         judged = [c for c in candidates if c.verdict is not None]
         risks, matrix, names = learning.predict(router, judged)
-        values = matrix.tolist()  # plain floats: numpy scalars one by one cost a second a pass
+        # Plain floats, rounded at once: numpy scalars one by one cost a second a pass.
+        values = matrix.round(6).tolist()
+        # One-hot columns an item has no 1 in say nothing of it: left out of its decision.
+        shown = [(j, n) for j, n in enumerate(names) if "=" not in n]
+        onehot = [(j, n) for j, n in enumerate(names) if "=" in n]
         by_id = {c.item_id: k for k, c in enumerate(judged)}
         out = []
         for c in candidates:
@@ -34,7 +38,9 @@ class Learned(Policy):
                 out.append(Decision(None, None, "waiting for the judge's verdict"))
                 continue
             risk = risks[k]
-            features = {n: round(v, 6) for n, v in zip(names, values[k], strict=True) if v == v}
+            row = values[k]
+            features = {n: row[j] for j, n in shown if row[j] == row[j]}
+            features.update((n, 1.0) for j, n in onehot if row[j] == 1.0)
             features.update(router=router.pk, p_disagree=round(risk, 6))
             reason = f"router {router.pk} (AUC {router.auc:.2f}): P(judge disagrees) = {risk:.3f}"
             out.append(Decision(True, risk, reason, features))
