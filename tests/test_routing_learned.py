@@ -354,3 +354,47 @@ def test_training_a_router_without_a_judge_or_data_says_why_and_queues_nothing(
         and "there are 20" in answer.json()["router"][0]
     )
     assert sent == [] and not RouterModel.objects.exists()
+
+
+def test_a_pass_reads_stored_text_features_as_the_text_would_give_them(project, judge):
+    """Stored text features (ItemTextFeatures) stand for the text in a learned pass: the same
+    decisions as from the text itself; a row of an older version is not read, and storing
+    computes it again."""
+    from routing.models import ItemTextFeatures
+
+    make(project, judge, 300, structure="length")
+    learned(project, judge)
+    services.router_train(project=project)
+    fresh = make(project, judge, 40, start=1000, labelled=False, structure="length", seed=1)
+    waiting = Item.objects.filter(pk__in=[i.pk for i in fresh])
+
+    def decisions():
+        Item.objects.filter(pk__in=[i.pk for i in fresh]).update(route="pending")
+        RouteDecision.objects.filter(item__in=fresh).delete()
+        services.route_items(project=project)
+        return {
+            d.item_id: (d.route, d.risk, d.features)
+            for d in RouteDecision.objects.filter(item__in=fresh)
+        }
+
+    from_text = decisions()
+    assert len(from_text) == 40
+    assert services.text_features_store(waiting) == 40
+    assert services.text_features_store(waiting) == 0  # once per item
+    candidates = features.waiting(waiting, judge, text=True)
+    assert all(c.text_features is not None and c.responses == [] for c in candidates)
+    assert decisions() == from_text
+    long = fresh[0]  # k = 1000: a long pair
+    assert from_text[long.pk][2]["response_chars_min"] > 1500
+
+    # A row computed by an older text_features is not trusted.
+    ItemTextFeatures.objects.filter(item=long).update(
+        version=learning.TEXT_FEATURES_VERSION - 1, values={"response_chars_min": 0}
+    )
+    c = next(c for c in features.waiting(waiting, judge, text=True) if c.item_id == long.pk)
+    assert c.text_features is None and c.responses == long.responses
+    assert decisions() == from_text
+    assert services.text_features_store(waiting) == 1
+    row = ItemTextFeatures.objects.get(item=long)
+    assert row.version == learning.TEXT_FEATURES_VERSION
+    assert row.values == learning.text_features(long.prompt, long.responses)
