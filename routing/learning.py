@@ -8,7 +8,8 @@ disagrees with the people's), its held-out quality, and its predictions in routi
   MiniLM embedding similarity (ResponseSimilarity), prompt properties (chat turns, question
   marks, code), the prompt tags an LLM judge wrote (judges/tags.py) and the item's metadata
   (numbers as numbers; strings and booleans one-hot when a field has few values). Missing
-  values are NaN.
+  values are NaN. The features of an item's own text (`text_features`) are stored per item when
+  the judges' verdicts on it are written (ItemTextFeatures): a pass reads them, not the text.
 - Model: chosen per router by 3-fold cross-validated AUC on its training items (`_models`):
   a logistic regression (median imputation, scaling) or scikit-learn's gradient boosting
   calibrated by CalibratedClassifierCV (sigmoid); both give probabilities, so a page can say
