@@ -99,6 +99,9 @@ class LLMServer:
         self.requests: list[Request] = []
         self.tokens_in = 0
         self.tokens_out = 0
+        # Requests being answered now, and the most at once: what concurrency a client reached.
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._script: deque[Answer] = deque()
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
@@ -218,7 +221,15 @@ class _Handler(BaseHTTPRequestHandler):
                 headers[name] = "[redacted]"
         answer = llm._next_answer(Request(self.path, headers, body), presented, protocol)
         # Waits on the stop event: a hang ends when the server stops.
-        if llm._stopping.wait(llm._delay(answer)):
+        with llm._lock:
+            llm.in_flight += 1
+            llm.peak_in_flight = max(llm.peak_in_flight, llm.in_flight)
+        try:
+            stopped = llm._stopping.wait(llm._delay(answer))
+        finally:
+            with llm._lock:
+                llm.in_flight -= 1
+        if stopped:
             self.close_connection = True
             return
         if answer.status >= 400:

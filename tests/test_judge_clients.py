@@ -222,13 +222,14 @@ def test_anthropic_overloaded_is_transient(llm_server):
 
 def test_a_hang_past_the_timeout_is_transient_within_the_timeout(llm_server, backend):
     client = make_client(llm_server, backend, timeout_s=0.5)
-    llm_server.script(Answer.hang(5))
+    llm_server.script(Answer.hang(60))
 
     started = time.monotonic()
     error = judge_error(client)
 
     assert not error.permanent
-    assert time.monotonic() - started < 2
+    # Far under the hang: the client gave up at its timeout (a loaded machine adds seconds).
+    assert time.monotonic() - started < 15
 
 
 def test_a_refused_connection_is_transient(backend):
@@ -273,7 +274,7 @@ def test_request_errors_are_permanent(client, llm_server, status):
 
 
 def test_one_client_serves_many_threads_at_once(llm_server, backend):
-    llm_server.latency = 0.2
+    llm_server.latency = 0.5
     client = make_client(llm_server, backend)
     replies = []
 
@@ -281,15 +282,15 @@ def test_one_client_serves_many_threads_at_once(llm_server, backend):
         replies.append(client.judge(PASS))
 
     threads = [threading.Thread(target=judge) for _ in range(16)]
-    started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
 
     assert len(replies) == 16 == llm_server.usage()["requests"]
-    # Sixteen 0.2 s calls one after another would take 3.2 s.
-    assert time.monotonic() - started < 1.6
+    # The server had several of them in hand at once (one after another: never more than 1).
+    # Counted, not timed: a loaded machine slows the calls, not their overlap.
+    assert llm_server.peak_in_flight >= 4
 
 
 @pytest.mark.parametrize(
