@@ -2,6 +2,8 @@
 the human budget under its lock (routing/services.py), which an admin form would bypass: the
 routing page and API make changes."""
 
+import json
+
 from django.contrib import admin
 
 from .models import RouteDecision, RoutingPolicy
@@ -28,3 +30,8 @@ class RouteDecisionAdmin(ReadOnly):
     raw_id_fields = ["item"]
     list_select_related = ["item"]
     show_full_result_count = False
+    readonly_fields = ["what_it_read"]
+
+    @admin.display(description="What the policy read (with the item's stored text features)")
+    def what_it_read(self, decision: RouteDecision) -> str:
+        return json.dumps(decision.read_features(), indent=1, sort_keys=True)

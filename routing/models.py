@@ -90,6 +90,19 @@ class RouteDecision(models.Model):
     def __str__(self) -> str:
         return f"item {self.item_id} → {self.route} ({self.policy})"
 
+    def read_features(self) -> dict:
+        """What the policy read: the decision's features, with the item's stored text features
+        where it read those (features["text_features"] names their version; a row recomputed
+        since by another version is not shown as if read)."""
+        from .policies.base import TEXT_FEATURES
+
+        version = self.features.get(TEXT_FEATURES)
+        stored = getattr(self.item, "text_features", None) if version is not None else None
+        if stored is None or stored.version != version:
+            return self.features
+        text = {n: v for n, v in stored.values.items() if not isinstance(v, list)}
+        return {**text, **self.features}
+
 
 class RouterModel(models.Model):
     """A learned router of a project: a scikit-learn classifier of P(the judge's label disagrees

@@ -47,7 +47,9 @@ def decisions_for(project: Project, route: str | None = None) -> QuerySet[RouteD
     rows = RouteDecision.objects.filter(item__project=project)
     if route:
         rows = rows.filter(route=route)
-    return rows.select_related("item").only(*DECISION_FIELDS, "item__external_id")
+    return rows.select_related("item__text_features").only(
+        *DECISION_FIELDS, "item__external_id", *(f"item__{f}" for f in TEXT_FEATURE_FIELDS)
+    )
 
 
 DECISION_FIELDS = (
@@ -63,14 +65,22 @@ DECISION_FIELDS = (
     "trigger",
     "decided_at",
 )
+# What RouteDecision.read_features reads of the item.
+TEXT_FEATURE_FIELDS = ("text_features__version", "text_features__values")
 
 
 def item_with_decision(project: Project, external_id: str) -> Item | None:
     """The item with its routing decision (`route_decision`, missing when never routed)."""
     return (
         Item.objects.filter(project=project, external_id=external_id)
-        .select_related("route_decision")
-        .only("id", "external_id", "route", *(f"route_decision__{f}" for f in DECISION_FIELDS))
+        .select_related("route_decision", "text_features")
+        .only(
+            "id",
+            "external_id",
+            "route",
+            *(f"route_decision__{f}" for f in DECISION_FIELDS),
+            *TEXT_FEATURE_FIELDS,
+        )
         .first()
     )
 

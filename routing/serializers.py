@@ -159,7 +159,7 @@ class RouterSerializer(serializers.Serializer):
 
 class DecisionSerializer(serializers.ModelSerializer):
     external_id = serializers.CharField(source="item.external_id", read_only=True)
-    features = serializers.DictField(help_text="What the policy read.")
+    features = serializers.DictField(source="read_features", help_text="What the policy read.")
 
     class Meta:
         model = RouteDecision

@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from rest_framework.test import APIClient
 
 from annotate.models import Annotation, Item
 from judges.models import JudgeRun, Judgment, Verdict
@@ -21,7 +22,7 @@ from routing import features, learning, services, tasks
 from routing.models import ResponseSimilarity, RouteDecision, RouterModel
 from routing.services import ServiceError
 
-from .factories import JudgeFactory, UserFactory
+from .factories import JudgeFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -372,9 +373,11 @@ def test_a_pass_reads_stored_text_features_as_the_text_would_give_them(project, 
         Item.objects.filter(pk__in=[i.pk for i in fresh]).update(route="pending")
         RouteDecision.objects.filter(item__in=fresh).delete()
         services.route_items(project=project)
-        return {
-            d.item_id: (d.route, d.risk, d.features)
-            for d in RouteDecision.objects.filter(item__in=fresh)
+        return {  # the stored path's features also name the version they read
+            d.item_id: (d.route, d.risk, dict(d.read_features(), text_features=None))
+            for d in RouteDecision.objects.filter(item__in=fresh).select_related(
+                "item__text_features"
+            )
         }
 
     from_text = decisions()
@@ -386,6 +389,20 @@ def test_a_pass_reads_stored_text_features_as_the_text_would_give_them(project, 
     assert decisions() == from_text
     long = fresh[0]  # k = 1000: a long pair
     assert from_text[long.pk][2]["response_chars_min"] > 1500
+    # Read from the item's stored row, not copied into the decision; shown with it.
+    stored = RouteDecision.objects.get(item=long).features
+    assert "response_chars_min" not in stored
+    assert stored["text_features"] == learning.TEXT_FEATURES_VERSION
+    admin = UserFactory(is_staff=True)
+    MembershipFactory(project=project, user=admin, role="admin")
+    client = APIClient()
+    client.force_authenticate(admin)
+    url = f"/api/v1/projects/{project.slug}/items/{long.external_id}/route/"
+    shown = client.get(url).json()["route_decision"]["features"]
+    assert shown["response_chars_min"] == from_text[long.pk][2]["response_chars_min"]
+    listed = client.get(f"/api/v1/projects/{project.slug}/routing/decisions/").json()
+    rows = listed["results"] if isinstance(listed, dict) else listed
+    assert all("prompt_chars" in r["features"] for r in rows)
 
     # A row computed by an older text_features is not trusted.
     ItemTextFeatures.objects.filter(item=long).update(

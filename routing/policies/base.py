@@ -15,6 +15,9 @@ from typing import Any
 
 # Risk of an item whose judge verdict is inconsistent or failed: above anything a policy scores.
 UNSURE = 1.0
+# A decision's feature naming the version of the item's stored text features it read (their
+# values are the item's, not copied into each decision: RouteDecision.read_features).
+TEXT_FEATURES = "text_features"
 
 
 class PolicyError(ValueError):

@@ -5,7 +5,7 @@ router's P(the judge's label disagrees with the people's), and the router's budg
 double-labelled items (routing/learning.py, MIN_ITEMS), the confidence policy decides: the cold
 start."""
 
-from .base import Decision, Policy
+from .base import TEXT_FEATURES, Decision, Policy
 from .confidence import Confidence
 
 
@@ -39,8 +39,13 @@ class Learned(Policy):
                 continue
             risk = risks[k]
             row = values[k]
-            features = {n: row[j] for j, n in shown if row[j] == row[j]}
+            # Features of the item's stored text are the item's: the decision names their
+            # version (RouteDecision.read_features shows them), a third of its size.
+            text = c.text_features or {}
+            features = {n: row[j] for j, n in shown if row[j] == row[j] and n not in text}
             features.update((n, 1.0) for j, n in onehot if row[j] == 1.0)
+            if text:
+                features[TEXT_FEATURES] = learning.TEXT_FEATURES_VERSION
             features.update(router=router.pk, p_disagree=round(risk, 6))
             reason = f"router {router.pk} (AUC {router.auc:.2f}): P(judge disagrees) = {risk:.3f}"
             out.append(Decision(True, risk, reason, features))
