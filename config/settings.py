@@ -326,9 +326,18 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 100,
-    # The client address of anonymous requests (and of the login lockout).
+    # Requests per minute per user (token or session) and per client address for anonymous ones
+    # (API_THROTTLE_* below); past it, 429 with Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "feedback_api.throttling.AnonThrottle",
+        "feedback_api.throttling.UserThrottle",
+    ],
     "NUM_PROXIES": NUM_PROXIES,
 }
+# API requests per minute (0: no limit), counted in the default cache: each server process's
+# memory, so each gunicorn worker counts on its own.
+API_THROTTLE_USER_PER_MINUTE = envint("API_THROTTLE_USER_PER_MINUTE", "600")
+API_THROTTLE_ANON_PER_MINUTE = envint("API_THROTTLE_ANON_PER_MINUTE", "120")
 # Seconds a server process remembers an API token's user (0: look it up on every request). A
 # revoked token stops working at once in the process that revoked it, within this in the others.
 API_TOKEN_CACHE_SECONDS = envint("API_TOKEN_CACHE_SECONDS", "5")

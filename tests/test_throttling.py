@@ -1,5 +1,6 @@
-"""Brute force: failed logins lock a username and an address out for a cool-off (login page,
-admin login and API token endpoint alike)."""
+"""Brute force and request floods: failed logins lock a username and an address out for a
+cool-off (login page and API token endpoint alike), and the API answers 429 with Retry-After past
+its per-user and per-address rates."""
 
 import time
 from datetime import timedelta
@@ -9,9 +10,12 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from .factories import ItemFactory
+
 PASSWORD = "correct horse battery"  # tests/factories.py
 TOKEN_URL = "/api/v1/auth/token/"
 LIMIT = 3
+LABEL = {"choice": "A", "strength": 2, "rationale": "Shorter and right."}
 
 
 @pytest.fixture
@@ -163,3 +167,58 @@ def test_the_token_endpoint_unlocks_after_the_cool_off(alice, settings, lockout)
     assert get_token("alice", PASSWORD)["Retry-After"] == "1"
     time.sleep(1.2)
     assert get_token("alice", PASSWORD).status_code == 201
+
+
+# API rates -----------------------------------------------------------------------------------
+
+
+def token_client(user, ip: str = "127.0.0.1") -> APIClient:
+    client = APIClient(REMOTE_ADDR=ip)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def test_a_token_past_its_rate_gets_429_with_retry_after(alice, bob, project, settings):
+    settings.API_THROTTLE_USER_PER_MINUTE = 3
+    client = token_client(alice)
+    for _ in range(3):
+        assert client.get("/api/v1/projects/").status_code == 200
+    response = client.get("/api/v1/projects/")
+    assert response.status_code == 429
+    assert 0 < int(response["Retry-After"]) <= 60
+    assert "throttled" in response.json()["detail"]
+    # Counted per user, not per address: bob, from the same address, is served.
+    assert token_client(bob).get("/api/v1/projects/").status_code == 200
+
+
+def test_a_session_user_past_the_rate_gets_429(alice, project, settings):
+    settings.API_THROTTLE_USER_PER_MINUTE = 2
+    client = APIClient()
+    client.force_login(alice)
+    assert [client.get("/api/v1/projects/").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_anonymous_requests_are_counted_per_address(alice, settings):
+    settings.API_THROTTLE_ANON_PER_MINUTE = 2
+    codes = [get_token("alice", PASSWORD, ip="10.0.0.1").status_code for _ in range(3)]
+    assert codes == [201, 200, 429]
+    assert get_token("alice", PASSWORD, ip="10.0.0.2").status_code == 200
+
+
+def test_an_annotator_labelling_through_the_api_is_not_throttled(project, annotator):
+    # Default rates (API_THROTTLE_USER_PER_MINUTE=600): 150 items labelled in a burst, 300
+    # requests, all served; the same token's 601st request in the minute is refused.
+    project.gold_rate = 0
+    project.save()
+    for i in range(150):
+        ItemFactory(project=project, external_id=f"q{i}")
+    client = token_client(annotator)
+    for _ in range(150):
+        lease = client.post("/api/v1/projects/alices-pairs/assignments/next/")
+        assert lease.status_code == 200, lease.content
+        submitted = client.post(
+            f"/api/v1/assignments/{lease.json()['id']}/submit/", {"label": LABEL}, format="json"
+        )
+        assert submitted.status_code == 201, submitted.content
+    codes = [client.get("/api/v1/projects/").status_code for _ in range(301)]
+    assert codes.count(429) == 1 and codes[-1] == 429
