@@ -16,10 +16,16 @@ def _per_minute(count: int) -> str | None:
 
 
 class UserThrottle(UserRateThrottle):
-    """Per user for an authenticated request (token or session), else per client address."""
+    """Per user, for authenticated requests (token or session)."""
 
     def get_rate(self) -> str | None:
         return _per_minute(settings.API_THROTTLE_USER_PER_MINUTE)
+
+    def get_cache_key(self, request, view) -> str | None:
+        # DRF's would count anonymous requests here too, by address: AnonThrottle's alone.
+        if not (request.user and request.user.is_authenticated):
+            return None
+        return super().get_cache_key(request, view)
 
 
 class AnonThrottle(AnonRateThrottle):

@@ -205,6 +205,17 @@ def test_anonymous_requests_are_counted_per_address(alice, settings):
     assert get_token("alice", PASSWORD, ip="10.0.0.2").status_code == 200
 
 
+def test_each_rate_applies_to_its_own_kind_of_request(alice, project, settings):
+    # A low anonymous rate does not limit users; no anonymous limit leaves none by the user rate.
+    settings.API_THROTTLE_ANON_PER_MINUTE = 1
+    settings.API_THROTTLE_USER_PER_MINUTE = 2
+    client = token_client(alice)
+    assert [client.get("/api/v1/projects/").status_code for _ in range(3)] == [200, 200, 429]
+    settings.API_THROTTLE_ANON_PER_MINUTE = 0
+    codes = {get_token("alice", PASSWORD, ip="10.0.0.3").status_code for _ in range(4)}
+    assert codes == {200}
+
+
 def test_an_annotator_labelling_through_the_api_is_not_throttled(project, annotator):
     # Default rates (API_THROTTLE_USER_PER_MINUTE=600): 150 items labelled in a burst, 300
     # requests, all served; the same token's 601st request in the minute is refused.
