@@ -7,6 +7,7 @@ SECRET_KEY and DEBUG=0.
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -82,6 +83,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "annotate",
     "feedback_api",
     "rewards",
@@ -101,6 +103,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "config.middleware.HtmxLoginRedirectMiddleware",
+    # Last, as django-axes asks: turns a login refused by a lockout into config.lockout's page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # Content-Security-Policy on every response (django-csp): scripts and styles only from our own
@@ -183,6 +187,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Reverse proxies in front of the app that each append the client's address to X-Forwarded-For;
+# 0: the client is REMOTE_ADDR and the header is ignored (a client could write any address there).
+# The login lockout and the API's per-address throttle both count by this address.
+NUM_PROXIES = envint("NUM_PROXIES", "0")
+
+# Login lockout (django-axes), on the login page, the admin's and the API token endpoint: failed
+# logins are counted in the database (one count for every server process) per username and per
+# client address. At LOGIN_FAILURE_LIMIT failures, that username and that address cannot log in,
+# not even with the right password, until LOGIN_COOLOFF_SECONDS pass without a failed attempt
+# (an attempt while locked out is a failure, and a success does not clear the count).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", "10")
+AXES_COOLOFF_TIME = timedelta(seconds=envint("LOGIN_COOLOFF_SECONDS", "900"))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "config.lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "config.lockout.lockout_response"
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "annotate:project-list"
 LOGOUT_REDIRECT_URL = "login"
@@ -302,7 +326,18 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 100,
+    # Requests per minute per user (token or session) and per client address for anonymous ones
+    # (API_THROTTLE_* below); past it, 429 with Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "feedback_api.throttling.AnonThrottle",
+        "feedback_api.throttling.UserThrottle",
+    ],
+    "NUM_PROXIES": NUM_PROXIES,
 }
+# API requests per minute (0: no limit), counted in the default cache: each server process's
+# memory, so each gunicorn worker counts on its own.
+API_THROTTLE_USER_PER_MINUTE = envint("API_THROTTLE_USER_PER_MINUTE", "600")
+API_THROTTLE_ANON_PER_MINUTE = envint("API_THROTTLE_ANON_PER_MINUTE", "120")
 # Seconds a server process remembers an API token's user (0: look it up on every request). A
 # revoked token stops working at once in the process that revoked it, within this in the others.
 API_TOKEN_CACHE_SECONDS = envint("API_TOKEN_CACHE_SECONDS", "5")

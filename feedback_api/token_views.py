@@ -13,12 +13,14 @@ from django.views.decorators.http import require_GET, require_POST
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import Throttled
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.services import ServiceError
+from config import lockout
 
 from . import services
 from .serializers import TokenObtainSerializer, TokenSerializer
@@ -49,7 +51,7 @@ class TokenView(APIView):
         responses={
             200: OpenApiResponse(TokenSerializer, description="Your existing token."),
             201: OpenApiResponse(TokenSerializer, description="A token made now."),
-            **errors(400, 415),
+            **errors(400, 415, 429),
         },
         auth=[],
         description="Trade a username and password for your API token; send it as "
@@ -61,6 +63,11 @@ class TokenView(APIView):
         try:
             token, created = services.token_obtain(request=request, **serializer.validated_data)
         except ServiceError as exc:
+            # Too many failed logins for this username or from this address (django-axes).
+            if lockout.locked_out(request):
+                throttled = Throttled(detail=lockout.message(request))
+                throttled.wait = lockout.retry_after(request)  # the Retry-After header
+                raise throttled from None
             raise invalid(exc) from None
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(TokenSerializer(token).data, status=code)

@@ -64,6 +64,7 @@ ERROR_TEXT = {
     403: "Your role in the project is too low for this.",
     404: "No such project or object, or not one of yours.",
     415: "The body must be JSON.",
+    429: "Too many requests or failed logins: wait the seconds the Retry-After header says.",
 }
 
 

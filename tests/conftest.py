@@ -1,10 +1,18 @@
 import pytest
+from django.core.cache import cache
 
 from annotate.models import Role
 from config.celery import app as celery_app
 
 from .factories import MembershipFactory, ProjectFactory, UserFactory
 from .llm_server import LLMServer
+
+
+@pytest.fixture(autouse=True)
+def _fresh_default_cache():
+    """The API's request counts (DRF throttles) live in the default cache, in this process's
+    memory: each test starts from none, as if it came minutes after the one before."""
+    cache.clear()
 
 
 @pytest.fixture
