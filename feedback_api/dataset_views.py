@@ -16,7 +16,6 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import APIException
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -28,6 +27,7 @@ from . import datasets
 from .datasets import FORMATS, formats_for_kind
 from .models import DOWNLOADS, DatasetVersion
 from .pagination import IdCursorPagination
+from .parsers import JSONParser
 from .serializers import ErrorSerializer
 from .views import errors, invalid
 

@@ -13,7 +13,6 @@ from django.views.decorators.http import require_GET, require_POST
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authtoken.models import Token
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,6 +20,7 @@ from rest_framework.views import APIView
 from annotate.services import ServiceError
 
 from . import services
+from .parsers import JSONParser
 from .serializers import TokenObtainSerializer, TokenSerializer
 from .views import errors, invalid
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
 from annotate import assignment as engine
@@ -182,3 +183,77 @@ def test_a_body_over_the_upload_limit_is_a_json_400_and_creates_nothing(setup, s
     assert response["Content-Type"] == "application/json"
     assert response.json() == {"detail": "Request body too large."}
     assert project.items.count() == before
+
+
+# JSON nested too deeply ---------------------------------------------------------------------
+BOMB = b"[" * 100_000  # 100 KB that overflowed the stack of Python's json module: a 500
+
+
+def _refused_as_too_deep(response) -> None:
+    assert response.status_code == 400, response.content[:300]
+    assert response["Content-Type"] == "application/json"
+    assert "nested deeper than 100 levels" in response.json()["detail"]
+
+
+def test_a_json_bomb_to_the_anonymous_token_endpoint_is_a_json_400(db):
+    response = APIClient().post("/api/v1/auth/token/", BOMB, content_type="application/json")
+    _refused_as_too_deep(response)
+
+
+@pytest.mark.parametrize(("method", "path"), WRITES)
+def test_a_json_bomb_is_a_json_400_on_every_json_endpoint(setup, method, path):
+    client, lease = setup
+    for body in (BOMB, b"[" * 101 + b"]" * 101):
+        response = getattr(client, method)(
+            path.format(lease=lease), body, content_type="application/json"
+        )
+        _refused_as_too_deep(response)
+
+
+def test_item_metadata_nested_300_levels_is_a_json_400_and_creates_nothing(setup, project):
+    client, _ = setup
+    deep = "[" * 300 + "]" * 300
+    body = '{"items": [{"prompt": "Q?", "responses": ["a", "b"], "metadata": {"x": DEEP}}]}'
+    body = body.replace("DEEP", deep)
+    before = project.items.count()
+    response = client.post(
+        "/api/v1/projects/alices-pairs/items/", body, content_type="application/json"
+    )
+    _refused_as_too_deep(response)
+    assert project.items.count() == before
+
+
+def test_metadata_nested_to_the_limit_is_stored(setup, project):
+    client, _ = setup
+    deep = [[]]
+    for _ in range(94):  # {"items": [{"metadata": {"x": ...}}]}: 100 levels in all
+        deep = [deep]
+    item = {"external_id": "deep", "prompt": "Q?", "responses": ["a", "b"], "metadata": {"x": deep}}
+    response = client.post("/api/v1/projects/alices-pairs/items/", {"items": [item]}, format="json")
+    assert response.status_code == 201, response.content[:300]
+    assert project.items.get(external_id="deep").metadata == {"x": deep}
+
+
+def test_an_unexpected_error_under_the_api_is_a_json_500(alice, project, monkeypatch):
+    def fail(project):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("feedback_api.views.selectors.project_stats", fail)
+    client = APIClient(raise_request_exception=False)
+    client.force_authenticate(alice)
+    response = client.get("/api/v1/projects/alices-pairs/stats/")
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Server error."}
+
+
+def test_an_unexpected_error_on_a_page_is_the_html_500(alice, project, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("annotate.views.project_for_user", fail)
+    client = Client(raise_request_exception=False)
+    client.force_login(alice)
+    response = client.get("/projects/alices-pairs/")
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith("text/html")
