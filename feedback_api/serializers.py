@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from annotate.importing import FORMATS
 from annotate.models import Annotation, ImportJob, Item, Kind, Membership, Project, Role
+from annotate.storable import json_problem
 from config import runtime
 
 MAX_BULK_ITEMS = 10_000
@@ -96,23 +97,12 @@ class ErrorSerializerExtension(OpenApiSerializerExtension):
 
 
 def storable_json(value, path: str = "") -> None:
-    """Reject text no database stores: NUL characters (PostgreSQL) and lone surrogates."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError(f"{path or 'value'}: contains a NUL character.")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise serializers.ValidationError(
-                f"{path or 'value'}: is not valid Unicode (a lone surrogate)."
-            ) from None
-    elif isinstance(value, dict):
-        for key, inner in value.items():
-            storable_json(key, f"{path}.{key}" if path else "key")
-            storable_json(inner, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for i, inner in enumerate(value):
-            storable_json(inner, f"{path}[{i}]")
+    """Reject what no database stores (annotate.storable): NUL characters, lone surrogates,
+    whole numbers past 64 bits, nesting past MAX_JSON_DEPTH."""
+    problem = json_problem(value, path)
+    if problem:
+        where, why = problem
+        raise serializers.ValidationError(f"{where or 'value'}: {why}")
 
 
 @extend_schema_field(PROMPT_SCHEMA)
