@@ -18,15 +18,15 @@ from typing import IO, Any
 
 import orjson
 
+from . import storable
 from .kinds import KindError, clean_item, get_kind
 from .kinds.base import clean_message, type_name
-from .storable import MAX_JSON_DEPTH, json_problem, printable, text_problem
+from .storable import MAX_JSON_DEPTH, TOO_DEEP, json_problem, printable, text_problem
 
 FORMATS = ("jsonl", "json", "csv")
 MAX_REPORTED_ERRORS = 1000
 MAX_RECORD_CHARS = 10 * 1024 * 1024
 CHUNK = 1 << 16
-TOO_DEEP = f"nested deeper than {MAX_JSON_DEPTH} levels"
 OWN_KEYS = {"external_id", "id", "prompt", "responses", "metadata", "priority", "gold", "label"}
 # The optional per-side fields of a TRL row: the source's response ids and model names.
 TRL_SIDE_KEYS = {"chosen_id", "rejected_id", "chosen_model", "rejected_model"}
@@ -327,11 +327,9 @@ def _csv_record(row: dict) -> dict:
 
 def _csv_json(value: str, column: str) -> Any:
     try:
-        return json.loads(value)
+        return storable.loads(value)
     except json.JSONDecodeError as exc:
         raise KindError(column, f"invalid JSON: {exc.msg}") from None
-    except RecursionError:
-        raise KindError(column, f"invalid JSON: {TOO_DEEP}") from None
 
 
 # Records to items ---------------------------------------------------------------------------

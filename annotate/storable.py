@@ -8,12 +8,14 @@ with the place it is at, instead of failing with a 500 where it is written or re
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 # Deepest nesting of a JSON value we accept (a request body, an imported row, a field of
 # either): far past any real metadata, well inside orjson's limit (254) and Python's stack.
 MAX_JSON_DEPTH = 100
 _INT_RANGE = (-(2**63), 2**64)
+TOO_DEEP = f"nested deeper than {MAX_JSON_DEPTH} levels"
 
 
 def text_problem(text: str) -> str | None:
@@ -86,3 +88,15 @@ def too_deep(value: Any) -> bool:
             return True
         stack.extend((v, depth + 1) for v in value)
     return False
+
+
+def loads(text: str | bytes) -> Any:
+    """json.loads for JSON a client sent (a page's JSON field, a CSV cell): nesting past
+    MAX_JSON_DEPTH is a JSONDecodeError like any other, never a RecursionError (a 500)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError(TOO_DEEP, "", 0) from None
+    if too_deep(value):
+        raise json.JSONDecodeError(TOO_DEEP, "", 0)
+    return value
