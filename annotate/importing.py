@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
@@ -27,6 +28,8 @@ FORMATS = ("jsonl", "json", "csv")
 MAX_REPORTED_ERRORS = 1000
 MAX_RECORD_CHARS = 10 * 1024 * 1024
 CHUNK = 1 << 16
+# 19 digits or more: the only integers orjson may read as floats (64 bits hold 19 or 20).
+_LONG_NUMBER = re.compile(rb"\d{19}")
 OWN_KEYS = {"external_id", "id", "prompt", "responses", "metadata", "priority", "gold", "label"}
 # The optional per-side fields of a TRL row: the source's response ids and model names.
 TRL_SIDE_KEYS = {"chosen_id", "rejected_id", "chosen_model", "rejected_model"}
@@ -174,7 +177,11 @@ def _read_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, dict | RowError]]:
             continue
         try:
             record = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
+            if _LONG_NUMBER.search(raw):
+                # orjson reads an integer past 64 bits as a float, silently: read the row
+                # again exactly, for the row check to refuse such a number by name.
+                record = storable.loads(raw)
+        except (orjson.JSONDecodeError, json.JSONDecodeError) as exc:
             yield number, RowError(number, "", f"invalid JSON: {_json_reason(exc)}")
             continue
         yield number, record

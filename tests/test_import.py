@@ -1040,3 +1040,16 @@ def test_invalid_utf8_bytes_refuse_the_file_and_import_nothing(project):
 
 def row_json(n: int) -> str:
     return json.dumps(row(n))
+
+
+def test_a_whole_number_past_64_bits_in_jsonl_is_a_row_error_not_a_float(project):
+    content = '{"prompt": "Q?", "responses": ["a", "b"], "metadata": {"n": N}}\n'
+    content = content.replace("N", str(2**70))
+    report = run_import(project, content)
+    assert errors(report) == [(1, "metadata")]
+    assert "too large to store (past 64 bits)" in report.errors[0].message
+    assert not Item.objects.filter(project=project).exists()
+    # 19 and 20 digits that fit are kept exactly, and long digit runs in text stay text.
+    fits = jsonl(row(1, metadata={"low": -(2**63), "high": 2**64 - 1, "id": "1" * 30}))
+    assert run_import(project, fits).created == 1
+    assert stored(project)["q1"].metadata == {"low": -(2**63), "high": 2**64 - 1, "id": "1" * 30}
