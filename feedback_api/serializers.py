@@ -12,6 +12,8 @@ from annotate.models import Annotation, ImportJob, Item, Kind, Membership, Proje
 from annotate.storable import json_problem
 from config import runtime
 
+from .fields import TextField
+
 MAX_BULK_ITEMS = 10_000
 
 MESSAGE_SCHEMA = {
@@ -148,7 +150,7 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 
 class ProjectCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
+    name = TextField(max_length=200)
     kind = serializers.ChoiceField(choices=Kind.choices)
     config = serializers.DictField(
         required=False,
@@ -156,9 +158,7 @@ class ProjectCreateSerializer(serializers.Serializer):
         validators=[storable_json],
         help_text="Kind settings; omitted keys take the kind's defaults.",
     )
-    guidelines = serializers.CharField(
-        required=False, allow_blank=True, default="", max_length=100_000
-    )
+    guidelines = TextField(required=False, allow_blank=True, default="", max_length=100_000)
     overlap = serializers.IntegerField(
         required=False, default=1, min_value=1, max_value=100, help_text="Human labels per item."
     )
@@ -170,7 +170,7 @@ class ProjectUpdateSerializer(serializers.Serializer):
         validators=[storable_json],
         help_text="The whole kind config; omitted keys take the kind's defaults.",
     )
-    guidelines = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
+    guidelines = TextField(required=False, allow_blank=True, max_length=100_000)
     overlap = serializers.IntegerField(required=False, min_value=1, max_value=100)
 
 
@@ -197,7 +197,7 @@ class ProjectStatsSerializer(serializers.Serializer):
 
 
 class MemberSerializer(serializers.ModelSerializer):
-    username = serializers.CharField(source="user.username")
+    username = TextField(source="user.username")
 
     class Meta:
         model = Membership
@@ -205,7 +205,7 @@ class MemberSerializer(serializers.ModelSerializer):
 
 
 class MemberAddSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
+    username = TextField(max_length=150)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.ANNOTATOR)
 
 
@@ -217,9 +217,9 @@ class MemberRoleSerializer(serializers.Serializer):
 
 
 class ResponseSerializer(serializers.Serializer):
-    id = serializers.CharField()
-    text = serializers.CharField()
-    model = serializers.CharField(required=False, allow_blank=True)
+    id = TextField()
+    text = TextField()
+    model = TextField(required=False, allow_blank=True)
 
 
 class ItemSerializer(serializers.ModelSerializer):
@@ -284,13 +284,13 @@ class ItemImportSerializer(serializers.Serializer):
 
 class RowErrorSerializer(serializers.Serializer):
     line = serializers.IntegerField(help_text="Line in the file; for a JSON body, item index + 1.")
-    field = serializers.CharField(allow_blank=True)
-    message = serializers.CharField()
+    field = TextField(allow_blank=True)
+    message = TextField()
 
 
 class ImportReportSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
-    summary = serializers.CharField()
+    summary = TextField()
     rows = serializers.IntegerField()
     created = serializers.IntegerField()
     duplicates = serializers.IntegerField()
@@ -305,7 +305,7 @@ class ImportReportSerializer(serializers.Serializer):
     labels_other_responses = serializers.IntegerField(
         help_text="Labels not kept: their item is already there with other responses."
     )
-    fatal = serializers.CharField(allow_blank=True)
+    fatal = TextField(allow_blank=True)
     errors = RowErrorSerializer(many=True)
 
 
@@ -349,9 +349,9 @@ class ImportJobSerializer(serializers.ModelSerializer):
 
 class AnnotationSerializer(serializers.ModelSerializer):
     item = serializers.IntegerField(source="item_id")
-    item_external_id = serializers.CharField(source="item.external_id")
-    annotator = serializers.CharField(source="annotator.username", allow_null=True, default=None)
-    judge = serializers.CharField(source="judge.name", allow_null=True, default=None)
+    item_external_id = TextField(source="item.external_id")
+    annotator = TextField(source="annotator.username", allow_null=True, default=None)
+    judge = TextField(source="judge.name", allow_null=True, default=None)
     label = serializers.DictField(help_text="Canonical label of the project's kind.")
     source = serializers.ChoiceField(choices=Annotation.Source.choices)
 
@@ -382,13 +382,13 @@ class AnnotationSerializer(serializers.ModelSerializer):
 
 
 class TokenObtainSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=4096, trim_whitespace=False)
+    username = TextField(max_length=150)
+    password = TextField(max_length=4096, trim_whitespace=False)
 
 
 class TokenSerializer(serializers.Serializer):
-    token = serializers.CharField(source="key", help_text="Send as `Authorization: Token <key>`.")
-    username = serializers.CharField(source="user.username")
+    token = TextField(source="key", help_text="Send as `Authorization: Token <key>`.")
+    username = TextField(source="user.username")
     created = serializers.DateTimeField()
 
 
@@ -399,10 +399,10 @@ class AssignmentSerializer(serializers.Serializer):
     """An item leased to you, with its responses in the order to show them."""
 
     id = serializers.IntegerField()
-    status = serializers.CharField()
-    kind = serializers.CharField(source="item.project.kind")
+    status = TextField()
+    kind = TextField(source="item.project.kind")
     item = serializers.IntegerField(source="item_id")
-    external_id = serializers.CharField(source="item.external_id")
+    external_id = TextField(source="item.external_id")
     prompt = PromptField(source="item.prompt")
     responses = serializers.SerializerMethodField(
         help_text="The item's responses in display order. For a pair, label the first shown as "
@@ -411,9 +411,7 @@ class AssignmentSerializer(serializers.Serializer):
     swapped = serializers.BooleanField(
         help_text="Pairwise: the item's second response is shown first."
     )
-    order = serializers.ListField(
-        child=serializers.CharField(), help_text="Response ids in display order."
-    )
+    order = serializers.ListField(child=TextField(), help_text="Response ids in display order.")
     expires_at = serializers.DateTimeField()
 
     @extend_schema_field(ResponseSerializer(many=True))
@@ -438,7 +436,7 @@ class AssignmentSubmitSerializer(serializers.Serializer):
     time_spent_ms = serializers.IntegerField(
         required=False, allow_null=True, default=None, min_value=0, max_value=2**31 - 1
     )
-    request_id = serializers.CharField(
+    request_id = TextField(
         required=False,
         allow_blank=True,
         default="",
@@ -448,4 +446,4 @@ class AssignmentSubmitSerializer(serializers.Serializer):
 
 
 class AssignmentSkipSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=500, help_text="Why you skip this item.")
+    reason = TextField(max_length=500, help_text="Why you skip this item.")

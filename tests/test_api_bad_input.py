@@ -4,13 +4,14 @@ and malformed query parameters, forged cursors. Each answer is a 4xx with a JSON
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
 from annotate import assignment as engine
-from annotate.models import Role
+from annotate.models import Project, Role
 
 from .factories import ItemFactory, MembershipFactory
 
@@ -257,3 +258,60 @@ def test_an_unexpected_error_on_a_page_is_the_html_500(alice, project, monkeypat
     response = client.get("/projects/alices-pairs/")
     assert response.status_code == 500
     assert response["Content-Type"].startswith("text/html")
+
+
+# The schema and the behaviour agree ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter"),
+    [
+        ("/api/v1/projects/alices-pairs/items/", "external_id"),
+        ("/api/v1/projects/alices-pairs/annotations/", "source"),
+        ("/api/v1/projects/alices-pairs/annotations/", "item"),
+        ("/api/v1/projects/alices-pairs/annotations/", "annotator"),
+    ],
+)
+def test_an_empty_filter_is_refused_as_its_schema_says(setup, path, parameter):
+    client, _ = setup
+    response = client.get(path, {parameter: ""})
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert parameter in response.json()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("post", "/api/v1/projects/",
+         {"name": "N", "kind": "pairwise", "guidelines": 0}, "guidelines"),
+        ("post", "/api/v1/projects/", {"name": 0, "kind": "pairwise"}, "name"),
+        ("patch", "/api/v1/projects/alices-pairs/", {"guidelines": 0}, "guidelines"),
+        ("post", "/api/v1/projects/alices-pairs/datasets/",
+         {"format": "pairwise", "split": {"test_fraction": False}}, "split"),
+    ],
+)  # fmt: skip
+def test_a_number_for_text_or_a_boolean_for_a_number_is_refused(setup, method, path, body, field):
+    client, _ = setup
+    before = (Project.objects.values_list("guidelines", flat=True).first(), Project.objects.count())
+    response = getattr(client, method)(path, body, format="json")
+    assert response.status_code == 400
+    assert field in response.json()
+    after = (Project.objects.values_list("guidelines", flat=True).first(), Project.objects.count())
+    assert after == before
+
+
+def test_a_reason_of_separator_characters_is_blank_in_the_schema_too(setup, alice):
+    client, lease = setup
+    response = client.post(f"/api/v1/assignments/{lease}/skip/", {"reason": "\x1f"}, format="json")
+    assert response.status_code == 400
+    assert "reason" in response.json()
+    schema = client.get("/api/v1/schema/", {"format": "json"}).json()
+    reason = schema["components"]["schemas"]["AssignmentSkipRequest"]["properties"]["reason"]
+    # JSON Schema reads the pattern as ECMA 262, where \s lacks U+001C-U+001F and U+0085.
+    ecma = re.compile(reason["pattern"].replace(r"\s", ECMA_SPACE), re.ASCII)
+    assert not ecma.search("\x1f") and not ecma.search(" \x85\t")
+    assert ecma.search("too hard") and ecma.search("\ufeff")
+
+
+ECMA_SPACE = r"\t\n\v\f\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
