@@ -76,18 +76,18 @@ def _first_problem(value: Any, path: str, depth: int) -> tuple[str, str] | None:
 
 
 def too_deep(value: Any) -> bool:
-    """Whether a parsed JSON value is nested deeper than MAX_JSON_DEPTH."""
-    stack = [(value, 0)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict):
-            value = value.values()
-        elif not isinstance(value, list):
-            continue
-        if depth >= MAX_JSON_DEPTH:
-            return True
-        stack.extend((v, depth + 1) for v in value)
-    return False
+    """Whether a parsed JSON value is nested deeper than MAX_JSON_DEPTH: level by level, only
+    containers (a request body's every node is visited, so this is its cost)."""
+    level = [value] if isinstance(value, dict | list) else []
+    for _ in range(MAX_JSON_DEPTH):
+        if not level:
+            return False
+        inner = []
+        for container in level:
+            values = container.values() if isinstance(container, dict) else container
+            inner.extend(v for v in values if isinstance(v, dict | list))
+        level = inner
+    return bool(level)
 
 
 def loads(text: str | bytes) -> Any:
