@@ -5,9 +5,9 @@ from __future__ import annotations
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-from annotate.storable import MAX_JSON_DEPTH, too_deep
+from annotate.storable import TOO_DEEP, too_deep
 
-TOO_DEEP = f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels."
+MESSAGE = f"JSON parse error - {TOO_DEEP}."
 
 
 class JSONParser(parsers.JSONParser):
@@ -20,7 +20,7 @@ class JSONParser(parsers.JSONParser):
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
-            raise ParseError(TOO_DEEP) from None
+            raise ParseError(MESSAGE) from None
         if too_deep(data):
-            raise ParseError(TOO_DEEP)
+            raise ParseError(MESSAGE)
         return data
