@@ -7,6 +7,7 @@ import json
 from django import forms
 from django.conf import settings
 
+from . import storable
 from .importing import human_bytes
 from .kinds import LabelInputError, get_kind
 from .kinds.base import response_letter
@@ -117,15 +118,59 @@ SKIP_REASONS = [
 ]
 
 
+class PostRefused(LabelInputError):
+    """A post no page of ours sends: a field holds a NUL character (no keyboard types one, no
+    database stores one). Answered 400 with the form again, showing `values`, the fields as
+    sent less their NUL characters: nothing typed is lost."""
+
+    def __init__(self, errors: dict[str, str], values):
+        super().__init__(errors)
+        self.values = values
+
+
+def check_post(data, where: str = "form") -> None:
+    """Refuse (PostRefused) a post of the annotate page with a NUL character in any field:
+    the one check before a label, a skip reason or any other posted text is used. `where`:
+    the form whose message it is ("form", or "skip" for the skip form)."""
+    # A QueryDict (request.POST) may hold several values per name; a plain mapping, one.
+    lists = data.lists() if hasattr(data, "getlist") else ((k, [v]) for k, v in data.items())
+    bad = [name for name, values in lists if any("\x00" in str(v) for v in values)]
+    if not bad:
+        return
+    values = data.copy()
+    for name in bad:
+        if hasattr(values, "setlist"):
+            values.setlist(name, [v.replace("\x00", "") for v in data.getlist(name)])
+        else:
+            values[name] = str(data[name]).replace("\x00", "")
+    names = ", ".join(storable.printable(name) for name in bad)
+    message = (
+        f"Not saved: {names} held a NUL character (\\0), which cannot be stored. It is removed "
+        "below: check the text and send it again."
+    )
+    raise PostRefused({where: message}, values)
+
+
+def skip_reason_from_post(data) -> str:
+    """The skip reason the skip form posted: the reason chosen, with the details typed."""
+    check_post(data, "skip")
+    reason = data.get("reason", "").strip()
+    detail = data.get("reason_text", "").strip()
+    if reason == "other" or not reason:
+        return detail
+    return f"{reason}: {detail}" if detail else reason
+
+
 def label_from_post(kind: str, data, responses: list[dict], config: dict) -> dict:
     """The label the posted fields describe, in display terms (A is the response shown first).
 
-    Raises LabelInputError for fields that are missing or malformed; what is left to check
-    (ties allowed, offsets in range, ...) is the kind's job."""
+    Raises LabelInputError for fields that are missing or malformed (PostRefused for a post no
+    page sends); what is left to check (ties allowed, offsets in range, ...) is the kind's job."""
+    check_post(data)
     raw = (data.get("label_json") or "").strip()
     if raw:
         try:
-            label = json.loads(raw)
+            label = storable.loads(raw)
         except ValueError:
             raise LabelInputError({"form": "The label sent by the page is not JSON."}) from None
         if not isinstance(label, dict):

@@ -12,19 +12,24 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
 import orjson
 
+from . import storable
 from .kinds import KindError, clean_item, get_kind
 from .kinds.base import clean_message, type_name
+from .storable import MAX_JSON_DEPTH, TOO_DEEP, json_problem, printable, text_problem
 
 FORMATS = ("jsonl", "json", "csv")
 MAX_REPORTED_ERRORS = 1000
 MAX_RECORD_CHARS = 10 * 1024 * 1024
 CHUNK = 1 << 16
+# 19 digits or more: the only integers orjson may read as floats (64 bits hold 19 or 20).
+_LONG_NUMBER = re.compile(rb"\d{19}")
 OWN_KEYS = {"external_id", "id", "prompt", "responses", "metadata", "priority", "gold", "label"}
 # The optional per-side fields of a TRL row: the source's response ids and model names.
 TRL_SIDE_KEYS = {"chosen_id", "rejected_id", "chosen_model", "rejected_model"}
@@ -172,7 +177,11 @@ def _read_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, dict | RowError]]:
             continue
         try:
             record = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
+            if _LONG_NUMBER.search(raw):
+                # orjson reads an integer past 64 bits as a float, silently: read the row
+                # again exactly, for the row check to refuse such a number by name.
+                record = storable.loads(raw)
+        except (orjson.JSONDecodeError, json.JSONDecodeError) as exc:
             yield number, RowError(number, "", f"invalid JSON: {_json_reason(exc)}")
             continue
         yield number, record
@@ -182,6 +191,8 @@ def _json_reason(exc: Exception) -> str:
     message = str(exc)
     if "utf-8" in message.lower() or "surrogate" in message.lower():
         return "not valid UTF-8"
+    if "depth limit" in message:
+        return TOO_DEEP
     return message.split(": line")[0]
 
 
@@ -240,6 +251,9 @@ def _read_json_array(stream: IO[bytes]) -> Iterator[tuple[int, dict | RowError]]
                 raise FileRejected(
                     f"line {line + exc.lineno - 1}: invalid JSON: {exc.msg}"
                 ) from None
+            except RecursionError:
+                # Thousands of [ overflow the parser's stack: where the element ends is unknown.
+                raise FileRejected(f"line {line}: invalid JSON: {TOO_DEEP}") from None
         yield line, record
         line += buffer.count("\n", 0, end)
         buffer = buffer[end:]
@@ -320,7 +334,7 @@ def _csv_record(row: dict) -> dict:
 
 def _csv_json(value: str, column: str) -> Any:
     try:
-        return json.loads(value)
+        return storable.loads(value)
     except json.JSONDecodeError as exc:
         raise KindError(column, f"invalid JSON: {exc.msg}") from None
 
@@ -469,41 +483,27 @@ def _common_prefix(a: str, b: str) -> str:
 
 
 def _check_storable(record: dict) -> None:
-    """Refuse what no database stores alike: NUL characters (PostgreSQL text and jsonb) and
-    integers past 64 bits (orjson, which writes every row). One serialisation clears most rows;
-    only a suspect row is walked, to name the field at fault."""
+    """Refuse what no database stores alike (annotate.storable: NUL characters, lone
+    surrogates, integers past 64 bits, nesting past MAX_JSON_DEPTH). One serialisation clears
+    most rows: a row orjson writes, with no NUL in it and fewer brackets than the depth limit,
+    cannot fail the check; only another row is walked, to name the field at fault."""
     try:
-        if b"\\u0000" not in orjson.dumps(record):
-            return
+        data = orjson.dumps(record)
     except orjson.JSONEncodeError:
-        for key, value in record.items():
-            if _has_huge_int(value):
-                raise KindError(
-                    key, "holds a whole number too large to store (past 64 bits)"
-                ) from None
+        data = None
+    brackets = data.count(b"[") + data.count(b"{") if data is not None else MAX_JSON_DEPTH + 1
+    if brackets <= MAX_JSON_DEPTH and b"\\u0000" not in data:
+        return
     for key, value in record.items():
-        if _has_nul(value) or "\x00" in key:
-            raise KindError(key, "contains a NUL character (\\u0000), which cannot be stored")
-
-
-def _has_huge_int(value: Any) -> bool:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return not -(2**63) <= value < 2**64
-    if isinstance(value, dict):
-        return any(_has_huge_int(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_huge_int(v) for v in value)
-    return False
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any("\x00" in k or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        # Each problem named by the row's field it is in, like the kinds' errors.
+        if text_problem(key):
+            raise KindError(printable(key), "its name " + text_problem(key))
+        problem = json_problem(value, key, depth=1)
+        if problem:
+            where, why = problem
+            raise KindError(key, why if where == key else f"{where} {why}")
+    if data is None:
+        raise KindError("", "cannot be stored as JSON")
 
 
 def _external_id(record: dict) -> str:

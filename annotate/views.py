@@ -36,6 +36,7 @@ from .forms import (
     LabelInputError,
     MemberAddForm,
     MemberRoleForm,
+    PostRefused,
     ProjectCreateForm,
     form_field_for,
     kind_context,
@@ -43,6 +44,7 @@ from .forms import (
     label_summary,
     letter_of,
     post_from_label,
+    skip_reason_from_post,
 )
 from .kinds import get_kind
 from .models import ROLE_RANK, Annotation, Assignment, ImportJob, Kind, Membership, Project, Role
@@ -300,7 +302,7 @@ def annotate_submit(request, slug, pk):
             request_id=request.POST.get("request_id", "")[:100],
         )
     except LabelInputError as exc:
-        return _render_work(request, project, assignment, values=request.POST, errors=exc.errors)
+        return _form_again(request, project, assignment, exc)
     except AssignmentConflict as exc:
         return _next(request, project, notice=str(exc), level=messages.WARNING)
     except ServiceError as exc:
@@ -315,14 +317,10 @@ def annotate_submit(request, slug, pk):
 def annotate_skip(request, slug, pk):
     project = project_for_user(request.user, slug, Role.ANNOTATOR)
     assignment = _get_assignment_for_user(request, project, pk)
-    reason = request.POST.get("reason", "").strip()
-    detail = request.POST.get("reason_text", "").strip()
-    if reason == "other" or not reason:
-        reason = detail
-    elif detail:
-        reason = f"{reason}: {detail}"
     try:
-        assignment_skip(assignment=assignment, reason=reason)
+        assignment_skip(assignment=assignment, reason=skip_reason_from_post(request.POST))
+    except PostRefused as exc:
+        return _form_again(request, project, assignment, exc)
     except AssignmentConflict as exc:
         return _next(request, project, notice=str(exc), level=messages.WARNING)
     except ServiceError as exc:
@@ -350,7 +348,7 @@ def annotation_edit(request, slug, pk):
             label = label_from_post(project.kind, request.POST, responses, config)
             annotation_correct(annotation=annotation, label=label, annotator=request.user)
         except LabelInputError as exc:
-            errors = exc.errors
+            return _form_again(request, project, assignment, exc, editing=annotation)
         except ServiceError as exc:
             errors = {form_field_for(project.kind, exc.field, responses, config): str(exc)}
         else:
@@ -395,6 +393,16 @@ def _next(request, project: Project, notice: str = "", level: int = messages.SUC
     return response
 
 
+def _form_again(request, project: Project, assignment: Assignment, exc: LabelInputError, **kw):
+    """The form again with the posted fields and `exc`'s messages; a post no page sends
+    (PostRefused) is a 400, its fields shown less what could not be stored."""
+    refused = isinstance(exc, PostRefused)
+    values = exc.values if refused else request.POST
+    return _render_work(
+        request, project, assignment, values=values, errors=exc.errors, refused=refused, **kw
+    )
+
+
 def _render_work(
     request,
     project: Project,
@@ -405,6 +413,7 @@ def _render_work(
     notice: str = "",
     editing: Annotation | None = None,
     start_here: bool = False,
+    refused: bool = False,
 ):
     errors = dict(errors or {})
     if errors and "form" not in errors and "skip" not in errors:
@@ -427,7 +436,7 @@ def _render_work(
     template = "annotate/annotate.html"
     if request.htmx:
         template += "#work"
-    status = 200
+    status = 400 if refused else 200
     if errors and request.htmx:
         # htmx swaps a 422 too (the page's htmx-config): the form comes back with its errors.
         status = 422

@@ -6,6 +6,7 @@ from . import health
 
 handler400 = "config.errors.bad_request"
 handler404 = "config.errors.not_found"
+handler500 = "config.errors.server_error"
 
 urlpatterns = [
     path("", include("annotate.urls")),

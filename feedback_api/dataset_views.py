@@ -16,7 +16,6 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import APIException
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -26,8 +25,10 @@ from annotate.services import ServiceError
 
 from . import datasets
 from .datasets import FORMATS, formats_for_kind
+from .fields import NumberField, TextField
 from .models import DOWNLOADS, DatasetVersion
 from .pagination import IdCursorPagination
+from .parsers import JSONParser
 from .serializers import ErrorSerializer
 from .views import errors, invalid
 
@@ -41,7 +42,7 @@ class DatasetFiltersSerializer(serializers.Serializer):
         help_text="both = human, judge, imported; people_first = people's labels (human, imported) "
         "where an item has any, else the judges'.",
     )
-    min_agreement = serializers.FloatField(
+    min_agreement = NumberField(
         min_value=0, max_value=1, default=0.0, help_text="Leave out items whose labels agree less."
     )
     keep_single_label = serializers.BooleanField(
@@ -55,7 +56,7 @@ class DatasetFiltersSerializer(serializers.Serializer):
     )
     until = serializers.DateField(required=False, allow_null=True, help_text="Labels to this day.")
     annotators = serializers.ListField(
-        child=serializers.CharField(max_length=200),
+        child=TextField(max_length=200),
         default=list,
         max_length=1000,
         help_text="Only labels by these usernames or judge names (empty: everyone).",
@@ -63,9 +64,9 @@ class DatasetFiltersSerializer(serializers.Serializer):
 
 
 class DatasetSplitSerializer(serializers.Serializer):
-    test_fraction = serializers.FloatField(min_value=0, max_value=0.99, default=0.1)
+    test_fraction = NumberField(min_value=0, max_value=0.99, default=0.1)
     seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
-    by = serializers.CharField(
+    by = TextField(
         max_length=200,
         default="prompt",
         help_text='Group key of the split: "prompt" (its content hash: every item of one prompt '
@@ -75,7 +76,7 @@ class DatasetSplitSerializer(serializers.Serializer):
 
 class DatasetOptionsSerializer(serializers.Serializer):
     metadata_fields = serializers.ListField(
-        child=serializers.CharField(max_length=200),
+        child=TextField(max_length=200),
         default=list,
         max_length=100,
         help_text="Top-level metadata fields flattened into columns `metadata.<field>` (the "
@@ -91,10 +92,10 @@ class DatasetVersionCreateSerializer(serializers.Serializer):
 
 
 class DatasetFileSerializer(serializers.Serializer):
-    name = serializers.CharField()
+    name = TextField()
     bytes = serializers.IntegerField()
-    sha256 = serializers.CharField()
-    url = serializers.CharField(help_text="Download URL.")
+    sha256 = TextField()
+    url = TextField(help_text="Download URL.")
 
 
 @extend_schema_field({"type": "object", "additionalProperties": True})
@@ -104,7 +105,7 @@ class StatsField(serializers.JSONField):
 
 class DatasetVersionSerializer(serializers.ModelSerializer):
     number = serializers.IntegerField(read_only=True)
-    progress = serializers.FloatField(read_only=True, help_text="Share of items read, 0 to 1.")
+    progress = NumberField(read_only=True, help_text="Share of items read, 0 to 1.")
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     filters = DatasetFiltersSerializer(read_only=True)
     split = DatasetSplitSerializer(read_only=True)

@@ -4,14 +4,29 @@ parameter's name on bad input), a function applies them to the queryset."""
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.http import QueryDict
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from annotate.models import Annotation
+
+from .fields import TextField
 
 MAX_COUNT = 1_000_000
 
 
-class CreatedRangeSerializer(serializers.Serializer):
+class QuerySerializer(serializers.Serializer):
+    """Validates a query string as the schema states it: an empty value (`?source=`) is a
+    value, refused where the parameter's type refuses it; DRF reads a QueryDict as an HTML
+    form, where an empty field counts as absent."""
+
+    def __init__(self, *args, data=empty, **kwargs):
+        if isinstance(data, QueryDict):
+            data = data.dict()
+        super().__init__(*args, data=data, **kwargs)
+
+
+class CreatedRangeSerializer(QuerySerializer):
     created_after = serializers.DateTimeField(
         required=False, help_text="ISO 8601; rows created at or after this time"
     )
@@ -29,7 +44,7 @@ class CreatedRangeSerializer(serializers.Serializer):
 
 
 class ItemFilterSerializer(CreatedRangeSerializer):
-    external_id = serializers.CharField(required=False, max_length=255)
+    external_id = TextField(required=False, max_length=255)
     has_labels = serializers.BooleanField(
         required=False, allow_null=True, default=None, help_text="has any label, of any source"
     )
@@ -48,11 +63,11 @@ class ItemFilterSerializer(CreatedRangeSerializer):
 
 class AnnotationFilterSerializer(CreatedRangeSerializer):
     source = serializers.ChoiceField(choices=Annotation.Source.values, required=False)
-    annotator = serializers.CharField(
+    annotator = TextField(
         required=False, max_length=150, help_text="username of the human annotator"
     )
-    judge = serializers.CharField(required=False, max_length=100, help_text="judge name")
-    item = serializers.CharField(required=False, max_length=255, help_text="item external_id")
+    judge = TextField(required=False, max_length=100, help_text="judge name")
+    item = TextField(required=False, max_length=255, help_text="item external_id")
 
 
 def _created(queryset: QuerySet, data: dict) -> QuerySet:

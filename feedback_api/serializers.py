@@ -9,7 +9,10 @@ from rest_framework import serializers
 
 from annotate.importing import FORMATS
 from annotate.models import Annotation, ImportJob, Item, Kind, Membership, Project, Role
+from annotate.storable import json_problem
 from config import runtime
+
+from .fields import TextField
 
 MAX_BULK_ITEMS = 10_000
 
@@ -96,23 +99,12 @@ class ErrorSerializerExtension(OpenApiSerializerExtension):
 
 
 def storable_json(value, path: str = "") -> None:
-    """Reject text no database stores: NUL characters (PostgreSQL) and lone surrogates."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError(f"{path or 'value'}: contains a NUL character.")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise serializers.ValidationError(
-                f"{path or 'value'}: is not valid Unicode (a lone surrogate)."
-            ) from None
-    elif isinstance(value, dict):
-        for key, inner in value.items():
-            storable_json(key, f"{path}.{key}" if path else "key")
-            storable_json(inner, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for i, inner in enumerate(value):
-            storable_json(inner, f"{path}[{i}]")
+    """Reject what no database stores (annotate.storable): NUL characters, lone surrogates,
+    whole numbers past 64 bits, nesting past MAX_JSON_DEPTH."""
+    problem = json_problem(value, path)
+    if problem:
+        where, why = problem
+        raise serializers.ValidationError(f"{where or 'value'}: {why}")
 
 
 @extend_schema_field(PROMPT_SCHEMA)
@@ -158,7 +150,7 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 
 class ProjectCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
+    name = TextField(max_length=200)
     kind = serializers.ChoiceField(choices=Kind.choices)
     config = serializers.DictField(
         required=False,
@@ -166,9 +158,7 @@ class ProjectCreateSerializer(serializers.Serializer):
         validators=[storable_json],
         help_text="Kind settings; omitted keys take the kind's defaults.",
     )
-    guidelines = serializers.CharField(
-        required=False, allow_blank=True, default="", max_length=100_000
-    )
+    guidelines = TextField(required=False, allow_blank=True, default="", max_length=100_000)
     overlap = serializers.IntegerField(
         required=False, default=1, min_value=1, max_value=100, help_text="Human labels per item."
     )
@@ -180,7 +170,7 @@ class ProjectUpdateSerializer(serializers.Serializer):
         validators=[storable_json],
         help_text="The whole kind config; omitted keys take the kind's defaults.",
     )
-    guidelines = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
+    guidelines = TextField(required=False, allow_blank=True, max_length=100_000)
     overlap = serializers.IntegerField(required=False, min_value=1, max_value=100)
 
 
@@ -207,7 +197,7 @@ class ProjectStatsSerializer(serializers.Serializer):
 
 
 class MemberSerializer(serializers.ModelSerializer):
-    username = serializers.CharField(source="user.username")
+    username = TextField(source="user.username")
 
     class Meta:
         model = Membership
@@ -215,7 +205,7 @@ class MemberSerializer(serializers.ModelSerializer):
 
 
 class MemberAddSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
+    username = TextField(max_length=150)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.ANNOTATOR)
 
 
@@ -227,9 +217,9 @@ class MemberRoleSerializer(serializers.Serializer):
 
 
 class ResponseSerializer(serializers.Serializer):
-    id = serializers.CharField()
-    text = serializers.CharField()
-    model = serializers.CharField(required=False, allow_blank=True)
+    id = TextField()
+    text = TextField()
+    model = TextField(required=False, allow_blank=True)
 
 
 class ItemSerializer(serializers.ModelSerializer):
@@ -294,13 +284,13 @@ class ItemImportSerializer(serializers.Serializer):
 
 class RowErrorSerializer(serializers.Serializer):
     line = serializers.IntegerField(help_text="Line in the file; for a JSON body, item index + 1.")
-    field = serializers.CharField(allow_blank=True)
-    message = serializers.CharField()
+    field = TextField(allow_blank=True)
+    message = TextField()
 
 
 class ImportReportSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
-    summary = serializers.CharField()
+    summary = TextField()
     rows = serializers.IntegerField()
     created = serializers.IntegerField()
     duplicates = serializers.IntegerField()
@@ -315,7 +305,7 @@ class ImportReportSerializer(serializers.Serializer):
     labels_other_responses = serializers.IntegerField(
         help_text="Labels not kept: their item is already there with other responses."
     )
-    fatal = serializers.CharField(allow_blank=True)
+    fatal = TextField(allow_blank=True)
     errors = RowErrorSerializer(many=True)
 
 
@@ -359,9 +349,9 @@ class ImportJobSerializer(serializers.ModelSerializer):
 
 class AnnotationSerializer(serializers.ModelSerializer):
     item = serializers.IntegerField(source="item_id")
-    item_external_id = serializers.CharField(source="item.external_id")
-    annotator = serializers.CharField(source="annotator.username", allow_null=True, default=None)
-    judge = serializers.CharField(source="judge.name", allow_null=True, default=None)
+    item_external_id = TextField(source="item.external_id")
+    annotator = TextField(source="annotator.username", allow_null=True, default=None)
+    judge = TextField(source="judge.name", allow_null=True, default=None)
     label = serializers.DictField(help_text="Canonical label of the project's kind.")
     source = serializers.ChoiceField(choices=Annotation.Source.choices)
 
@@ -392,13 +382,13 @@ class AnnotationSerializer(serializers.ModelSerializer):
 
 
 class TokenObtainSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=4096, trim_whitespace=False)
+    username = TextField(max_length=150)
+    password = TextField(max_length=4096, trim_whitespace=False)
 
 
 class TokenSerializer(serializers.Serializer):
-    token = serializers.CharField(source="key", help_text="Send as `Authorization: Token <key>`.")
-    username = serializers.CharField(source="user.username")
+    token = TextField(source="key", help_text="Send as `Authorization: Token <key>`.")
+    username = TextField(source="user.username")
     created = serializers.DateTimeField()
 
 
@@ -409,10 +399,10 @@ class AssignmentSerializer(serializers.Serializer):
     """An item leased to you, with its responses in the order to show them."""
 
     id = serializers.IntegerField()
-    status = serializers.CharField()
-    kind = serializers.CharField(source="item.project.kind")
+    status = TextField()
+    kind = TextField(source="item.project.kind")
     item = serializers.IntegerField(source="item_id")
-    external_id = serializers.CharField(source="item.external_id")
+    external_id = TextField(source="item.external_id")
     prompt = PromptField(source="item.prompt")
     responses = serializers.SerializerMethodField(
         help_text="The item's responses in display order. For a pair, label the first shown as "
@@ -421,9 +411,7 @@ class AssignmentSerializer(serializers.Serializer):
     swapped = serializers.BooleanField(
         help_text="Pairwise: the item's second response is shown first."
     )
-    order = serializers.ListField(
-        child=serializers.CharField(), help_text="Response ids in display order."
-    )
+    order = serializers.ListField(child=TextField(), help_text="Response ids in display order.")
     expires_at = serializers.DateTimeField()
 
     @extend_schema_field(ResponseSerializer(many=True))
@@ -448,7 +436,7 @@ class AssignmentSubmitSerializer(serializers.Serializer):
     time_spent_ms = serializers.IntegerField(
         required=False, allow_null=True, default=None, min_value=0, max_value=2**31 - 1
     )
-    request_id = serializers.CharField(
+    request_id = TextField(
         required=False,
         allow_blank=True,
         default="",
@@ -458,4 +446,4 @@ class AssignmentSubmitSerializer(serializers.Serializer):
 
 
 class AssignmentSkipSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=500, help_text="Why you skip this item.")
+    reason = TextField(max_length=500, help_text="Why you skip this item.")

@@ -14,7 +14,6 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import Throttled
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,6 +22,7 @@ from annotate.services import ServiceError
 from config import lockout
 
 from . import services
+from .parsers import JSONParser
 from .serializers import TokenObtainSerializer, TokenSerializer
 from .views import errors, invalid
 

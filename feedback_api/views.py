@@ -16,7 +16,7 @@ from drf_spectacular.utils import (
 from rest_framework import status
 from rest_framework.decorators import api_view, parser_classes
 from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -36,6 +36,7 @@ from .filters import (
     filter_items,
 )
 from .pagination import IdCursorPagination
+from .parsers import JSONParser
 from .serializers import (
     AnnotationSerializer,
     AnnotatorProgressSerializer,

@@ -13,13 +13,13 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view, parser_classes
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.access import can, project_for_user
 from annotate.models import Judge, Project, Role
 from feedback_api.pagination import IdCursorPagination
+from feedback_api.parsers import JSONParser
 from feedback_api.views import ID, errors
 
 from . import calibration, selectors, services

@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotate.models import Item
+from feedback_api.filters import QuerySerializer
 
 from .models import RouteDecision, RoutingPolicy
 from .policies import POLICIES
@@ -180,7 +181,7 @@ class DecisionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DecisionFilterSerializer(serializers.Serializer):
+class DecisionFilterSerializer(QuerySerializer):
     route = serializers.ChoiceField(choices=Item.Route.choices, required=False)
 
 

@@ -580,3 +580,75 @@ def test_page_queries_do_not_grow_with_recent_labels(client, alice, monkeypatch)
 
     counts = [label_one_and_count() for _ in range(6)]
     assert counts == [counts[0]] * 6, counts
+
+
+# Input no page sends: a NUL character in a field, JSON nested too deeply ---------------------
+
+
+def _refused_for_a_nul(response, kept: str, testid: str = "error-all") -> None:
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert f'data-testid="{testid}"' in html and "NUL character" in html
+    # What was typed comes back, less the NUL: nothing is lost.
+    assert kept in html and "\x00" not in html
+
+
+def test_a_nul_in_the_pairwise_rationale_is_a_400_and_stores_nothing(client, alice, pairwise):
+    client.force_login(alice)
+    assignment = lease(client, pairwise)
+    data = {"choice": "A", "strength": "2", "rationale": "my care\x00ful words"}
+    _refused_for_a_nul(submit(client, pairwise, assignment, data), "my careful words")
+    # htmx swaps the form back in (422, as for every form error), with the same message.
+    response = submit(client, pairwise, assignment, data, **HTMX)
+    assert response.status_code == 422 and "NUL character" in response.content.decode()
+    assert not Annotation.objects.exists()
+    assignment.refresh_from_db()
+    assert assignment.status == Assignment.Status.LEASED
+
+
+def test_a_nul_in_the_skip_reason_is_a_400_and_skips_nothing(client, alice, pairwise):
+    client.force_login(alice)
+    assignment = lease(client, pairwise)
+    url = reverse("annotate:annotate-skip", args=[pairwise.slug, assignment.pk])
+    response = client.post(url, {"reason": "other", "reason_text": "too\x00 long"})
+    _refused_for_a_nul(response, "too long", testid="error-skip")
+    assignment.refresh_from_db()
+    assert assignment.status == Assignment.Status.LEASED and assignment.skip_reason == ""
+
+
+def test_a_nul_in_the_spans_missing_note_is_a_400_and_stores_nothing(client, alice, spans):
+    client.force_login(alice)
+    assignment = lease(client, spans)
+    data = {"spans_json": "[]", "action": "no_errors", "missing": "The popu\x00lation."}
+    _refused_for_a_nul(submit(client, spans, assignment, data), "The population.")
+    assert not Annotation.objects.exists()
+
+
+def test_a_nul_in_a_correction_is_a_400_and_keeps_the_label(client, alice, pairwise):
+    client.force_login(alice)
+    assignment = lease(client, pairwise)
+    submit(client, pairwise, assignment, {"choice": "A", "strength": "1"})
+    annotation = Annotation.objects.get()
+    before = annotation.label
+    edit_url = reverse("annotate:annotation-edit", args=[pairwise.slug, annotation.pk])
+    response = client.post(edit_url, {"choice": "B", "strength": "3", "rationale": "x\x00y"})
+    _refused_for_a_nul(response, "xy")
+    annotation.refresh_from_db()
+    assert annotation.label == before and annotation.updated_at is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"label_json": "[" * 100_000},
+        {"spans_json": "[" * 100_000},
+        {"spans_json": "[]", "action": "no_errors", "missing_format": "json",
+         "missing": "[" * 100_000},
+    ],
+)  # fmt: skip
+def test_a_json_bomb_in_a_page_field_is_a_form_error(client, alice, spans, data):
+    client.force_login(alice)
+    assignment = lease(client, spans)
+    response = submit(client, spans, assignment, data, **HTMX)
+    assert response.status_code == 422
+    assert not Annotation.objects.exists()

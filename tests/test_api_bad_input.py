@@ -4,12 +4,14 @@ and malformed query parameters, forged cursors. Each answer is a 4xx with a JSON
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
 from annotate import assignment as engine
-from annotate.models import Role
+from annotate.models import Project, Role
 
 from .factories import ItemFactory, MembershipFactory
 
@@ -182,3 +184,134 @@ def test_a_body_over_the_upload_limit_is_a_json_400_and_creates_nothing(setup, s
     assert response["Content-Type"] == "application/json"
     assert response.json() == {"detail": "Request body too large."}
     assert project.items.count() == before
+
+
+# JSON nested too deeply ---------------------------------------------------------------------
+BOMB = b"[" * 100_000  # 100 KB that overflowed the stack of Python's json module: a 500
+
+
+def _refused_as_too_deep(response) -> None:
+    assert response.status_code == 400, response.content[:300]
+    assert response["Content-Type"] == "application/json"
+    assert "nested deeper than 100 levels" in response.json()["detail"]
+
+
+def test_a_json_bomb_to_the_anonymous_token_endpoint_is_a_json_400(db):
+    response = APIClient().post("/api/v1/auth/token/", BOMB, content_type="application/json")
+    _refused_as_too_deep(response)
+
+
+@pytest.mark.parametrize(("method", "path"), WRITES)
+def test_a_json_bomb_is_a_json_400_on_every_json_endpoint(setup, method, path):
+    client, lease = setup
+    for body in (BOMB, b"[" * 101 + b"]" * 101):
+        response = getattr(client, method)(
+            path.format(lease=lease), body, content_type="application/json"
+        )
+        _refused_as_too_deep(response)
+
+
+def test_item_metadata_nested_300_levels_is_a_json_400_and_creates_nothing(setup, project):
+    client, _ = setup
+    deep = "[" * 300 + "]" * 300
+    body = '{"items": [{"prompt": "Q?", "responses": ["a", "b"], "metadata": {"x": DEEP}}]}'
+    body = body.replace("DEEP", deep)
+    before = project.items.count()
+    response = client.post(
+        "/api/v1/projects/alices-pairs/items/", body, content_type="application/json"
+    )
+    _refused_as_too_deep(response)
+    assert project.items.count() == before
+
+
+def test_metadata_nested_to_the_limit_is_stored(setup, project):
+    client, _ = setup
+    deep = [[]]
+    for _ in range(94):  # {"items": [{"metadata": {"x": ...}}]}: 100 levels in all
+        deep = [deep]
+    item = {"external_id": "deep", "prompt": "Q?", "responses": ["a", "b"], "metadata": {"x": deep}}
+    response = client.post("/api/v1/projects/alices-pairs/items/", {"items": [item]}, format="json")
+    assert response.status_code == 201, response.content[:300]
+    assert project.items.get(external_id="deep").metadata == {"x": deep}
+
+
+def test_an_unexpected_error_under_the_api_is_a_json_500(alice, project, monkeypatch):
+    def fail(project):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("feedback_api.views.selectors.project_stats", fail)
+    client = APIClient(raise_request_exception=False)
+    client.force_authenticate(alice)
+    response = client.get("/api/v1/projects/alices-pairs/stats/")
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Server error."}
+
+
+def test_an_unexpected_error_on_a_page_is_the_html_500(alice, project, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("annotate.views.project_for_user", fail)
+    client = Client(raise_request_exception=False)
+    client.force_login(alice)
+    response = client.get("/projects/alices-pairs/")
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith("text/html")
+
+
+# The schema and the behaviour agree ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter"),
+    [
+        ("/api/v1/projects/alices-pairs/items/", "external_id"),
+        ("/api/v1/projects/alices-pairs/annotations/", "source"),
+        ("/api/v1/projects/alices-pairs/annotations/", "item"),
+        ("/api/v1/projects/alices-pairs/annotations/", "annotator"),
+    ],
+)
+def test_an_empty_filter_is_refused_as_its_schema_says(setup, path, parameter):
+    client, _ = setup
+    response = client.get(path, {parameter: ""})
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert parameter in response.json()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("post", "/api/v1/projects/",
+         {"name": "N", "kind": "pairwise", "guidelines": 0}, "guidelines"),
+        ("post", "/api/v1/projects/", {"name": 0, "kind": "pairwise"}, "name"),
+        ("patch", "/api/v1/projects/alices-pairs/", {"guidelines": 0}, "guidelines"),
+        ("post", "/api/v1/projects/alices-pairs/datasets/",
+         {"format": "pairwise", "split": {"test_fraction": False}}, "split"),
+    ],
+)  # fmt: skip
+def test_a_number_for_text_or_a_boolean_for_a_number_is_refused(setup, method, path, body, field):
+    client, _ = setup
+    before = (Project.objects.values_list("guidelines", flat=True).first(), Project.objects.count())
+    response = getattr(client, method)(path, body, format="json")
+    assert response.status_code == 400
+    assert field in response.json()
+    after = (Project.objects.values_list("guidelines", flat=True).first(), Project.objects.count())
+    assert after == before
+
+
+def test_a_reason_of_separator_characters_is_blank_in_the_schema_too(setup, alice):
+    client, lease = setup
+    response = client.post(f"/api/v1/assignments/{lease}/skip/", {"reason": "\x1f"}, format="json")
+    assert response.status_code == 400
+    assert "reason" in response.json()
+    schema = client.get("/api/v1/schema/", {"format": "json"}).json()
+    reason = schema["components"]["schemas"]["AssignmentSkipRequest"]["properties"]["reason"]
+    # JSON Schema reads the pattern as ECMA 262, where \s lacks U+001C-U+001F and U+0085.
+    ecma = re.compile(reason["pattern"].replace(r"\s", ECMA_SPACE), re.ASCII)
+    assert not ecma.search("\x1f") and not ecma.search(" \x85\t")
+    assert ecma.search("too hard") and ecma.search("\ufeff")
+
+
+ECMA_SPACE = r"\t\n\v\f\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"

@@ -333,3 +333,29 @@ def test_annotator_cannot_see_import_jobs(job, project, charlie, client_for):
 @pytest.mark.parametrize("pk", [0, 999_999, 2**63])
 def test_no_such_job_is_404(project, alice, client_for, pk):
     assert client_for(alice).get(job_url(project.slug, pk)).status_code == 404
+
+
+NESTED = b"[" * 300 + b"]" * 300
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("items.json", rb'[{"prompt": "Q\ud800", "responses": ["a", "b"]}]', "lone surrogate"),
+        ("items.csv", b'prompt,response_1,response_2,gold\nQ,a,b,' + NESTED + b"\n", "nested"),
+        ("items.jsonl", b'{"prompt": "Q", "responses": ["a", "b"], "metadata": {"x": '
+         + NESTED + b"}}\n", "nested deeper than 100 levels"),
+    ],
+)  # fmt: skip
+def test_what_no_database_stores_is_a_json_400_and_imports_nothing(
+    project, alice, client_for, name, content, message
+):
+    response = client_for(alice).post(
+        url(project.slug), {"file": upload(content, name)}, format="multipart"
+    )
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert (body["ok"], body["created"], body["invalid"]) == (False, 0, 1)
+    assert message in body["errors"][0]["message"]
+    assert not Item.objects.exists()

@@ -966,3 +966,90 @@ def test_integer_past_64_bits_is_a_row_error_not_a_crash(project, where):
     assert (report.errors[0].line, report.errors[0].field) == (2, where)
     assert "too large" in report.errors[0].message
     assert not Item.objects.filter(project=project).exists()
+
+
+# What no database stores, and JSON nested too deeply: row errors, never a crash ----------------
+NESTED_300 = "[" * 300 + "]" * 300
+
+
+@pytest.mark.parametrize(
+    ("filename", "content"),
+    [
+        ("items.jsonl", '{"prompt": "Q?", "responses": ["a", "b"], "metadata": {"x": %s}}\n'),
+        ("items.json", '[{"prompt": "Q?", "responses": ["a", "b"], "metadata": {"x": %s}}]'),
+        ("items.csv", 'prompt,response_1,response_2,gold\nQ?,a,b,"{""x"": %s}"\n'),
+    ],
+)
+def test_metadata_nested_300_levels_is_a_row_error_and_imports_nothing(project, filename, content):
+    report = run_import(project, content.replace("%s", NESTED_300), filename=filename)
+    assert report.invalid == 1 and report.created == 0
+    assert "nested deeper than 100 levels" in report.errors[0].message
+    assert not Item.objects.filter(project=project).exists()
+
+
+def test_a_json_bomb_in_a_file_is_refused_and_imports_nothing(project):
+    report = run_import(project, "[" + row_json(1) + "," + "[" * 100_000, filename="items.json")
+    assert "nested deeper than 100 levels" in report.fatal
+    csv_content = 'prompt,response_1,response_2,label\nQ?,a,b,"' + "[" * 100_000 + '"\n'
+    report = run_import(project, csv_content, filename="items.csv", keep_labels=True)
+    assert errors(report) == [(2, "label")]
+    assert "nested deeper than 100 levels" in report.errors[0].message
+    assert not Item.objects.filter(project=project).exists()
+
+
+@pytest.mark.parametrize(
+    ("filename", "content", "field"),
+    [
+        ("items.json", r'[{"prompt": "Q\ud800", "responses": ["a", "b"]}]', "prompt"),
+        ("items.json", r'[{"prompt": "Q", "responses": ["a", "b"], "m\udfff": 1}]', r"m\udfff"),
+        (
+            "items.json",
+            r'[{"prompt": "Q", "responses": ["a"], "metadata": {"k": "\ud800"}}]',
+            "metadata",
+        ),
+        (
+            "items.csv",
+            'prompt,response_1,response_2,prompt_messages\nQ,a,b,"""\\ud800"""\n',
+            "prompt",
+        ),
+        (
+            "items.csv",
+            'prompt,response_1,response_2,gold\nQ,a,b,"{""choice"": ""\\udc00""}"\n',
+            "gold",
+        ),
+    ],
+)
+def test_a_lone_surrogate_is_a_row_error_and_imports_nothing(project, filename, content, field):
+    report = run_import(project, content, filename=filename)
+    assert report.invalid == 1 and report.created == 0
+    assert report.errors[0].field == field
+    assert "lone surrogate" in report.errors[0].message
+    assert not Item.objects.filter(project=project).exists()
+
+
+def test_invalid_utf8_bytes_refuse_the_file_and_import_nothing(project):
+    for filename in ("items.json", "items.csv"):
+        content = "prompt,response_1,response_2\nQ,a,b\n" if filename.endswith("csv") else "[]"
+        content = content.encode().replace(b"Q", b"Q\xed\xa0\x80").replace(b"[]", b'["\xff"]')
+        report = run_import(project, content, filename=filename)
+        assert "not valid UTF-8" in report.fatal
+    report = run_import(project, b'{"prompt": "Q\xed\xa0\x80", "responses": ["a", "b"]}\n')
+    assert report.errors[0].message == "invalid JSON: not valid UTF-8"
+    assert not Item.objects.filter(project=project).exists()
+
+
+def row_json(n: int) -> str:
+    return json.dumps(row(n))
+
+
+def test_a_whole_number_past_64_bits_in_jsonl_is_a_row_error_not_a_float(project):
+    content = '{"prompt": "Q?", "responses": ["a", "b"], "metadata": {"n": N}}\n'
+    content = content.replace("N", str(2**70))
+    report = run_import(project, content)
+    assert errors(report) == [(1, "metadata")]
+    assert "too large to store (past 64 bits)" in report.errors[0].message
+    assert not Item.objects.filter(project=project).exists()
+    # 19 and 20 digits that fit are kept exactly, and long digit runs in text stay text.
+    fits = jsonl(row(1, metadata={"low": -(2**63), "high": 2**64 - 1, "id": "1" * 30}))
+    assert run_import(project, fits).created == 1
+    assert stored(project)["q1"].metadata == {"low": -(2**63), "high": 2**64 - 1, "id": "1" * 30}

@@ -345,3 +345,9 @@ def test_the_report_holds_the_pages_numbers(alice, project, report_case, conform
     assert got == HAND
     assert body["curves"] == selectors.routing_report(project)["curves"]
     assert RoutingPolicy.objects.get(project=project).budget_labels == 2
+
+
+def test_an_empty_route_filter_is_refused_as_its_schema_says(alice, project):
+    response = api(alice).get(f"{BASE}/routing/decisions/", {"route": ""})
+    assert response.status_code == 400
+    assert "route" in response.json()

@@ -17,6 +17,7 @@ import json
 import unicodedata
 from typing import Any
 
+from .. import storable
 from .aggregate import majority_spans
 from .base import (
     Kind,
@@ -174,7 +175,7 @@ class Spans(Kind):
 
     def label_from_post(self, data, responses: list[dict], config: dict) -> dict:
         try:
-            spans = json.loads(data.get("spans_json") or "[]")
+            spans = storable.loads(data.get("spans_json") or "[]")
         except ValueError:
             spans = None
         if not isinstance(spans, list):
@@ -196,7 +197,7 @@ class Spans(Kind):
         # A structured note reopened on the page comes back as the JSON it was shown as.
         if data.get("missing_format") == "json" and missing.strip():
             try:
-                missing = json.loads(missing)
+                missing = storable.loads(missing)
             except ValueError as exc:
                 raise LabelInputError({"missing": f"This note must stay JSON: {exc}."}) from None
         return {"spans": spans, "missing": missing, "corrected": corrected}
