@@ -329,7 +329,28 @@ SPECTACULAR_SETTINGS = {
 if not DEBUG:
     SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", "1")
     CSRF_COOKIE_SECURE = envbool("SECURE_COOKIES", "1")
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+
+def proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """Django's SECURE_PROXY_SSL_HEADER from a header name (`X-Forwarded-Proto`): a request that
+    carries it with the value `https` came over HTTPS to the proxy. Empty: no such header."""
+    if not name:
+        return None
+    return ("HTTP_" + name.upper().replace("-", "_"), "https")
+
+
+# HTTPS behind a TLS proxy. The proxy must set (not pass on) this header: a client that can send
+# it to the app directly can claim HTTPS. Off with DEBUG on: runserver has no proxy in front.
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header(
+    os.getenv("SECURE_PROXY_SSL_HEADER", "" if DEBUG else "X-Forwarded-Proto").strip()
+)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "0")
+# The container healthcheck asks http://127.0.0.1:8000/health/ from inside: no redirect for it.
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+# HSTS: browsers remember to use HTTPS only for this many seconds. Hard to undo: start small.
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", "0")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "0")
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "0")
 
 LOGGING = {
     "version": 1,
