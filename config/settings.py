@@ -352,6 +352,12 @@ SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", "0")
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "0")
 SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "0")
 
+# /health/ (config/health.py): anyone gets a liveness answer (a database query); staff and
+# monitors sending `Authorization: Bearer <HEALTH_TOKEN>` get the broker and worker checks, whose
+# result (a worker ping waits up to a second) is kept this many seconds in the default cache.
+HEALTH_TOKEN = envsecret("HEALTH_TOKEN") or ""
+HEALTH_CACHE_SECONDS = envint("HEALTH_CACHE_SECONDS", "15")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
