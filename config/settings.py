@@ -306,6 +306,9 @@ REST_FRAMEWORK = {
 # Seconds a server process remembers an API token's user (0: look it up on every request). A
 # revoked token stops working at once in the process that revoked it, within this in the others.
 API_TOKEN_CACHE_SECONDS = envint("API_TOKEN_CACHE_SECONDS", "5")
+# The OpenAPI schema (/api/v1/schema/) and Swagger UI (/api/v1/docs/): for logged-in users only
+# unless this is on (feedback_api/docs.py).
+API_DOCS_PUBLIC = envbool("API_DOCS_PUBLIC", "0")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Prefhub API",
     "DESCRIPTION": "Preference data for aligning language models.",
