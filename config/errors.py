@@ -1,9 +1,11 @@
 """Error pages: the API answers in JSON, pages in HTML."""
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.defaults import bad_request as html_bad_request
 from django.views.defaults import page_not_found
+
+from annotate.importing import human_bytes
 
 
 def not_found(request, exception=None):
@@ -21,3 +23,17 @@ def bad_request(request, exception=None):
         reason = "Request body too large." if too_big else "Bad request."
         return JsonResponse({"detail": reason}, status=400)
     return html_bad_request(request, exception)
+
+
+def payload_too_large(request, limit: int, setting: str, *, length: int | None = None):
+    """413 for a body over its limit: declared `length` bytes, or files that passed `limit` as
+    they arrived. JSON under /api/, plain text elsewhere."""
+    size = f"{human_bytes(length)}, " if length is not None else ""
+    if setting == "IMPORT_MAX_BYTES":
+        rule = f"files of up to {human_bytes(limit)} can be uploaded ({setting})"
+    else:
+        rule = f"requests without a login may send up to {human_bytes(limit)} ({setting})"
+    message = f"Request body too large: {size}{rule}."
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": message}, status=413)
+    return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")

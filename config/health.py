@@ -26,10 +26,9 @@ from django.http import HttpResponse, JsonResponse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from rest_framework.exceptions import AuthenticationFailed
 
 from config.celery import app
-from feedback_api.authentication import CachedTokenAuthentication
+from feedback_api.authentication import token_user
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +72,11 @@ def _may_see_details(request) -> bool:
     try:
         if request.user.is_authenticated:
             return request.user.is_staff
-        found = CachedTokenAuthentication().authenticate(request)
-    except AuthenticationFailed:
-        return False
+        user = token_user(request)
     except DatabaseError:
         # Without a database nobody can be told apart: the liveness answer says "down".
         return False
-    return found is not None and found[0].is_staff
+    return user is not None and user.is_staff
 
 
 def _cached_celery_checks(details: bool) -> tuple[dict, dict, int]:

@@ -97,6 +97,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Before anything reads a body (CsrfViewMiddleware reads a POST's form): it knows the user.
+    "config.middleware.RequestSizeLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -215,6 +217,17 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", str(10 * 1024 * 1024))
 # Largest import file accepted (bytes), through every door: UI, API and CLI.
 IMPORT_MAX_BYTES = envint("IMPORT_MAX_BYTES", str(1024 * 1024 * 1024))
+# Request bodies (config/middleware.py): a request that declares a Content-Length over its limit
+# is refused (413) unread, and one whose files pass the limit as they arrive is refused before
+# more of them is written. With a login the files may hold IMPORT_MAX_BYTES (the body that plus
+# DATA_UPLOAD_MAX_MEMORY_SIZE of form fields); without one (a login form, a token request) the
+# whole body is small.
+ANONYMOUS_REQUEST_MAX_BYTES = envint("ANONYMOUS_REQUEST_MAX_BYTES", str(1024 * 1024))
+FILE_UPLOAD_HANDLERS = [
+    "config.middleware.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 # Uploads at least this large run as a Celery job; smaller ones are imported during the request.
 IMPORT_ASYNC_BYTES = envint("IMPORT_ASYNC_BYTES", str(2 * 1024 * 1024))
 IMPORT_BATCH_SIZE = envint("IMPORT_BATCH_SIZE", "2000")
