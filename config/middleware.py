@@ -37,7 +37,7 @@ class RequestSizeLimitMiddleware:
 
     Django reads a body only as far as its Content-Length, so a request that declares more than
     its limit is answered here unread. This must run before CsrfViewMiddleware's process_view,
-    which reads a POST's form: a 200 MB anonymous POST to /login/ was written to /tmp in full
+    which reads a POST's form: 176 MB of a 200 MB anonymous POST to /login/ were written to /tmp
     before its 403. The files of a multipart body within that length are counted as they arrive
     by UploadLimitHandler, which refuses the request once they pass the limit."""
 
