@@ -99,6 +99,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Before anything reads a body (CsrfViewMiddleware reads a POST's form): it knows the user.
+    "config.middleware.RequestSizeLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -239,6 +241,17 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", str(10 * 1024 * 1024))
 # Largest import file accepted (bytes), through every door: UI, API and CLI.
 IMPORT_MAX_BYTES = envint("IMPORT_MAX_BYTES", str(1024 * 1024 * 1024))
+# Request bodies (config/middleware.py): a request that declares a Content-Length over its limit
+# is refused (413) unread, and one whose files pass the limit as they arrive is refused before
+# more of them is written. With a login the files may hold IMPORT_MAX_BYTES (the body that plus
+# DATA_UPLOAD_MAX_MEMORY_SIZE of form fields); without one (a login form, a token request) the
+# whole body is small.
+ANONYMOUS_REQUEST_MAX_BYTES = envint("ANONYMOUS_REQUEST_MAX_BYTES", str(1024 * 1024))
+FILE_UPLOAD_HANDLERS = [
+    "config.middleware.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 # Uploads at least this large run as a Celery job; smaller ones are imported during the request.
 IMPORT_ASYNC_BYTES = envint("IMPORT_ASYNC_BYTES", str(2 * 1024 * 1024))
 IMPORT_BATCH_SIZE = envint("IMPORT_BATCH_SIZE", "2000")
@@ -347,6 +360,9 @@ API_THROTTLE_ANON_PER_MINUTE = envint("API_THROTTLE_ANON_PER_MINUTE", "120")
 # Seconds a server process remembers an API token's user (0: look it up on every request). A
 # revoked token stops working at once in the process that revoked it, within this in the others.
 API_TOKEN_CACHE_SECONDS = envint("API_TOKEN_CACHE_SECONDS", "5")
+# The OpenAPI schema (/api/v1/schema/) and Swagger UI (/api/v1/docs/): for logged-in users only
+# unless this is on (feedback_api/docs.py).
+API_DOCS_PUBLIC = envbool("API_DOCS_PUBLIC", "0")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Prefhub API",
     "DESCRIPTION": "Preference data for aligning language models.",
@@ -370,7 +386,34 @@ SPECTACULAR_SETTINGS = {
 if not DEBUG:
     SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", "1")
     CSRF_COOKIE_SECURE = envbool("SECURE_COOKIES", "1")
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+
+def proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """Django's SECURE_PROXY_SSL_HEADER from a header name (`X-Forwarded-Proto`): a request that
+    carries it with the value `https` came over HTTPS to the proxy. Empty: no such header."""
+    if not name:
+        return None
+    return ("HTTP_" + name.upper().replace("-", "_"), "https")
+
+
+# HTTPS behind a TLS proxy. The proxy must set (not pass on) this header: a client that can send
+# it to the app directly can claim HTTPS. Off with DEBUG on: runserver has no proxy in front.
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header(
+    os.getenv("SECURE_PROXY_SSL_HEADER", "" if DEBUG else "X-Forwarded-Proto").strip()
+)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "0")
+# The container healthcheck asks http://127.0.0.1:8000/health/ from inside: no redirect for it.
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+# HSTS: browsers remember to use HTTPS only for this many seconds. Hard to undo: start small.
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", "0")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "0")
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "0")
+
+# /health/ (config/health.py): anyone gets a liveness answer (a database query); staff and
+# monitors sending `Authorization: Bearer <HEALTH_TOKEN>` get the broker and worker checks, whose
+# result (a worker ping waits up to a second) is kept this many seconds in the default cache.
+HEALTH_TOKEN = envsecret("HEALTH_TOKEN") or ""
+HEALTH_CACHE_SECONDS = envint("HEALTH_CACHE_SECONDS", "15")
 
 LOGGING = {
     "version": 1,

@@ -19,6 +19,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import AuthenticationFailed
 
 # Plenty for the annotators of one server; past it the memory starts again.
 MAX_KEYS = 10_000
@@ -45,6 +46,16 @@ class CachedTokenAuthentication(TokenAuthentication):
             hit = (user, token)
         # A request may set attributes on its user: each gets its own copy.
         return copy.copy(hit[0]), hit[1]
+
+
+def token_user(request):
+    """The active user of the request's API token, outside DRF's views; None without a valid
+    one."""
+    try:
+        found = CachedTokenAuthentication().authenticate(request)
+    except AuthenticationFailed:
+        return None
+    return found[0] if found else None
 
 
 def forget_user(user_id: int) -> None:

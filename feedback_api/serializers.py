@@ -70,7 +70,8 @@ ITEM_RECORD_SCHEMA = {
 }
 ERROR_SCHEMA = {
     "type": "object",
-    "description": "`detail` for errors of the whole request (401, 403, 404, 405, 415, 429); for a "
+    "description": "`detail` for errors of the whole request (401, 403, 404, 405, 413, 415, 429); "
+    "for a "
     "400, each bad field or parameter names its messages (nested fields as objects), and "
     "`non_field_errors` holds the rest.",
     "properties": {"detail": {"type": "string"}},

@@ -64,6 +64,7 @@ ERROR_TEXT = {
     401: "No valid token or session.",
     403: "Your role in the project is too low for this.",
     404: "No such project or object, or not one of yours.",
+    413: "The body is over its size limit (IMPORT_MAX_BYTES for files; see README).",
     415: "The body must be JSON.",
     429: "Too many requests or failed logins: wait the seconds the Retry-After header says.",
 }
@@ -326,7 +327,7 @@ def item_detail(request, slug, pk):
             ImportJobSerializer, description="A large file: imported by a worker; poll `url`."
         ),
         400: IMPORT_ERRORS,
-        **errors(401, 403, 404, 415),
+        **errors(401, 403, 404, 413, 415),
     },
     description="Import items from a file. A file with any bad row imports nothing unless "
     "skip_invalid is set; re-imported external_ids are skipped and counted. A file of "

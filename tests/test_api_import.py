@@ -143,11 +143,13 @@ def test_whole_file_rejected_returns_400_with_fatal(project, alice, client_for):
     assert body["summary"].startswith("Nothing imported:")
 
 
-def test_file_over_the_size_limit(project, alice, client_for, settings):
+def test_file_over_the_size_limit_is_413(project, alice, client_for, settings):
     settings.IMPORT_MAX_BYTES = 50
     response = client_for(alice).post(url(project.slug), {"file": upload(GOOD)}, format="multipart")
-    assert response.status_code == 400
-    assert "over the size limit" in response.json()["fatal"]
+    assert response.status_code == 413
+    detail = response.json()["detail"]
+    assert "files of up to 50 bytes can be uploaded (IMPORT_MAX_BYTES)" in detail
+    assert not Item.objects.exists()
 
 
 def test_empty_file_returns_400(project, alice, client_for):
@@ -290,11 +292,11 @@ def test_file_just_under_the_async_size_is_imported_at_once(project, alice, clie
     assert not ImportJob.objects.exists()
 
 
-def test_large_file_over_the_size_limit_is_400(project, alice, client_for, settings, eager_jobs):
+def test_large_file_over_the_size_limit_is_413(project, alice, client_for, settings, eager_jobs):
     settings.IMPORT_ASYNC_BYTES, settings.IMPORT_MAX_BYTES = 10, 50
     response = client_for(alice).post(url(project.slug), {"file": upload(GOOD)}, format="multipart")
-    assert response.status_code == 400
-    assert "over the size limit" in response.json()["file"][0]
+    assert response.status_code == 413
+    assert "files of up to 50 bytes" in response.json()["detail"]
     assert not ImportJob.objects.exists()
 
 

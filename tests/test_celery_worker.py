@@ -166,6 +166,7 @@ def test_worker_runs_an_import_job(worker, transactional_db, media_root):
 
 def test_health_reports_the_worker(worker, transactional_db, client, settings):
     settings.DEBUG = True  # worker names are shown in debug only
+    client.force_login(UserFactory(username="sam", is_staff=True))
     body = client.get("/health/").json()
     assert body["status"] == "ok", f"{body}\n{worker.output()}"
     assert worker.name in body["worker"]["names"]

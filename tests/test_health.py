@@ -8,12 +8,16 @@ from unittest import mock
 import pytest
 import redis
 from django.conf import settings as django_settings
+from django.core.cache import cache
 from django.db import OperationalError, connections
 from kombu import pools as kombu_pools
+from rest_framework.authtoken.models import Token
 
 from config import health
 from config.celery import app, ping
 from config.settings import broker_transport_options
+
+from .factories import UserFactory
 
 
 @contextmanager
@@ -28,6 +32,8 @@ def isolated_broker(folder: Path, url: str | None = None):
         url, folder=folder, key_prefix=prefix
     )
     _drop_connections()
+    # A cached check of the previous broker must not answer for this one.
+    cache.delete(health.CACHE_KEY)
     # Celery reads the broker URL from the environment first, then from its settings.
     with mock.patch.dict(os.environ, {"CELERY_BROKER_URL": url}):
         app.conf.broker_url = url
@@ -40,6 +46,7 @@ def isolated_broker(folder: Path, url: str | None = None):
         finally:
             app.conf.broker_url, app.conf.broker_transport_options = saved
             _drop_connections()
+            cache.delete(health.CACHE_KEY)
             if url.startswith("redis://"):
                 _delete_redis_keys(url, prefix)
 
@@ -65,8 +72,108 @@ def no_worker(tmp_path, monkeypatch):
         yield
 
 
-def test_health_is_degraded_without_a_worker(client, db, no_worker):
+@pytest.fixture
+def staff(db):
+    return UserFactory(username="sam", is_staff=True)
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def pings(monkeypatch):
+    """Counts the worker pings /health/ sends (each answered by no worker, at once)."""
+    sent = []
+
+    def ping(**kwargs):
+        sent.append(kwargs)
+        return []
+
+    monkeypatch.setattr(app.control, "ping", ping)
+    return sent
+
+
+def test_anonymous_health_says_only_ok_and_pings_no_worker(client, db, no_worker, pings):
     response = client.get("/health/")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert pings == []
+
+
+def test_anonymous_health_is_down_when_the_database_is_unreachable(client, staff, db, pings):
+    refused = OperationalError("connection refused")
+    with mock.patch.object(connections["default"], "cursor", side_effect=refused):
+        response = client.get("/health/")
+    assert response.status_code == 503
+    assert response.json() == {"status": "down"}
+    # Staff cannot be told apart without the database: the same answer, not an error.
+    client.force_login(staff)
+    with mock.patch.object(connections["default"], "cursor", side_effect=refused):
+        response = client.get("/health/")
+    assert (response.status_code, response.json()) == (503, {"status": "down"})
+
+
+def test_anonymous_health_page_tells_nothing_either(client, db, pings):
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    page = client.get("/health/", HTTP_ACCEPT=browser).content.decode()
+    assert "<h1>Prefhub is ok</h1>" in page
+    assert "<tr>" not in page
+    assert pings == []
+
+
+def test_a_user_who_is_not_staff_gets_the_anonymous_answer(client, alice, no_worker, pings):
+    client.force_login(alice)
+    assert client.get("/health/").json() == {"status": "ok"}
+    key = Token.objects.create(user=alice).key
+    assert client.get("/health/", HTTP_AUTHORIZATION=f"Token {key}").json() == {"status": "ok"}
+    assert pings == []
+
+
+def test_a_wrong_token_gets_the_anonymous_answer(client, db, settings, pings):
+    settings.HEALTH_TOKEN = "monitor-secret"
+    for header in ("Bearer wrong", "Bearer ", "Token nonsense", "Basic bW9uaXRvcg=="):
+        response = client.get("/health/", HTTP_AUTHORIZATION=header)
+        assert response.json() == {"status": "ok"}, header
+    assert pings == []
+
+
+def test_staff_get_the_details(staff_client, no_worker):
+    response = staff_client.get("/health/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["database"]["vendor"] == "sqlite"
+    assert body["broker"]["transport"]
+    assert body["worker"]["answered"] == 0
+
+
+def test_a_staff_api_token_or_the_health_token_gets_the_details(client, staff, settings, no_worker):
+    key = Token.objects.create(user=staff).key
+    body = client.get("/health/", HTTP_AUTHORIZATION=f"Token {key}").json()
+    assert body["status"] == "degraded"
+    settings.HEALTH_TOKEN = "monitor-secret"
+    body = client.get("/health/", HTTP_AUTHORIZATION="Bearer monitor-secret").json()
+    assert body["status"] == "degraded"
+    assert body["worker"]["answered"] == 0
+
+
+def test_the_worker_ping_is_cached(staff_client, no_worker, pings, settings):
+    settings.HEALTH_CACHE_SECONDS = 30
+    first = staff_client.get("/health/").json()
+    second = staff_client.get("/health/").json()
+    assert len(pings) == 1
+    assert first["worker"] == second["worker"]
+    assert second["celery_checked_s_ago"] >= 0
+    cache.delete(health.CACHE_KEY)
+    staff_client.get("/health/")
+    assert len(pings) == 2
+
+
+def test_health_is_degraded_without_a_worker(staff_client, no_worker):
+    response = staff_client.get("/health/")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "degraded"
@@ -80,10 +187,10 @@ def test_health_is_degraded_without_a_worker(client, db, no_worker):
     }
 
 
-def test_health_is_down_when_the_broker_is_unreachable(client, db, tmp_path):
+def test_health_is_down_when_the_broker_is_unreachable(staff_client, tmp_path):
     # Port 1 is closed: the connection is refused at once.
     with isolated_broker(tmp_path, url="redis://127.0.0.1:1/0"):
-        response = client.get("/health/")
+        response = staff_client.get("/health/")
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "down"
@@ -92,10 +199,11 @@ def test_health_is_down_when_the_broker_is_unreachable(client, db, tmp_path):
     assert body["worker"]["ok"] is False
 
 
-def test_health_is_down_when_the_database_is_unreachable(client, db, no_worker):
+def test_health_is_down_when_the_database_is_unreachable(client, db, settings, no_worker):
+    settings.HEALTH_TOKEN = "monitor-secret"
     refused = OperationalError("connection refused")
     with mock.patch.object(connections["default"], "cursor", side_effect=refused):
-        response = client.get("/health/")
+        response = client.get("/health/", HTTP_AUTHORIZATION="Bearer monitor-secret")
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "down"
@@ -103,22 +211,23 @@ def test_health_is_down_when_the_database_is_unreachable(client, db, no_worker):
     assert body["broker"]["ok"] is True
 
 
-def test_health_shows_error_messages_only_in_debug(client, db, tmp_path, settings):
+def test_health_shows_error_messages_only_in_debug(staff_client, tmp_path, settings):
     settings.DEBUG = True
     with isolated_broker(tmp_path, url="redis://127.0.0.1:1/0"):
-        body = client.get("/health/").json()
+        body = staff_client.get("/health/").json()
     assert body["broker"]["error"].startswith("OperationalError: ")
     assert "127.0.0.1:1" in body["broker"]["error"]
 
 
-def test_health_is_a_page_for_browsers_and_json_for_others(client, db, no_worker):
+def test_health_is_a_page_for_browsers_and_json_for_others(staff_client, no_worker):
     browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-    page = client.get("/health/", HTTP_ACCEPT=browser)
+    page = staff_client.get("/health/", HTTP_ACCEPT=browser)
     assert page["Content-Type"].startswith("text/html")
     assert b"<h1>Prefhub is degraded</h1>" in page.content
     assert b"no worker answered" in page.content
-    assert client.get("/health/", HTTP_ACCEPT="*/*")["Content-Type"] == "application/json"
-    assert client.get("/health/?format=json", HTTP_ACCEPT=browser).json()["status"] == "degraded"
+    assert staff_client.get("/health/", HTTP_ACCEPT="*/*")["Content-Type"] == "application/json"
+    json_body = staff_client.get("/health/?format=json", HTTP_ACCEPT=browser).json()
+    assert json_body["status"] == "degraded"
 
 
 def test_health_is_not_cached_and_takes_only_get(client, db, no_worker):

@@ -354,9 +354,8 @@ def test_reupload_with_labels_for_existing_adds_the_labels(as_user, alice, proje
 def test_file_over_the_size_limit_is_refused(as_user, alice, project, media, settings):
     settings.IMPORT_MAX_BYTES = 50
     response = post_import(as_user(alice), project, GOOD)
-    assert response.status_code == 200
-    assert "over the size limit" in response.context["form"].errors["file"][0]
-    assert b"over the size limit of 50" in response.content
+    assert response.status_code == 413
+    assert b"files of up to 50 bytes can be uploaded (IMPORT_MAX_BYTES)" in response.content
     assert not Item.objects.exists()
     assert not ImportJob.objects.exists()
 
