@@ -208,6 +208,7 @@ AXES_COOLOFF_TIME = timedelta(seconds=envint("LOGIN_COOLOFF_SECONDS", "900"))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_CLIENT_IP_CALLABLE = "config.lockout.client_ip"
 AXES_LOCKOUT_CALLABLE = "config.lockout.lockout_response"
+AXES_VERBOSE = False  # its start-up banner on every manage.py command and worker
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "annotate:project-list"
