@@ -12,7 +12,6 @@ import csv
 import hashlib
 import io
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
@@ -29,7 +28,10 @@ MAX_REPORTED_ERRORS = 1000
 MAX_RECORD_CHARS = 10 * 1024 * 1024
 CHUNK = 1 << 16
 # 19 digits or more: the only integers orjson may read as floats (64 bits hold 19 or 20).
-_LONG_NUMBER = re.compile(rb"\d{19}")
+# Found as one substring test on the line with every digit mapped to "0" and the rest to " ":
+# the regex \d{19} cost 16 µs a 1.7 KB line, 2.5 s of a 100,000-item import's 11.
+_DIGITS_ONLY = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+_LONG_NUMBER = b"0" * 19
 OWN_KEYS = {"external_id", "id", "prompt", "responses", "metadata", "priority", "gold", "label"}
 # The optional per-side fields of a TRL row: the source's response ids and model names.
 TRL_SIDE_KEYS = {"chosen_id", "rejected_id", "chosen_model", "rejected_model"}
@@ -177,7 +179,7 @@ def _read_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, dict | RowError]]:
             continue
         try:
             record = orjson.loads(raw)
-            if _LONG_NUMBER.search(raw):
+            if _LONG_NUMBER in raw.translate(_DIGITS_ONLY):
                 # orjson reads an integer past 64 bits as a float, silently: read the row
                 # again exactly, for the row check to refuse such a number by name.
                 record = storable.loads(raw)
