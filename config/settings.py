@@ -369,6 +369,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Preference data for aligning language models.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "feedback_api.docs.throttled_responses",
+    ],
     "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI served from our own static files: the docs page works offline.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -25,3 +25,25 @@ def swagger(request, *args, **kwargs):
     if not settings.API_DOCS_PUBLIC and not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     return _swagger(request, *args, **kwargs)
+
+
+def throttled_responses(result, generator, request, public):
+    """drf-spectacular post-processing: every operation can answer 429 (the API's throttles,
+    feedback_api.throttling, apply to every view), so each one documents it with Retry-After."""
+    from .views import ERROR_TEXT
+
+    response = {
+        "description": ERROR_TEXT[429],
+        "headers": {
+            "Retry-After": {
+                "schema": {"type": "integer"},
+                "description": "Seconds to wait before trying again.",
+            }
+        },
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    for path in result.get("paths", {}).values():
+        for method, operation in path.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                operation.setdefault("responses", {})["429"] = response
+    return result

@@ -233,3 +233,22 @@ def test_an_annotator_labelling_through_the_api_is_not_throttled(project, annota
         assert submitted.status_code == 201, submitted.content
     codes = [client.get("/api/v1/projects/").status_code for _ in range(301)]
     assert codes.count(429) == 1 and codes[-1] == 429
+
+
+def test_the_schema_documents_429_with_retry_after_on_every_operation(alice):
+    """Every API view is throttled, so every operation says it can answer 429."""
+    client = APIClient()
+    client.force_authenticate(alice)
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/json").json()
+    operations = [
+        (path, method, operation)
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if method in ("get", "post", "put", "patch", "delete")
+    ]
+    assert len(operations) > 40
+    for path, method, operation in operations:
+        answer = operation["responses"].get("429")
+        assert answer, f"{method.upper()} {path} does not document 429"
+        assert "Retry-After" in answer["headers"]
+        assert answer["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
