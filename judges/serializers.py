@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotate.models import Judge
+from feedback_api.fields import NumberField, TextField
 from feedback_api.serializers import storable_json
 
 from .models import JudgeRun, Judgment, Verdict
@@ -77,19 +78,19 @@ class JudgeWriteSerializer(serializers.Serializer):
     """The settings to set: any subset when changing a judge; `name` (and `model_name` for an
     endpoint) when creating one. Ranges and cross-field rules are the service's."""
 
-    name = serializers.CharField(max_length=100, required=False)
+    name = TextField(max_length=100, required=False)
     backend = serializers.ChoiceField(choices=Judge.Backend.choices, required=False)
-    model_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    base_url = serializers.CharField(max_length=500, required=False, allow_blank=True)
-    api_key_env = serializers.CharField(
+    model_name = TextField(max_length=200, required=False, allow_blank=True)
+    base_url = TextField(max_length=500, required=False, allow_blank=True)
+    api_key_env = TextField(
         max_length=100,
         required=False,
         allow_blank=True,
         help_text="The NAME of the workers' environment variable with the key, never the key.",
     )
-    temperature = serializers.FloatField(required=False)
+    temperature = NumberField(required=False)
     max_tokens = serializers.IntegerField(required=False)
-    timeout_s = serializers.FloatField(required=False)
+    timeout_s = NumberField(required=False)
     structured_output = serializers.ChoiceField(
         choices=Judge.StructuredOutput.choices, required=False
     )
@@ -100,13 +101,13 @@ class JudgeWriteSerializer(serializers.Serializer):
     price_out_per_mtok = serializers.DecimalField(required=False, **MONEY)
     budget_usd = serializers.DecimalField(required=False, **MONEY)
     passes = serializers.IntegerField(required=False, allow_null=True)
-    system_prompt = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
-    prompt_template = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    system_prompt = TextField(required=False, allow_blank=True, trim_whitespace=False)
+    prompt_template = TextField(required=False, allow_blank=True, trim_whitespace=False)
     use_reference = serializers.BooleanField(required=False)
     reward_model_id = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=ID_MAX
     )
-    tie_margin = serializers.FloatField(required=False)
+    tie_margin = NumberField(required=False)
     members = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=ID_MAX),
         required=False,
@@ -122,7 +123,7 @@ class JudgeWriteSerializer(serializers.Serializer):
 
 
 class PreviewRequestSerializer(serializers.Serializer):
-    item = serializers.CharField(
+    item = TextField(
         required=False, allow_blank=True, help_text="An item's external id; empty: the first."
     )
 
@@ -159,7 +160,7 @@ class RunCreateSerializer(serializers.Serializer):
     )
     selection = serializers.ChoiceField(choices=JudgeRun.Selection.choices)
     external_ids = serializers.ListField(
-        child=serializers.CharField(max_length=255), required=False, default=list
+        child=TextField(max_length=255), required=False, default=list
     )
     limit = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=ID_MAX)
     metadata_filter = serializers.JSONField(

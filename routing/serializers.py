@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotate.models import Item
+from feedback_api.fields import NumberField
 from feedback_api.filters import QuerySerializer
 
 from .models import RouteDecision, RoutingPolicy
@@ -101,7 +102,7 @@ class RoutingWriteSerializer(serializers.Serializer):
 
     policy = serializers.ChoiceField(choices=RoutingPolicy.Name.choices, required=False)
     params = serializers.DictField(
-        child=serializers.FloatField(),
+        child=NumberField(),
         required=False,
         help_text='The policy\'s parameters: random {"fraction"}; confidence and learned '
         '{"max_margin", "min_jury_agreement"}. Omitted ones take their defaults.',
@@ -116,10 +117,8 @@ class RoutingWriteSerializer(serializers.Serializer):
     budget_labels = serializers.IntegerField(
         required=False, allow_null=True, max_value=INT_MAX, help_text="null: no cap."
     )
-    budget_share = serializers.FloatField(
-        required=False, allow_null=True, help_text="0 to 1; null: no cap."
-    )
-    audit_share = serializers.FloatField(required=False)
+    budget_share = NumberField(required=False, allow_null=True, help_text="0 to 1; null: no cap.")
+    audit_share = NumberField(required=False)
     seed = serializers.IntegerField(required=False)
 
 

@@ -351,3 +351,23 @@ def test_another_projects_run_is_404(alice, project, bob_project):
     assert _call(alice, "post", f"{BASE}/judge-runs/{other.pk}/cancel/").status_code == 404
     other.refresh_from_db()
     assert other.status == "pending"
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"name": 7, "model_name": "m"}, "name"),
+        ({"name": "j", "model_name": 4}, "model_name"),
+        ({"name": "j", "model_name": "m", "temperature": False}, "temperature"),
+        ({"name": "j", "model_name": "m", "system_prompt": 0}, "system_prompt"),
+    ],
+)
+def test_judge_settings_take_what_the_schema_says_no_more(alice, project, body, field):
+    """A number is not a name or a prompt, a boolean not a temperature: DRF would take them
+    (as "7", 0.0): a 400 naming the field, and no judge is made."""
+    from annotate.models import Judge
+
+    response = api(alice).post(f"{BASE}/judges/", body, format="json")
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not Judge.objects.filter(project=project).exists()

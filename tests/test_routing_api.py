@@ -351,3 +351,19 @@ def test_an_empty_route_filter_is_refused_as_its_schema_says(alice, project):
     response = api(alice).get(f"{BASE}/routing/decisions/", {"route": ""})
     assert response.status_code == 400
     assert "route" in response.json()
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"policy": "random", "audit_share": True}, "audit_share"),
+        ({"policy": "random", "budget_share": False}, "budget_share"),
+    ],
+)
+def test_the_settings_take_what_the_schema_says_no_more(alice, project, judge, body, field):
+    """A boolean is not a share (DRF would take it as 0 or 1): a 400 naming the field, and the
+    settings stay as they were."""
+    response = api(alice).put(f"{BASE}/routing/", body, format="json")
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not RoutingPolicy.objects.filter(project=project).exists()
