@@ -31,12 +31,6 @@ sys.path.insert(0, str(ROOT))
 CHROMIUM = os.getenv("PREFHUB_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PASSWORD = "bench password 1"
-# #work shows an assignment and annotate.js has set its form up (tests/browser/conftest.py).
-READY = """() => {
-  const work = document.querySelector('[data-testid="work"]');
-  const form = document.getElementById("annotate-form");
-  return !!(work && work.dataset.assignment && form && form.dataset.shownAt);
-}"""
 
 
 def cases() -> dict[str, list[str]]:
@@ -114,7 +108,9 @@ def load(browser, base_url: str, project, username: str) -> float:
     started = time.perf_counter()
     response = page.goto(f"/projects/{project.slug}/annotate/")
     assert response.status == 200, response.status
-    page.wait_for_function(READY)
+    from tests.browser.conftest import wait_for_work  # the browser tests' own "ready"
+
+    wait_for_work(page)
     page.get_by_test_id("choice-A").check()
     seconds = time.perf_counter() - started
     context.close()
